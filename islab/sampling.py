@@ -1,0 +1,85 @@
+"""Importance-sampling distributions and the unbiased weighted sampler (SPEC section 1).
+
+A sampler draws index i with probability p_i, with replacement; the step uses the weight
+1 / (N p_i), so E[w_i grad f_i] = (1/N) sum_i grad f_i: the estimate is unbiased for any p
+that is positive wherever a gradient can be non-zero.  Distributions are float64 numpy
+vectors that sum to 1; the sampler moves one copy to the device.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DISTRIBUTIONS = ("uniform", "proportional", "partially_biased", "smoothed")
+
+
+def _normalise(w) -> np.ndarray:
+    w = np.asarray(w, dtype=np.float64)
+    assert np.all(np.isfinite(w)) and np.all(w >= 0), "sampling weights must be finite and >= 0"
+    total = w.sum()
+    assert total > 0, "sampling weights must not all be zero"
+    return w / total
+
+
+def uniform_probs(n: int) -> np.ndarray:
+    return np.full(n, 1.0 / n)
+
+
+def proportional_probs(score, floor: float = 0.0) -> np.ndarray:
+    """p_i proportional to max(score_i, 0) + floor (floor > 0 keeps every p_i positive)."""
+    return _normalise(np.maximum(np.asarray(score, dtype=np.float64), 0.0) + floor)
+
+
+def partially_biased_probs(bound) -> np.ndarray:
+    """Needell et al.: p_i = 1/(2N) + G_i / (2 sum_j G_j)."""
+    g = np.asarray(bound, dtype=np.float64)
+    return 0.5 / len(g) + 0.5 * _normalise(g)
+
+
+def smoothed_probs(score, gamma: float = 0.1) -> np.ndarray:
+    """DR-IS online: p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s) (SPEC section 5)."""
+    s = np.asarray(score, dtype=np.float64)
+    assert gamma >= 0, "gamma must be >= 0"
+    c = gamma * s.mean()
+    if c == 0:  # all-zero score (or gamma = 0 and some zeros): fall back to a tiny floor
+        c = 1e-12
+    return _normalise(s + c)
+
+
+def importance_weights(p, idx) -> np.ndarray:
+    """w = 1 / (N p_idx): the reweighting that makes the sampled gradient unbiased."""
+    p = np.asarray(p, dtype=np.float64)
+    return 1.0 / (len(p) * p[np.asarray(idx)])
+
+
+def mass_on(p, mask) -> float:
+    """Probability mass a distribution puts on a set (e.g. the corrupted examples; Theorem 2)."""
+    return float(np.asarray(p, dtype=np.float64)[np.asarray(mask, dtype=bool)].sum())
+
+
+def effective_sample_size(p) -> float:
+    """1 / sum p_i^2 as a fraction of N: 1 for uniform, small for a peaked distribution."""
+    p = np.asarray(p, dtype=np.float64)
+    return float(1.0 / np.square(p).sum() / len(p))
+
+
+class WeightedSampler:
+    """Draws minibatches i.i.d. from p (with replacement) and returns their 1/(N p) weights.
+
+    Lives on the device: one torch.multinomial and a gather per batch.
+    """
+
+    def __init__(self, p, device="cpu"):
+        import torch
+
+        p = np.asarray(p, dtype=np.float64)
+        assert abs(p.sum() - 1.0) < 1e-6 and np.all(p >= 0), "p must be a distribution"
+        self.n = len(p)
+        self.p = torch.as_tensor(p, dtype=torch.float64, device=device)
+        # weights in float32 for the loss; computed in float64 first to keep tiny p exact
+        self.weight = (1.0 / (self.n * self.p.clamp(min=1e-300))).float()
+
+    def draw(self, batch_size: int, generator):
+        import torch
+
+        idx = torch.multinomial(self.p, batch_size, replacement=True, generator=generator)
+        return idx, self.weight[idx]

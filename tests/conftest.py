@@ -1,0 +1,15 @@
+"""Test set-up: make islab importable from the repository root and keep torch on few threads."""
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+try:
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+except ImportError:
+    pass
