@@ -83,3 +83,30 @@ class WeightedSampler:
 
         idx = torch.multinomial(self.p, batch_size, replacement=True, generator=generator)
         return idx, self.weight[idx]
+
+
+def keep_top_fraction(score, alpha: float, rng: np.random.Generator | None = None,
+                      beta: float = 0.0) -> np.ndarray:
+    """Static selection (SPEC section 4): the round(alpha*N) ids with the highest score,
+    of which a fraction beta is instead drawn uniformly from the rest (uniform mix, paper D.6).
+
+    Ties are broken by the lower id.  Returns sorted ids.  alpha in (0, 1], beta in [0, 1].
+    """
+    from islab.noise import top_indices
+
+    score = np.asarray(score, dtype=np.float64)
+    n = len(score)
+    assert 0 < alpha <= 1 and 0 <= beta <= 1, "alpha in (0, 1], beta in [0, 1]"
+    m = max(1, int(round(alpha * n)))
+    n_uniform = int(round(beta * m))
+    top = top_indices(score, m - n_uniform)
+    if n_uniform == 0:
+        return top
+    assert rng is not None, "a uniform mix needs a generator"
+    rest = np.setdiff1d(np.arange(n), top)
+    return np.sort(np.concatenate([top, rng.choice(rest, size=n_uniform, replace=False)]))
+
+
+def random_subset(n: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
+    """The Random baseline: round(alpha*N) ids drawn uniformly without replacement."""
+    return np.sort(rng.choice(n, size=max(1, int(round(alpha * n))), replace=False))

@@ -150,3 +150,23 @@ def forgetting_from_sequence(correct) -> np.ndarray:
     if never.any():
         ev[never] = (ev[~never].max() if (~never).any() else 0.0) + 1.0
     return ev
+
+
+# ---------------------------------------------------------------- method scores from an ensemble
+
+# Each static/online method's per-example score, computed from one cached proxy run.
+# Convention: high = keep / sample more.  AUM is "high = confidently learned", so the AUM
+# method keeps the highest margins (SPEC section 4).
+ENSEMBLE_SCORES = ("dris", "consensus", "el2n", "gradnorm", "forgetting", "aum", "loss")
+
+
+def ensemble_score(ens, name: str, ddof: int = 0) -> np.ndarray:
+    """One (N,) score from a ProxyEnsemble (islab.proxies): rank statistics use the snapshot
+    losses; the others average the per-proxy statistic over proxies."""
+    if name == "dris":
+        return rank_variance(normalised_ranks(ens["loss"]), ddof=ddof)
+    if name == "consensus":
+        return consensus_rank(normalised_ranks(ens["loss"]))
+    if name in ("el2n", "gradnorm", "forgetting", "aum", "loss"):
+        return np.asarray(ens[name], dtype=np.float64).mean(axis=0)
+    raise ValueError(f"unknown score {name!r}; choose from {', '.join(ENSEMBLE_SCORES)}")

@@ -1,0 +1,194 @@
+"""What the deep-learning scripts share: presets, argument groups, and the set-up steps
+dataset -> noisy labels -> proxy ensemble, so each script only composes them.
+
+Presets hold the protocol of each data set (SPEC section 7); every value stays overridable
+on the command line, and `--help` shows the flag, its unit and the digits default.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from islab import cli
+from islab.data import DATASETS, DataMissing, load_dataset
+from islab.models import MODELS
+from islab.train import TrainConfig, pick_device
+
+# Protocols.  cifar10/cifar100 follow the DR-IS paper (SPEC 3, 7): proxies trained E_p = 40
+# epochs, scored at E_s = 20; SGD momentum 0.9, wd 5e-4, cosine, batch 128.  digits is our
+# CPU-sized stand-in: small models, short schedules, same structure.
+PRESETS = {
+    "digits": dict(dataset="digits", target="cnn_wide", proxies="cnn,mlp,resnet20",
+                   attacker="cnn", epochs=30, proxy_epochs=20, snapshot_epoch=10,
+                   batch_size=64, lr=0.05, weight_decay=5e-4),
+    "cifar10": dict(dataset="cifar10", target="vgg19_bn",
+                    proxies="resnet20,mobilenetv2_x0_5,shufflenetv2_x0_5", attacker="resnet20",
+                    epochs=160, proxy_epochs=40, snapshot_epoch=20, batch_size=128, lr=0.1,
+                    weight_decay=5e-4),
+    "cifar100": dict(dataset="cifar100", target="resnet18",
+                     proxies="resnet20,mobilenetv2_x0_5,shufflenetv2_x0_5", attacker="resnet20",
+                     epochs=160, proxy_epochs=40, snapshot_epoch=20, batch_size=128, lr=0.1,
+                     weight_decay=5e-4),
+}
+# Proxy-diversity presets of the DR-IS ablation (K1, K2, K3 in the paper); digits analogues.
+PROXY_SETS = {
+    "cifar": {"K1": "resnet20,resnet20,resnet20", "K2": "mobilenetv2_x0_5,mobilenetv2_x0_5,mobilenetv2_x0_5",
+              "K3": "resnet20,mobilenetv2_x0_5,shufflenetv2_x0_5"},
+    "digits": {"K1": "cnn,cnn,cnn", "K2": "mlp,mlp,mlp", "K3": "cnn,mlp,resnet20"},
+}
+
+
+def add_common_args(p, default_name_hint: str = "") -> None:
+    """Data, model, schedule, device and run-folder flags shared by the DL scripts."""
+    g = p.add_argument_group("data and protocol")
+    g.add_argument("--preset", default="digits", choices=sorted(PRESETS),
+                   help="protocol preset; explicit flags below override its values")
+    g.add_argument("--dataset", choices=DATASETS, help="data set (default: the preset's)")
+    g.add_argument("--data-dir", default="data", help="folder holding torchvision data sets")
+    g.add_argument("--download", action="store_true", help="download the data set if missing")
+    g.add_argument("--train-size", type=cli.positive_int,
+                   help="keep a seeded subset of this many training examples (default: all)")
+    g = p.add_argument_group("training")
+    g.add_argument("--target", help="target model name (default: the preset's)")
+    g.add_argument("--epochs", type=cli.positive_int, help="target budget in epochs of ceil(N/b) steps")
+    g.add_argument("--batch-size", type=cli.positive_int, help="examples per SGD step")
+    g.add_argument("--lr", type=cli.positive_float, help="peak learning rate (cosine to 0)")
+    g.add_argument("--weight-decay", type=cli.nonnegative_float, help="L2 coefficient")
+    g.add_argument("--momentum", type=cli.unit_interval, default=0.9, help="SGD momentum")
+    g.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g = p.add_argument_group("proxies")
+    g.add_argument("--proxies", help="comma list of proxy models (default: the preset's)")
+    g.add_argument("--proxy-epochs", type=cli.positive_int, help="E_p: proxy training epochs")
+    g.add_argument("--snapshot-epoch", type=cli.positive_int, help="E_s: epoch the scores are taken at")
+    g.add_argument("--attacker", help="model trained on clean labels for targeted noise")
+    g.add_argument("--cache-dir", default="results/cache", help="proxy/attacker cache folder")
+    g = p.add_argument_group("run")
+    g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds")
+    g.add_argument("--noise-seed", type=int, default=0, help="seed of the label-noise draw")
+    g.add_argument("--results-root", default=None, help="where run folders go (default: repo results/)")
+    g.add_argument("--name", default=None, help=f"run folder name (default: from the parameters{default_name_hint})")
+    g.add_argument("--resume", action="store_true", help="continue an existing run folder, skipping finished jobs")
+    g.add_argument("--quiet", action="store_true", help="log to log.txt only")
+    g.add_argument("--progress", action="store_true", help="tqdm progress bar per epoch")
+
+
+def resolve(args) -> None:
+    """Fill unset flags from the preset and validate names; errors exit 2 with one line."""
+    preset = PRESETS[args.preset]
+    for k, v in preset.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    args.proxy_list = parse_list(args.proxies)
+    args.seed_list = parse_ints(args.seeds, "seeds")
+    for m in [args.target, args.attacker, *args.proxy_list]:
+        if m not in MODELS:
+            cli.fail(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
+    if args.snapshot_epoch > args.proxy_epochs:
+        cli.fail(f"--snapshot-epoch {args.snapshot_epoch} exceeds --proxy-epochs {args.proxy_epochs}")
+    try:
+        args.torch_device = pick_device(args.device)
+    except ValueError as e:
+        cli.fail(str(e))
+
+
+def parse_list(text: str) -> list[str]:
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(t) for t in parse_list(text)]
+    except ValueError:
+        cli.fail(f"--{what} must be a comma list of integers, got {text!r}")
+
+
+def parse_rates(text: str) -> list[float]:
+    out = []
+    for t in parse_list(text):
+        try:
+            out.append(cli.rate(t))
+        except Exception as e:  # argparse.ArgumentTypeError
+            cli.fail(str(e))
+    return out
+
+
+def open_dataset(args):
+    """Load the data set on the device, or exit 2 with how to get it."""
+    try:
+        return load_dataset(args.dataset, data_dir=args.data_dir, download=args.download,
+                            device=args.torch_device, train_size=args.train_size, seed=0)
+    except DataMissing as e:
+        cli.fail(str(e))
+
+
+def target_config(args, **over) -> TrainConfig:
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       momentum=args.momentum, weight_decay=args.weight_decay,
+                       amp=not args.no_amp, compile=args.compile, **over)
+
+
+def proxy_config(args) -> TrainConfig:
+    return replace(target_config(args), epochs=args.proxy_epochs)
+
+
+def results_root(args, family: str):
+    from pathlib import Path
+
+    from islab.runs import RESULTS_ROOT
+
+    return Path(args.results_root) if args.results_root else RESULTS_ROOT / family
+
+
+# ---------------------------------------------------------------- noise configurations
+
+
+def parse_noise_configs(text: str) -> list[tuple[str, float]]:
+    """'clean,uniform:0.1,targeted:0.25' -> [('none', 0.0), ('uniform', 0.1), ('targeted', 0.25)].
+
+    Exits 2 with one line on an unknown kind or a rate outside [0, 1)."""
+    from islab.noise import MULTICLASS_KINDS
+
+    out = []
+    for item in parse_list(text):
+        if item in ("clean", "none"):
+            out.append(("none", 0.0))
+            continue
+        kind, _, r = item.partition(":")
+        if kind not in MULTICLASS_KINDS:
+            cli.fail(f"unknown noise kind {kind!r}; choose from clean, {', '.join(MULTICLASS_KINDS[1:])}")
+        if not r:
+            cli.fail(f"noise config {item!r} needs a rate, e.g. {kind}:0.1")
+        out.append((kind, parse_rates(r)[0]))
+    if not out:
+        cli.fail("no noise configuration given")
+    return out
+
+
+def noise_tag(kind: str, rate: float) -> str:
+    return "clean" if kind == "none" or rate == 0 else f"{kind}{rate:g}"
+
+
+def configuration(args, ds, kind: str, rate: float, run=None, need_proxies: bool = True, proxy_names=None,
+                  proxy_seeds=None):
+    """Noise, then proxies, for one (dataset, noise kind, rate, noise seed) configuration.
+
+    Returns (labels, mask, clean, ensemble or None).  The labels, clean labels and mask are saved
+    in the run folder (labels-<tag>.npz); the proxy run comes from the shared cache.
+    """
+    from islab.proxies import noisy_labels, proxy_ensemble
+
+    log = run.log if run is not None else None
+    cfg = proxy_config(args)
+    labels, mask, clean = noisy_labels(ds, kind, rate, args.noise_seed, attacker_model=args.attacker,
+                                       attacker_cfg=cfg, cache_dir=args.cache_dir, log=log)
+    if run is not None:
+        run.save_arrays(f"labels-{noise_tag(kind, rate)}.npz", noisy=labels, clean=clean, corrupt=mask)
+    ens = None
+    if need_proxies:
+        names = proxy_names or args.proxy_list
+        # proxy k gets seed 1000 + k (+ the noise seed): independent of the target seeds
+        seeds = proxy_seeds or [1000 + k + 100 * args.noise_seed for k in range(len(names))]
+        ens = proxy_ensemble(ds, labels, names, seeds, cfg, args.snapshot_epoch, cache_dir=args.cache_dir,
+                             log=log, progress=args.progress)
+    return labels, mask, clean, ens

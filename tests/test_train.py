@@ -1,0 +1,146 @@
+"""The trainer and the proxy cache on the bundled digits data (CPU, a few seconds each)."""
+import numpy as np
+import pytest
+import torch
+
+from islab import proxies, sampling
+from islab.data import load_dataset
+from islab.train import Sampling, TrainConfig, per_example_stats, train
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return load_dataset("digits")
+
+
+def small_cfg(**kw):
+    base = dict(epochs=2, batch_size=64, lr=0.05, weight_decay=5e-4)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_cnn_learns_digits(ds):
+    res = train("cnn", ds, ds.train.y.numpy(), small_cfg(epochs=4), seed=0)
+    assert not res.diverged
+    assert res.test_acc >= 90.0, res.history
+    assert len(res.history) == 4
+
+
+def test_same_seed_same_numbers_other_seed_differs(ds):
+    y = ds.train.y.numpy()
+    a = train("mlp", ds, y, small_cfg(), seed=1)
+    b = train("mlp", ds, y, small_cfg(), seed=1)
+    c = train("mlp", ds, y, small_cfg(), seed=2)
+    key = lambda r: [(h["train_loss"], h["test_acc"]) for h in r.history]  # noqa: E731
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+
+
+def test_subset_mode_draws_only_kept_ids_with_full_step_budget(ds):
+    n = len(ds.train)
+    keep = np.arange(0, n, 5)
+    res = train("linear", ds, ds.train.y.numpy(), small_cfg(epochs=3, track_presentations=True), seed=0,
+                sampling=Sampling(mode="subset", subset=keep))
+    counts = np.isnan(res.aum)  # NaN = never presented
+    assert counts[keep].sum() == 0 and counts.sum() == n - len(keep)
+    # step parity: 3 epochs of ceil(N/b) steps over a 1/5 subset ~ 15 passes over it
+    presented = ~counts
+    assert presented.sum() == len(keep)
+
+
+def test_weighted_mode_refresh_and_mass_on_corrupted(ds):
+    n = len(ds.train)
+    mask = np.zeros(n, dtype=bool)
+    mask[:100] = True
+    calls = []
+
+    def refresh(model, epoch):
+        calls.append(epoch)
+        w = np.ones(n)
+        w[mask] = 3.0
+        return w / w.sum()
+
+    res = train("linear", ds, ds.train.y.numpy(), small_cfg(epochs=4), seed=0, corrupt_mask=mask,
+                sampling=Sampling(mode="weighted", refresh=refresh, refresh_every=2))
+    assert calls == [0, 2]
+    expect = 300 / (300 + n - 100)
+    assert all(h["mass_corrupt"] == pytest.approx(expect) for h in res.history)
+    drawn = np.mean([h["drawn_corrupt"] for h in res.history])
+    assert abs(drawn - expect) < 0.05
+
+
+def test_divergence_is_recorded_not_hidden(ds):
+    res = train("mlp", ds, ds.train.y.numpy(), small_cfg(epochs=3, lr=1e8), seed=0)
+    assert res.diverged and res.diverged_epoch == len(res.history)
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(ds, tmp_path):
+    y = ds.train.y.numpy()
+    cfg = small_cfg(epochs=3, track_presentations=True)
+    full = train("cnn", ds, y, cfg, seed=0)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(msg):
+        if "epoch 2/" in msg:
+            raise Stop
+
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(Stop):
+        train("cnn", ds, y, cfg, seed=0, checkpoint=ck, log=stop_after_two)
+    resumed = train("cnn", ds, y, cfg, seed=0, checkpoint=ck)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    np.testing.assert_array_equal(resumed.forgetting, full.forgetting)
+
+
+def test_per_example_stats_match_autograd(ds):
+    torch.manual_seed(0)
+    from islab.models import build_model, last_linear
+
+    model = build_model("mlp", ds.num_classes, ds.input_shape)
+    x, y = ds.train.x[:5], ds.train.y[:5]
+    st = per_example_stats(model, ds, x, y, small_cfg())
+    from islab.data import prepare_batch
+
+    lin = last_linear(model)
+    for i in range(5):
+        model.zero_grad()
+        logits = model(prepare_batch(ds, x[i:i + 1], train=False))
+        loss = torch.nn.functional.cross_entropy(logits, y[i:i + 1])
+        loss.backward()
+        g = torch.cat([lin.weight.grad.flatten(), lin.bias.grad])
+        assert st["gradnorm"][i] == pytest.approx(g.norm().item(), rel=1e-4)
+        assert st["loss"][i] == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_proxy_cache_hit_key_and_truncation(ds, tmp_path):
+    y = ds.train.y.numpy()
+    cfg = small_cfg(epochs=2)
+    logs = []
+    a = proxies.proxy_ensemble(ds, y, ["linear"], [0], cfg, 1, cache_dir=tmp_path, log=logs.append)
+    b = proxies.proxy_ensemble(ds, y, ["linear"], [0], cfg, 1, cache_dir=tmp_path, log=logs.append)
+    assert "cached" in logs[-1]
+    for s in proxies.STAT_NAMES:
+        np.testing.assert_array_equal(a[s], b[s])
+    # other labels -> other key -> trained again
+    y2 = y.copy()
+    y2[0] = (y2[0] + 1) % 10
+    proxies.proxy_ensemble(ds, y2, ["linear"], [0], cfg, 1, cache_dir=tmp_path, log=logs.append)
+    assert "trained" in logs[-1]
+    # a truncated file is rebuilt, never trusted
+    f = sorted(tmp_path.glob("*.npz"))[0]
+    f.write_bytes(f.read_bytes()[:100])
+    c = proxies.proxy_ensemble(ds, y, ["linear"], [0], cfg, 1, cache_dir=tmp_path, log=logs.append)
+    assert "trained" in logs[-1]
+    np.testing.assert_array_equal(a["loss"], c["loss"])
+
+
+def test_noisy_labels_are_shared_and_exact(ds, tmp_path):
+    a = proxies.noisy_labels(ds, "uniform", 0.1, noise_seed=0)
+    b = proxies.noisy_labels(ds, "uniform", 0.1, noise_seed=0)
+    assert np.array_equal(a[0], b[0]) and a[1].sum() == round(0.1 * len(ds.train))
+    t, mask, clean = proxies.noisy_labels(ds, "targeted", 0.1, 0, attacker_model="linear",
+                                          attacker_cfg=small_cfg(epochs=1), cache_dir=tmp_path)
+    assert mask.sum() == round(0.1 * len(ds.train)) and np.all(t[mask] != clean[mask])
+    assert sampling.mass_on(np.full(len(mask), 1 / len(mask)), mask) == pytest.approx(mask.mean())
