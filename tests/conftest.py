@@ -10,6 +10,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 try:
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # One thread: the suite runs many small ops, where a second thread only adds contention.
+    torch.set_num_threads(1)
 except ImportError:
     pass

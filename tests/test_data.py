@@ -1,0 +1,301 @@
+"""Tests of islab.data: the dataset registry, on-disk loaders (with tiny fake files) and the batch pipeline."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from islab.data import (DATASETS, DIGITS_MEAN, DIGITS_STD, DataMissing, Dataset, Split, load_dataset,
+                        normalise, prepare_batch, random_crop_flip, split_indices, subset)
+from islab.seeding import numpy_rng
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- digits
+
+DIGITS_CLASS_COUNTS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]   # sklearn's 1797 digits
+
+
+def test_digits_shapes_dtypes_and_range():
+    ds = load_dataset("digits")
+    assert ds.train.x.shape == (1437, 1, 8, 8) and ds.test.x.shape == (360, 1, 8, 8)
+    assert ds.train.x.dtype == torch.uint8 and ds.train.y.dtype == torch.int64
+    assert int(ds.train.x.max()) == 255 and int(ds.train.x.min()) == 0
+    # 0..16 maps to round(v * 255 / 16): exactly 17 grey levels, 8 -> 127.5 -> 128
+    levels = torch.unique(torch.cat([ds.train.x.flatten(), ds.test.x.flatten()])).tolist()
+    assert levels == [int(np.rint(v * 255 / 16)) for v in range(17)]
+    assert (ds.num_classes, ds.input_shape, ds.augment) == (10, (1, 8, 8), "none")
+    assert len(ds.train) == 1437 and len(ds.test) == 360
+
+
+def test_digits_split_is_fixed_stratified_and_seed_independent():
+    a, b = load_dataset("digits", seed=0), load_dataset("digits", seed=123)
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.train.y, b.train.y)
+    assert torch.equal(a.test.x, b.test.x) and torch.equal(a.test.y, b.test.y)
+    train_counts = torch.bincount(a.train.y, minlength=10).numpy()
+    test_counts = torch.bincount(a.test.y, minlength=10).numpy()
+    assert (train_counts + test_counts).tolist() == DIGITS_CLASS_COUNTS
+    # stratified: every class's test share is within one example of 20 %
+    assert np.all(np.abs(test_counts - 0.2 * np.array(DIGITS_CLASS_COUNTS)) < 1.0)
+
+
+def test_digits_normalisation_constants_are_the_training_split_statistics():
+    x = load_dataset("digits").train.x.double() / 255
+    assert abs(x.mean().item() - DIGITS_MEAN[0]) < 1e-4
+    assert abs(x.std(unbiased=False).item() - DIGITS_STD[0]) < 1e-4
+
+
+def test_train_size_is_a_seeded_subset_and_leaves_test_alone():
+    full = load_dataset("digits")
+    a = load_dataset("digits", train_size=100, seed=1)
+    b = load_dataset("digits", train_size=100, seed=1)
+    c = load_dataset("digits", train_size=100, seed=2)
+    assert len(a.train) == 100 and torch.equal(a.train.x, b.train.x) and torch.equal(a.train.y, b.train.y)
+    assert not torch.equal(a.train.x, c.train.x)
+    keep, _ = split_indices(1437, 1337, numpy_rng(1, "data"))
+    assert torch.equal(a.train.x, full.train.x[keep]) and torch.equal(a.train.y, full.train.y[keep])
+    assert torch.equal(a.test.x, full.test.x)
+    with pytest.raises(ValueError, match="exceeds"):
+        load_dataset("digits", train_size=5000)
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(ValueError) as err:
+        load_dataset("imagenet")
+    assert all(name in str(err.value) for name in DATASETS)
+
+
+# ----------------------------------------------------------------------------- random_crop_flip
+
+def encoded_images(n, c=3, h=8, w=8):
+    """x[n, c, i, j] = 1 + 70 c + 8 i + j: every pixel says where it came from; 0 is padding."""
+    i = torch.arange(h)[:, None]
+    j = torch.arange(w)[None, :]
+    img = torch.stack([1 + 70 * ch + 8 * i + j for ch in range(c)])
+    return img.to(torch.uint8).expand(n, c, h, w).clone()
+
+
+def candidate_crops(img, pad):
+    """Reference, by loops: every (dy, dx, flip) crop of one zero-padded (C, H, W) image."""
+    c, h, w = img.shape
+    padded = torch.zeros(c, h + 2 * pad, w + 2 * pad, dtype=img.dtype)
+    padded[:, pad:pad + h, pad:pad + w] = img
+    out = {}
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            window = padded[:, dy:dy + h, dx:dx + w]
+            out[(dy, dx, False)] = window
+            out[(dy, dx, True)] = window.flip(-1)
+    return out
+
+
+def test_crop_flip_keeps_shape_dtype_and_is_seeded():
+    x = torch.randint(0, 256, (32, 3, 32, 32), generator=gen(0), dtype=torch.uint8)
+    out = random_crop_flip(x, gen(5))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    assert torch.equal(out, random_crop_flip(x, gen(5)))
+    assert not torch.equal(out, random_crop_flip(x, gen(6)))
+    assert torch.equal(x, torch.randint(0, 256, (32, 3, 32, 32), generator=gen(0), dtype=torch.uint8))
+
+
+def test_crop_flip_with_pad_zero_only_flips():
+    x = torch.randint(0, 256, (64, 3, 6, 7), generator=gen(1), dtype=torch.uint8)
+    out = random_crop_flip(x, gen(2), pad=0)
+    same = (out == x).flatten(1).all(1)
+    mirrored = (out == x.flip(-1)).flatten(1).all(1)
+    assert torch.all(same | mirrored)
+    assert 10 < int(mirrored.sum()) < 54   # both outcomes happen (fair coin, 64 draws)
+
+
+def test_crop_flip_matches_the_loop_reference_per_example():
+    pad, n = 4, 200
+    x = encoded_images(n)
+    out = random_crop_flip(x, gen(3), pad=pad)
+    crops = candidate_crops(x[0], pad)
+    drawn = []
+    for k in range(n):
+        match = [key for key, window in crops.items() if torch.equal(out[k], window)]
+        assert match, f"example {k} is not a shifted window (or mirror) of its padded image"
+        drawn.append(match[0])
+    # per-example offsets and flips, covering the whole range [0, 2 * pad]
+    assert len(set(drawn)) > 50
+    assert {d[0] for d in drawn} == set(range(2 * pad + 1))
+    assert {d[1] for d in drawn} == set(range(2 * pad + 1))
+    assert {d[2] for d in drawn} == {False, True}
+
+
+def test_crop_flip_rows_are_contiguous_windows_of_the_padded_row():
+    # column code only: value = 1 + j, so each output row must read (0-padded) consecutive columns
+    pad, w = 4, 10
+    x = (1 + torch.arange(w)).to(torch.uint8).expand(16, 1, 5, w).clone()
+    out = random_crop_flip(x, gen(4), pad=pad).long()
+    padded_row = torch.cat([torch.zeros(pad), 1 + torch.arange(w), torch.zeros(pad)]).long()
+    windows = padded_row.unfold(0, w, 1)                         # (2 pad + 1, w)
+    windows = torch.cat([windows, windows.flip(-1)])
+    for k in range(16):
+        rows = out[k, 0]
+        nonzero_rows = rows[rows.any(1)]
+        assert len(nonzero_rows) >= 5 - pad   # rows of real pixels exist
+        assert torch.all(nonzero_rows == nonzero_rows[0])     # one column window for all rows
+        assert (windows == nonzero_rows[0]).all(1).any()
+
+
+# ----------------------------------------------------------------------------- normalise, prepare_batch
+
+def test_normalise_known_answers():
+    x = torch.tensor([0, 255], dtype=torch.uint8).view(1, 1, 1, 2)
+    out = normalise(x, (0.5,), (0.25,))
+    assert out.dtype == torch.float32
+    assert out.flatten().tolist() == [-2.0, 2.0]
+    # per channel: channel 0 -> (x/255 - 0)/1, channel 1 -> (x/255 - 1)/0.5; (C, H, W) input too
+    x = torch.full((2, 1, 1), 51, dtype=torch.uint8)
+    out = normalise(x, (0.0, 1.0), (1.0, 0.5))
+    assert torch.allclose(out.flatten(), torch.tensor([0.2, -1.6]))
+    assert x.dtype == torch.uint8 and int(x[0, 0, 0]) == 51   # input untouched
+    with pytest.raises(AssertionError, match="uint8"):
+        normalise(x.float(), (0.0, 1.0), (1.0, 0.5))
+
+
+def test_prepare_batch_augments_only_training_batches_of_crop_flip_sets():
+    ds = load_dataset("fake_cifar", train_size=64)
+    x = ds.train.x[:16]
+    plain = normalise(x, ds.mean, ds.std)
+    assert torch.equal(prepare_batch(ds, x, train=False), plain)
+    assert torch.equal(prepare_batch(ds, x, train=True, generator=gen(9)),
+                       normalise(random_crop_flip(x, gen(9)), ds.mean, ds.std))
+    assert not torch.equal(prepare_batch(ds, x, train=True, generator=gen(9)), plain)
+    with pytest.raises(AssertionError, match="generator"):
+        prepare_batch(ds, x, train=True)
+    digits = load_dataset("digits", train_size=20)
+    assert torch.equal(prepare_batch(digits, digits.train.x, train=True, generator=gen(0)),
+                       normalise(digits.train.x, digits.mean, digits.std))
+
+
+# ----------------------------------------------------------------------------- on-disk loaders
+
+def write_fake_cifar(root, per_file, cifar100=False, seed=0):
+    """Tiny CIFAR files in torchvision's on-disk pickle format; returns the true (x, y) per split."""
+    rng = np.random.default_rng(seed)
+    folder = root / ("cifar-100-python" if cifar100 else "cifar-10-batches-py")
+    folder.mkdir(parents=True)
+    names = ["train"] if cifar100 else [f"data_batch_{b}" for b in range(1, 6)]
+    classes = 100 if cifar100 else 10
+    truth = {"train": ([], []), "test": ([], [])}
+    for split, files in (("train", names), ("test", ["test" if cifar100 else "test_batch"])):
+        for name in files:
+            x = rng.integers(0, 256, (per_file, 3, 32, 32), dtype=np.uint8)
+            y = rng.integers(0, classes, per_file).tolist()
+            # the CIFAR layout: one row per image, 1024 red then 1024 green then 1024 blue, row-major
+            entry = {"data": x.reshape(per_file, 3072), "filenames": [f"{i}.png" for i in range(per_file)]}
+            if cifar100:
+                entry.update(fine_labels=y, coarse_labels=[v // 5 for v in y])
+            else:
+                entry.update(labels=y, batch_label=name)
+            with open(folder / name, "wb") as f:
+                pickle.dump(entry, f)
+            truth[split][0].append(x)
+            truth[split][1].extend(y)
+    meta_name, key = ("meta", "fine_label_names") if cifar100 else ("batches.meta", "label_names")
+    with open(folder / meta_name, "wb") as f:
+        pickle.dump({key: [f"class{i}" for i in range(classes)]}, f)
+    return {s: (np.concatenate(xs), np.array(ys)) for s, (xs, ys) in truth.items()}
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_fake_cifar_files_round_trip_through_torchvision(tmp_path, name):
+    truth = write_fake_cifar(tmp_path, per_file=3, cifar100=(name == "cifar100"))
+    ds = load_dataset(name, data_dir=tmp_path)
+    n_train = 3 if name == "cifar100" else 15
+    assert ds.train.x.shape == (n_train, 3, 32, 32) and ds.test.x.shape == (3, 3, 32, 32)
+    assert ds.train.x.dtype == torch.uint8 and ds.train.y.dtype == torch.int64
+    assert ds.train.x.is_contiguous()
+    for split, (x, y) in ((ds.train, truth["train"]), (ds.test, truth["test"])):
+        assert np.array_equal(split.x.numpy(), x) and split.y.tolist() == y.tolist()
+    assert ds.augment == "crop_flip" and ds.num_classes == (100 if name == "cifar100" else 10)
+    # files already present: download=True must not try the network (or an md5) and load the same
+    again = load_dataset(name, data_dir=tmp_path, download=True)
+    assert torch.equal(again.train.x, ds.train.x)
+
+
+def test_missing_cifar_raises_data_missing_naming_folder_and_flag(tmp_path):
+    with pytest.raises(DataMissing) as err:
+        load_dataset("cifar10", data_dir=tmp_path)
+    message = str(err.value)
+    assert "--download" in message and str(tmp_path / "cifar-10-batches-py") in message
+    assert isinstance(err.value, FileNotFoundError)
+    with pytest.raises(DataMissing, match="--download"):
+        load_dataset("cifar100", data_dir=tmp_path)
+
+
+def write_idx(path, array):
+    """An MNIST idx file: 0, 0, dtype code 8 (uint8), ndim; then each dim big-endian int32; then data."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_fake_mnist_files_round_trip_and_missing_folder(tmp_path):
+    with pytest.raises(DataMissing, match="--download"):
+        load_dataset("mnist", data_dir=tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    truth = {}
+    for prefix, n in (("train", 7), ("t10k", 4)):
+        x, y = rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
+        truth[prefix] = (x, y)
+    ds = load_dataset("mnist", data_dir=tmp_path)
+    assert ds.train.x.shape == (7, 1, 28, 28) and ds.test.x.shape == (4, 1, 28, 28)
+    assert ds.train.x.dtype == torch.uint8 and ds.train.y.dtype == torch.int64
+    assert np.array_equal(ds.train.x[:, 0].numpy(), truth["train"][0])
+    assert ds.test.y.tolist() == truth["t10k"][1].tolist()
+    assert (ds.mean, ds.std, ds.augment) == ((0.1307,), (0.3081,), "none")
+
+
+# ----------------------------------------------------------------------------- fake_cifar
+
+def test_fake_cifar_is_deterministic_balanced_and_learnable():
+    a, b = load_dataset("fake_cifar", seed=0), load_dataset("fake_cifar", seed=5)
+    assert a.train.x.shape == (512, 3, 32, 32) and a.test.x.shape == (256, 3, 32, 32)
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    assert torch.bincount(a.train.y).tolist() == [52, 52] + [51] * 8
+    small = load_dataset("fake_cifar", train_size=100)
+    assert len(small.train) == 100 and torch.equal(small.test.x, a.test.x)
+    # learnable: nearest class-mean colour (3 numbers per image) beats chance (10 %) by far
+    colour = lambda x: x.float().mean((2, 3))                             # noqa: E731
+    centroids = torch.stack([colour(a.train.x[a.train.y == k]).mean(0) for k in range(10)])
+    predicted = torch.cdist(colour(a.test.x), centroids).argmin(1)
+    assert (predicted == a.test.y).float().mean().item() > 0.5
+
+
+# ----------------------------------------------------------------------------- split_indices, subset
+
+def test_split_indices_disjoint_covering_and_seeded():
+    keep, held = split_indices(100, 30, np.random.default_rng(0))
+    assert len(keep) == 70 and len(held) == 30
+    assert np.intersect1d(keep, held).size == 0
+    assert np.array_equal(np.sort(np.concatenate([keep, held])), np.arange(100))
+    keep2, held2 = split_indices(100, 30, np.random.default_rng(0))
+    assert np.array_equal(keep, keep2) and np.array_equal(held, held2)
+    assert not np.array_equal(held, split_indices(100, 30, np.random.default_rng(1))[1])
+    assert len(split_indices(5, 0, np.random.default_rng(0))[1]) == 0
+    with pytest.raises(ValueError):
+        split_indices(5, 6, np.random.default_rng(0))
+
+
+def test_subset_takes_the_given_rows_in_order():
+    split = Split(torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1), torch.arange(5) * 10)
+    part = subset(split, np.array([3, 0]))
+    assert part.x.flatten().tolist() == [3, 0] and part.y.tolist() == [30, 0]
+    assert subset(split, torch.tensor([4])).y.tolist() == [40]
+
+
+def test_dataset_to_moves_both_splits():
+    ds = load_dataset("digits", train_size=10)
+    moved = ds.to("cpu")
+    assert isinstance(moved, Dataset) and moved.train.x.device.type == "cpu"
+    assert moved.mean == ds.mean and torch.equal(moved.test.y, ds.test.y)
