@@ -94,3 +94,13 @@ def check_choices(values, allowed, what: str) -> None:
     bad = [v for v in values if v not in allowed]
     if bad:
         fail(f"unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
+
+
+def comma_list(kind):
+    """argparse type: a comma-separated list whose items are parsed (and checked) by `kind`."""
+    def parse(text):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("empty list")
+        return [kind(t) for t in items]
+    return parse

@@ -83,6 +83,8 @@ def _json_default(o):
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
+    if type(o).__module__ == "torch" and type(o).__name__ == "device":  # args.torch_device (experiment.resolve)
+        return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 

@@ -30,7 +30,11 @@ def rank_variance(ranks, ddof: int = 0) -> np.ndarray:
     islab.theory use); ddof=1 gives the unbiased 1/(K-1) version.  Rankings are identical.
     """
     ranks = np.atleast_2d(np.asarray(ranks, dtype=np.float64))
-    return ranks.var(axis=0, ddof=ddof)
+    v = ranks.var(axis=0, ddof=ddof)
+    # Identical ranks give ~1e-33 of round-off instead of 0; a smoothed distribution built
+    # from such values would rank pure noise, so snap them to exact zero.
+    v[v < 1e-15] = 0.0
+    return v
 
 
 def consensus_rank(ranks) -> np.ndarray:

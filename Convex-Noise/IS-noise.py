@@ -1,0 +1,416 @@
+#!/usr/bin/env python
+"""Convex-Noise: does importance sampling speed up SGD on heterogeneous data, and what does
+label noise do to it?  (SPEC section 7, "Convex-Noise".)
+
+Squared hinge + L2 on a two-cluster synthetic problem (a rare cluster whose features are
+`ratio` times larger), six samplers (islab.convex.METHODS), four binary noise kinds, several
+rates and seeds.  Every chain of one ratio (methods x seeds x noise configurations) runs as
+one vectorised numpy update (islab.convex.run_chains).
+
+    python Convex-Noise/IS-noise.py            # default sweep, see Convex-Noise/README.md
+    python Convex-Noise/IS-noise.py --quick    # a two-second smoke run
+
+Output: results/Convex-Noise/<run>/scaled_{ratio}/flip-{type}/ with res.txt, results.csv
+(every epoch), curves.png and labels.npz; at the run root results.csv (final epoch of every
+chain), res.txt (summary tables), summary.png, plus config/cmd/env provenance.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import zlib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # standalone: find islab
+
+import numpy as np  # noqa: E402
+
+from islab import cli, convex, noise, runs  # noqa: E402
+
+FAMILY = "Convex-Noise"
+# The --quick setting (smoke test): few points, two ratios, none + uniform, two seeds, 2 epochs.
+QUICK = dict(n=200, n_test=400, d=5, ratios="1,20", flips="none,uniform", rates="0.1", seeds="0,1",
+             epochs=2)
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def build_parser():
+    p = cli.make_parser(__doc__.split("\n\n")[0])
+    p.epilog = "methods: " + "; ".join(f"{m} = {h}" for m, h in convex.METHOD_HELP.items())
+    g = p.add_argument_group("sweep")
+    g.add_argument("--ratios", type=cli.comma_list(cli.positive_float), default="1,5,20,50",
+                   help="rare-cluster norm / common-cluster norm (dimensionless, each > 0), comma list; "
+                        "one scaled_{ratio} folder each")
+    g.add_argument("--flips", type=cli.comma_list(str), default=",".join(noise.BINARY_KINDS),
+                   help=f"noise kinds, comma list from {', '.join(noise.BINARY_KINDS)}; "
+                        "one flip-{type} folder each")
+    g.add_argument("--rates", type=cli.comma_list(cli.rate), default="0.05,0.1,0.25",
+                   help="corruption rates in [0, 1) (fraction of N flipped), comma list; 'none' ignores "
+                        "them. "
+                        "A 'rare' rate needing more flips than the rare cluster holds is skipped (logged)")
+    g.add_argument("--methods", type=cli.comma_list(str), default=",".join(convex.METHODS),
+                   help=f"samplers, comma list from {', '.join(convex.METHODS)} (see below)")
+    g.add_argument("--seeds", type=cli.comma_list(cli.nonnegative_int), default="0,1,2,3,4",
+                   help="run seeds, comma list (data, noise, proxies and samplers derive from each)")
+    g = p.add_argument_group("data")
+    g.add_argument("--n", type=cli.positive_int, default=1000, help="training examples N (examples)")
+    g.add_argument("--n-test", type=cli.positive_int, default=2000, help="clean test examples (examples)")
+    g.add_argument("--d", type=cli.positive_int, default=20,
+                   help="feature dimension (no bias feature: the labelling rule passes through 0)")
+    g.add_argument("--rho", type=cli.rate, default=0.1,
+                   help="rare-cluster fraction of the examples, in [0, 1); exactly round(rho*N) are rare")
+    g.add_argument("--margin", type=cli.nonnegative_float, default=0.1,
+                   help="margin of the labelling rule, in feature units before the ratio scaling "
+                        "(common-cluster norms are ~1)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--lam", type=cli.positive_float, default=1e-2,
+                   help="L2 strength lambda (objective units per ||w||^2); projection radius 1/sqrt(lambda)")
+    g.add_argument("--t0", type=cli.positive_float, default=100.0,
+                   help="step-size offset in steps: eta_t = 1/(lambda (t + t0))")
+    g.add_argument("--eta-max", type=cli.nonnegative_float, default=0.0,
+                   help="fixed clamp eta_t <= eta_max for every chain (step size; 0 = off)")
+    g.add_argument("--safe-step", type=cli.nonnegative_float, default=1.0,
+                   help="per-chain clamp eta_t <= safe / max_i (2||x_i||^2 / (N p_i)), re-set each epoch "
+                        "from that epoch's distribution (0 = off)")
+    g.add_argument("--epochs", type=cli.positive_int, default=10,
+                   help="epochs (one epoch = N // batch steps)")
+    g.add_argument("--batch", type=cli.positive_int, default=1, help="i.i.d. draws per step (examples)")
+    g.add_argument("--floor", type=cli.nonnegative_float, default=0.1,
+                   help="loss-is / grad-is floor, as a fraction of the mean score (dimensionless)")
+    g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
+                   help="DR-IS smoothing gamma: p ∝ s + gamma*mean(s) (dimensionless)")
+    g.add_argument("--proxies", type=cli.positive_int, default=3, help="K linear proxies for DR-IS")
+    g.add_argument("--proxy-epochs", type=cli.positive_int, default=2,
+                   help="uniform-SGD epochs of each proxy (on its bootstrap resample; same lambda "
+                        "and schedule)")
+    g = p.add_argument_group("run")
+    g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,
+                   help="results folder; the run lands in <root>/Convex-Noise/<name>")
+    g.add_argument("--name", default=None, help="run folder name (default: from the parameters)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue a run folder, skipping finished configurations")
+    g.add_argument("--quick", action="store_true",
+                   help="tiny setting for smoke tests, ~2 s (explicit flags still win): " +
+                        ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quick:  # quick changes the defaults only, so explicit flags still apply
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    cli.check_choices(args.flips, noise.BINARY_KINDS, "noise kind")
+    cli.check_choices(args.methods, convex.METHODS, "method")
+    if args.batch > args.n:
+        cli.fail(f"--batch {args.batch} exceeds --n {args.n}")
+    if args.n < 2:
+        cli.fail("--n must be at least 2 (ranks need two examples)")
+    for opt in ("ratios", "flips", "rates", "methods", "seeds"):
+        setattr(args, opt, list(dict.fromkeys(getattr(args, opt))))  # drop duplicates, keep order
+    configs(args)  # fails (exit 2) when a requested noise kind has no feasible rate
+    return args
+
+
+def configs(args) -> list[tuple[str, list[float]]]:
+    """(flip, rates) per noise kind; 'none' has the single rate 0.  Infeasible 'rare' rates
+    (more flips than the round(rho*N) rare examples) are dropped; none left -> exit 2."""
+    out = []
+    n_rare = int(round(args.rho * args.n))
+    for flip in args.flips:
+        if flip == "none":
+            out.append((flip, [0.0]))
+            continue
+        rates = [r for r in args.rates if flip != "rare" or noise.n_corrupt(args.n, r) <= n_rare]
+        if not rates:
+            cli.fail(f"'rare' noise needs round(rate*N) <= round(rho*N) = {n_rare}; no rate in "
+                     f"{args.rates} fits (raise --rho or lower --rates)")
+        out.append((flip, rates))
+    return out
+
+
+def default_name(args) -> str:
+    keys = {k: v for k, v in sorted(vars(args).items()) if k not in ("name", "resume", "results_root")}
+    digest = f"{zlib.crc32(repr(keys).encode()):08x}"[:6]
+    return runs.run_name("quick" if args.quick else "sweep", f"n{args.n}", f"d{args.d}",
+                         f"lam{args.lam:g}", f"ep{args.epochs}", digest)
+
+
+def sgd_config(args) -> convex.SGDConfig:
+    return convex.SGDConfig(lam=args.lam, t0=args.t0, eta_max=args.eta_max, epochs=args.epochs,
+                            batch=args.batch, floor=args.floor, gamma=args.gamma, proxies=args.proxies,
+                            proxy_epochs=args.proxy_epochs, safe=args.safe_step)
+
+
+# ---------------------------------------------------------------- one ratio
+
+
+def make_problems(args, ratio, todo):
+    """Problems of one ratio for the pending (flip, rates): list of (flip, rate, seed, Problem)."""
+    out = []
+    for seed in args.seeds:
+        clean = convex.make_clean(args.n, args.n_test, args.d, args.rho, ratio, args.margin, seed, args.lam)
+        for flip, rates in todo:
+            for rate in rates:
+                pr = clean if flip == "none" else convex.corrupt(clean, flip, rate, args.lam)
+                out.append((flip, rate, seed, pr))
+    return out
+
+
+COLUMNS = ["ratio", "flip", "rate", "method", "seed", "epoch", "metric", "value"]
+
+
+def tidy(metrics, items, methods, ratio):
+    """Metrics {name: (E+1, P, M)} -> long DataFrame with COLUMNS (epoch 0 has no mass row)."""
+    import pandas as pd
+
+    cols = convex.long_format(metrics, {"ratio": [ratio] * len(items), "flip": [it[0] for it in items],
+                                        "rate": [it[1] for it in items], "seed": [it[2] for it in items]},
+                              methods)
+    return pd.DataFrame(cols)[COLUMNS]
+
+
+def optimum_rows(items):
+    """Test error (%) and ||grad F|| of the exact optima, one row per (rate, seed)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"rate": rate, "seed": seed,
+                          "opt_test_err_pct": 100 * convex.test_error(pr.opt.w, pr.X_test, pr.y_test),
+                          "clean_opt_test_err_pct": 100 * convex.test_error(pr.opt_clean.w, pr.X_test,
+                                                                            pr.y_test),
+                          "opt_grad_norm": pr.opt.grad_norm,
+                          "corrupt_in_rare": int((pr.corrupt & pr.rare).sum()),
+                          "n_corrupt": int(pr.corrupt.sum())}
+                         for _, rate, seed, pr in items])
+
+
+# ---------------------------------------------------------------- writing one configuration
+
+PLOT_METRICS = ("dist_train", "dist_clean", "gap", "test_err_pct", "mass_corrupt")
+PLOT_LABELS = {"dist_train": "||w - w*|| (noisy obj.)", "dist_clean": "||w - w*_clean||",
+               "gap": "F(w) - F(w*)", "test_err_pct": "clean test error (%)",
+               "mass_corrupt": "sampling mass on corrupted"}
+
+
+def final_table(df, methods):
+    last = df[df["epoch"] == df["epoch"].max()]
+    return runs.mean_std_table(last, ["rate", "method"], list(PLOT_METRICS), fmt="{:.3g}")
+
+
+def write_config(folder: Path, df, items, methods, ratio, flip, elapsed):
+    opt = optimum_rows(items)
+    lines = [f"Convex-Noise  ratio={ratio:g}  flip={flip}  (final epoch {int(df['epoch'].max())}; "
+             f"mean +- std over seeds; test error in %)", "",
+             final_table(df, methods), "",
+             "exact optima (Newton; mean over seeds):",
+             opt.groupby("rate").agg(test_err_pct=("opt_test_err_pct", "mean"),
+                                     clean_opt_test_err_pct=("clean_opt_test_err_pct", "mean"),
+                                     corrupted=("n_corrupt", "mean"),
+                                     corrupted_in_rare=("corrupt_in_rare", "mean"),
+                                     max_grad_norm=("opt_grad_norm", "max")).to_string(), "",
+             f"wall time of this ratio's vectorised run (shared by its configurations): {elapsed:.2f} s"]
+    runs.atomic_write_text(folder / "res.txt", "\n".join(lines) + "\n")
+    runs.atomic_write_text(folder / "results.csv", df.to_csv(index=False))
+    rates = sorted({r for _, r, _, _ in items})
+    seeds = sorted({s for _, _, s, _ in items})
+    by = {(r, s): pr for _, r, s, pr in items}
+    runs.atomic_save_npz(
+        folder / "labels.npz", rates=np.array(rates), seeds=np.array(seeds),
+        y_clean=np.stack([by[rates[0], s].y_clean for s in seeds]),
+        rare=np.stack([by[rates[0], s].rare for s in seeds]),
+        y_noisy=np.stack([[by[r, s].y for s in seeds] for r in rates]),
+        corrupt=np.stack([[by[r, s].corrupt for s in seeds] for r in rates]),
+        w_star=np.stack([[by[r, s].opt.w for s in seeds] for r in rates]),
+        w_star_clean=np.stack([by[rates[0], s].opt_clean.w for s in seeds]))
+    plot_curves(folder / "curves.png", df, methods, f"ratio={ratio:g}, flip={flip}")
+
+
+def band(ax, stats, label=None, color=None):
+    """Mean line with a +-1 std band over seeds; stats: DataFrame indexed by x with mean, std."""
+    x, mu, sd = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].fillna(0.0).to_numpy()
+    ax.plot(x, mu, label=label, color=color, lw=1.3)
+    ax.fill_between(x, mu - sd, mu + sd, color=color, alpha=0.18, lw=0)
+
+
+def seed_stats(df, keys):
+    """mean and std over seeds of `value`, grouped by `keys` (the last key becomes the x axis)."""
+    return df.groupby(keys)["value"].agg(["mean", "std"])
+
+
+def plot_curves(path, df, methods, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = sorted(df["rate"].unique())
+    colors = dict(zip(methods, plt.cm.tab10.colors))
+    stats = seed_stats(df, ["rate", "metric", "method", "epoch"])
+    fig, axes = plt.subplots(len(PLOT_METRICS), len(rates), squeeze=False,
+                             figsize=(3.4 * len(rates) + 0.6, 1.9 * len(PLOT_METRICS) + 0.6))
+    for j, rate in enumerate(rates):
+        for i, metric in enumerate(PLOT_METRICS):
+            ax = axes[i, j]
+            for m in methods:
+                if (rate, metric, m) in stats.index.droplevel(-1):
+                    band(ax, stats.loc[(rate, metric, m)], label=m, color=colors[m])
+            if metric == "gap":
+                ax.set_yscale("log")
+                ax.minorticks_off()  # tick layout is most of a figure's cost
+            else:
+                ax.locator_params(axis="y", nbins=4)
+            ax.locator_params(axis="x", nbins=5)
+            if j == 0:
+                ax.set_ylabel(PLOT_LABELS[metric], fontsize=8)
+            if i == 0:
+                ax.set_title(f"rate {rate:g}", fontsize=9)
+            ax.tick_params(labelsize=7)
+        axes[-1, j].set_xlabel("epoch", fontsize=8)
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(title + " (mean +- std over seeds)", fontsize=10)
+    # fixed margins: tight_layout costs more than the whole optimisation of a configuration
+    fig.subplots_adjust(left=0.6 / fig.get_figwidth() + 0.08, right=0.97, top=1 - 0.75 / fig.get_figheight(),
+                        bottom=0.45 / fig.get_figheight(), hspace=0.3, wspace=0.3)
+    runs.atomic_savefig(fig, path, dpi=80)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- run-level summary
+
+
+def pivot_table(final, metric, methods, fmt="{:.2f}"):
+    """Rows (ratio, flip, rate), columns methods, cells mean +- std over seeds; '*' marks the best mean."""
+    d = final[final["metric"] == metric]
+    stats = d.groupby(["ratio", "flip", "rate", "method"])["value"].agg(["mean", "std"])
+    head = ["ratio", "flip", "rate"] + methods
+    rows = []
+    for (ratio, flip, rate), sub in stats.groupby(level=[0, 1, 2]):
+        sub = sub.droplevel([0, 1, 2])
+        best = sub["mean"].idxmin() if metric != "mass_corrupt" else None
+        cells = [f"{ratio:g}", flip, f"{rate:g}"]
+        for m in methods:
+            if m not in sub.index:
+                cells.append("-")
+                continue
+            mu, sd = sub.loc[m, "mean"], sub.loc[m, "std"]
+            text = fmt.format(mu) + ("" if np.isnan(sd) else " +- " + fmt.format(sd))
+            cells.append(text + ("*" if m == best else ""))
+        rows.append(cells)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def write_summary(run, methods, total_s):
+    final = run.frame()
+    if final.empty:
+        return
+    final = final[final["epoch"] == final["epoch"].max()]
+    text = [f"Convex-Noise summary: final epoch {int(final['epoch'].max())}, mean +- std over seeds, "
+            "'*' = lowest mean in the row", ""]
+    for metric, what, fmt in (("test_err_pct", "clean test error (%)", "{:.2f}"),
+                              ("dist_train", "||w - w*|| to the noisy-objective optimum", "{:.3g}"),
+                              ("gap", "objective gap F(w) - F(w*)", "{:.3g}"),
+                              ("mass_corrupt", "sampling mass on corrupted examples", "{:.3f}")):
+        text += [f"## {what}", pivot_table(final, metric, methods, fmt), ""]
+    text.append(f"sweep wall time (this invocation, including writing): {total_s:.1f} s")
+    run.write_text("res.txt", "\n".join(text) + "\n")
+    plot_summary(run, final, methods)
+
+
+def plot_summary(run, final, methods):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    err = final[final["metric"] == "test_err_pct"]
+    flips = list(dict.fromkeys(err["flip"]))
+    colors = dict(zip(methods, plt.cm.tab10.colors))
+    noisy = [f for f in flips if f != "none"]
+    ncol = max(len(flips), len(noisy), 1)
+    fig, axes = plt.subplots(2, ncol, figsize=(3.6 * ncol, 6.0), squeeze=False)
+    for j, flip in enumerate(flips):  # row 1: error vs ratio at the largest rate of that kind
+        d = err[err["flip"] == flip]
+        rate = d["rate"].max()
+        st = seed_stats(d[d["rate"] == rate], ["method", "ratio"])
+        ax = axes[0, j]
+        for m in methods:
+            if m in st.index.get_level_values(0):
+                band(ax, st.loc[m], label=m, color=colors[m])
+        ax.set_xscale("log")
+        ax.set_title(f"{flip} {rate:g}" if flip != "none" else "clean", fontsize=9)
+        ax.set_xlabel("ratio (rare / common norm)")
+    ratio = err["ratio"].max()
+    for j, flip in enumerate(noisy):  # row 2: error vs rate at the largest ratio (rate 0 = clean)
+        st = seed_stats(err[(err["ratio"] == ratio) & err["flip"].isin([flip, "none"])], ["method", "rate"])
+        ax = axes[1, j]
+        for m in methods:
+            if m in st.index.get_level_values(0):
+                band(ax, st.loc[m], label=m, color=colors[m])
+        ax.set_title(f"{flip}, ratio {ratio:g}", fontsize=9)
+        ax.set_xlabel("noise rate")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("final test error (%)")
+    for ax in axes.flat:
+        if not ax.has_data():
+            ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Convex-Noise: final clean test error (mean +- std over seeds)", fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.1, hspace=0.45, wspace=0.3)
+    run.savefig(fig, "summary.png", dpi=80)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None):
+    args = parse_args(argv)  # every check happens here, before any folder exists
+    name = args.name or default_name(args)
+    run = runs.open_run(Path(args.results_root) / FAMILY / name, args, seed=args.seeds[0])
+    cfg = sgd_config(args)
+    plan = configs(args)
+    for flip in args.flips:
+        if flip == "rare":
+            dropped = [r for r in args.rates if r not in dict(plan)["rare"]]
+            if dropped:
+                run.log(f"rare noise: rates {dropped} skipped (need more flips than the "
+                        f"{int(round(args.rho * args.n))} rare examples)")
+    t_start = time.perf_counter()
+    for ratio in args.ratios:
+        todo = [(f, r) for f, r in plan if not run.is_done({"ratio": ratio, "flip": f})]
+        for f in sorted({f for f, _ in plan} - {f for f, _ in todo}):
+            run.log(f"ratio {ratio:g} flip {f}: done, skipped (--resume)")
+        if not todo:
+            continue
+        t0 = time.perf_counter()
+        items = make_problems(args, ratio, todo)
+        metrics = convex.run_methods([it[3] for it in items], args.methods, cfg)
+        elapsed = time.perf_counter() - t0
+        df = tidy(metrics, items, args.methods, ratio)
+        run.log(f"ratio {ratio:g}: {len(items)} problems x {len(args.methods)} methods = "
+                f"{len(items) * len(args.methods)} chains, {args.epochs} epochs in {elapsed:.2f} s")
+        for flip, _ in todo:
+            sub = df[df["flip"] == flip]
+            its = [it for it in items if it[0] == flip]
+            folder = run.path / f"scaled_{ratio:g}" / f"flip-{flip}"
+            write_config(folder, sub, its, args.methods, ratio, flip, elapsed)
+            last = sub[sub["epoch"] == args.epochs]
+            run.finish_job({"ratio": ratio, "flip": flip},
+                           last.drop(columns=["ratio", "flip"]).to_dict("records"))
+            err = last[last["metric"] == "test_err_pct"].groupby("method", sort=False)["value"].mean()
+            run.log(f"  {folder.relative_to(run.path)}: final test error % " +
+                    ", ".join(f"{m} {v:.2f}" for m, v in err.items()))
+    total = time.perf_counter() - t_start
+    write_summary(run, args.methods, total)
+    run.log(f"done in {total:.1f} s -> {run.path}")
+    return run.path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+#!/usr/bin/env python
+"""DR-IS synthetic study (SPEC section 7, DR-IS, "synthetic study (Appendix G)").
+
+Uniform SGD, Standard IS, Loss IS and DR-IS with linear proxies on the two-cluster mixture of
+islab.convex (squared hinge + L2), under clean / uniform 10 % / targeted 10 % / targeted 25 %
+labels.  Every chain (noise configurations x seeds x methods) is one vectorised numpy run.
+
+    python DR-IS/synthetic.py            # default study, see DR-IS/README_synthetic.md
+    python DR-IS/synthetic.py --quick    # a two-second smoke run
+
+Output: results/DR-IS/synthetic/<run>/ with res.txt (test accuracy and sampling mass on the
+corrupted examples, mean +- std over seeds, per method and noise configuration), results.csv
+(every epoch, tidy), synthetic.png, labels_<kind>-<rate>.npz (labels, masks, w*), plus
+config/cmd/env provenance.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import zlib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # standalone: find islab
+
+import numpy as np  # noqa: E402
+
+from islab import cli, convex, noise, runs  # noqa: E402
+
+FAMILY = "DR-IS/synthetic"
+NAMES = {"uniform": "Uniform SGD", "grad-is": "Standard IS", "loss-is": "Loss IS", "dr-is": "DR-IS"}
+# Paper Appendix G, test accuracy % (SPEC section 7); its generator is not recoverable.
+PAPER = {"Uniform SGD": "95.84 / 86.16 / 23.62 / 21.22", "Standard IS": "95.92 / 87.16 / 22.62 / 19.80",
+         "Loss IS": "95.86 / 86.74 / 24.94 / 21.62", "DR-IS": "94.64 / 53.86 / 22.98 / 20.70"}
+QUICK = dict(n=200, n_test=400, d=5, noise="none:0,uniform:0.1", seeds="0,1", epochs=2)
+COLUMNS = ["noise", "rate", "method", "seed", "epoch", "metric", "value"]
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def noise_config(text):
+    """KIND:RATE, e.g. targeted:0.25 (KIND from islab.noise.BINARY_KINDS, RATE in [0, 1))."""
+    kind, sep, rate = text.partition(":")
+    if not sep or kind not in noise.BINARY_KINDS:
+        raise cli.argparse.ArgumentTypeError(
+            f"noise must be KIND:RATE with KIND in {', '.join(noise.BINARY_KINDS)}, got {text!r}")
+    r = cli.rate(rate)
+    return kind, 0.0 if kind == "none" else r
+
+
+def build_parser():
+    p = cli.make_parser(__doc__.split("\n\n")[0])
+    p.epilog = "methods: " + "; ".join(f"{m} = {h}" for m, h in convex.METHOD_HELP.items())
+    g = p.add_argument_group("study")
+    g.add_argument("--noise", type=cli.comma_list(noise_config),
+                   default="none:0,uniform:0.1,targeted:0.1,targeted:0.25",
+                   help="noise configurations KIND:RATE, comma list (rate = fraction of N flipped, "
+                        "in [0, 1))")
+    g.add_argument("--methods", type=cli.comma_list(str), default="uniform,grad-is,loss-is,dr-is",
+                   help=f"samplers, comma list from {', '.join(convex.METHODS)}; uniform = Uniform SGD, "
+                        "grad-is = Standard IS (gradient norm of the current model, every epoch), "
+                        "loss-is = Loss IS, dr-is = DR-IS")
+    g.add_argument("--seeds", type=cli.comma_list(cli.nonnegative_int), default="0,1,2,3,4",
+                   help="run seeds, comma list (data, noise, proxies and samplers derive from each)")
+    g = p.add_argument_group("data (two-cluster mixture, islab.convex.make_points)")
+    g.add_argument("--n", type=cli.positive_int, default=1000, help="training examples N (examples)")
+    g.add_argument("--n-test", type=cli.positive_int, default=2000, help="clean test examples (examples)")
+    g.add_argument("--d", type=cli.positive_int, default=20, help="feature dimension")
+    g.add_argument("--rho", type=cli.rate, default=0.1, help="rare-cluster fraction, in [0, 1)")
+    g.add_argument("--ratio", type=cli.positive_float, default=20.0,
+                   help="rare-cluster norm / common-cluster norm (dimensionless)")
+    g.add_argument("--margin", type=cli.nonnegative_float, default=0.0,
+                   help="margin of the labelling rule before scaling (feature units; 0 lets some "
+                        "rare points sit near the boundary, where the targeted attack reaches them)")
+    g = p.add_argument_group("optimisation (as in Convex-Noise/IS-noise.py)")
+    g.add_argument("--lam", type=cli.positive_float, default=1e-2,
+                   help="L2 strength lambda; projection radius 1/sqrt(lambda)")
+    g.add_argument("--t0", type=cli.positive_float, default=100.0,
+                   help="step-size offset in steps: eta_t = 1/(lambda (t + t0))")
+    g.add_argument("--eta-max", type=cli.nonnegative_float, default=0.0,
+                   help="fixed clamp eta_t <= eta_max for every chain (step size; 0 = off)")
+    g.add_argument("--safe-step", type=cli.nonnegative_float, default=1.0,
+                   help="per-chain clamp eta_t <= safe / max_i (2||x_i||^2 / (N p_i)), re-set each "
+                        "epoch (0 = off)")
+    g.add_argument("--epochs", type=cli.positive_int, default=10,
+                   help="epochs (one epoch = N // batch steps)")
+    g.add_argument("--batch", type=cli.positive_int, default=1, help="i.i.d. draws per step (examples)")
+    g.add_argument("--floor", type=cli.nonnegative_float, default=0.1,
+                   help="Loss IS / Standard IS floor, as a fraction of the mean score (dimensionless)")
+    g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
+                   help="DR-IS smoothing gamma: p ∝ s + gamma*mean(s) (dimensionless)")
+    g.add_argument("--proxies", type=cli.positive_int, default=3, help="K linear proxies for DR-IS")
+    g.add_argument("--proxy-epochs", type=cli.positive_int, default=2,
+                   help="uniform-SGD epochs of each proxy (own bootstrap resample, same lambda and schedule)")
+    g = p.add_argument_group("run")
+    g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,
+                   help="results folder; the run lands in <root>/DR-IS/synthetic/<name>")
+    g.add_argument("--name", default=None, help="run folder name (default: from the parameters)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue a run folder, skipping finished noise configurations")
+    g.add_argument("--quick", action="store_true",
+                   help="tiny setting for smoke tests (explicit flags still win): " +
+                        ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quick:  # quick changes the defaults only, so explicit flags still apply
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    cli.check_choices(args.methods, convex.METHODS, "method")
+    if args.batch > args.n:
+        cli.fail(f"--batch {args.batch} exceeds --n {args.n}")
+    if args.n < 2:
+        cli.fail("--n must be at least 2 (ranks need two examples)")
+    n_rare = int(round(args.rho * args.n))
+    for kind, rate in args.noise:
+        if kind == "rare" and noise.n_corrupt(args.n, rate) > n_rare:
+            cli.fail(f"rare:{rate:g} needs {noise.n_corrupt(args.n, rate)} flips but the rare cluster "
+                     f"has {n_rare}")
+    for opt in ("noise", "methods", "seeds"):
+        setattr(args, opt, list(dict.fromkeys(getattr(args, opt))))
+    return args
+
+
+def default_name(args) -> str:
+    keys = {k: v for k, v in sorted(vars(args).items()) if k not in ("name", "resume", "results_root")}
+    digest = f"{zlib.crc32(repr(keys).encode()):08x}"[:6]
+    return runs.run_name("quick" if args.quick else "study", f"ratio{args.ratio:g}", f"n{args.n}",
+                         f"ep{args.epochs}", digest)
+
+
+def label(kind, rate) -> str:
+    return "clean" if kind == "none" else f"{kind} {100 * rate:g}%"
+
+
+# ---------------------------------------------------------------- tables and figure
+
+
+def cell(values, fmt):
+    v = np.asarray(values, dtype=np.float64)
+    return fmt.format(v.mean()) + (" +- " + fmt.format(v.std(ddof=1)) if len(v) > 1 else "")
+
+
+def matrix(final, metric, methods, configs, fmt):
+    """Rows methods, columns noise configurations, cells mean +- std over seeds."""
+    head = ["method"] + [label(k, r) for k, r in configs]
+    rows = []
+    for m in methods:
+        row = [NAMES.get(m, m)]
+        for k, r in configs:
+            d = final[(final["method"] == m) & (final["noise"] == k) & np.isclose(final["rate"], r)
+                      & (final["metric"] == metric)]
+            row.append(cell(d["value"], fmt) if len(d) else "-")
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
+
+
+def write_summary(run, args, configs, optima):
+    df = run.frame()
+    final = df[df["epoch"] == df["epoch"].max()]
+    text = [f"DR-IS synthetic study: ratio {args.ratio:g}, rho {args.rho:g}, N {args.n}, d {args.d}, "
+            f"{args.epochs} epochs, {len(args.seeds)} seeds; final epoch, mean +- std over seeds", "",
+            "## clean test accuracy (%)", matrix(final, "test_acc_pct", args.methods, configs, "{:.2f}"), "",
+            "## sampling mass on corrupted examples (final epoch's distribution; uniform = the rate)",
+            matrix(final, "mass_corrupt", args.methods, configs, "{:.3f}"), "",
+            "## ||w - w*|| to the optimum of the noisy training objective",
+            matrix(final, "dist_train", args.methods, configs, "{:.3g}"), ""]
+    if optima:
+        text += ["## exact optimum of each training objective (Newton), mean over seeds",
+                 "\n".join(f"{label(k, r)}: test acc {np.mean([o[0] for o in v]):.2f} %, corrupted in rare "
+                           f"cluster {np.mean([o[1] for o in v]):.1f}, "
+                           f"max ||grad F|| {max(o[2] for o in v):.1e}"
+                           for (k, r), v in optima.items()), ""]
+    text += ["## paper Appendix G (its own generator; clean / uniform 10% / targeted 10% / targeted 25%)"]
+    text += [f"{m:12s} {v}" for m, v in PAPER.items()]
+    run.write_text("res.txt", "\n".join(text) + "\n")
+    plot(run, df, args.methods, configs)
+
+
+def plot(run, df, methods, configs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = dict(zip(methods, plt.cm.tab10.colors))
+    stats = df.groupby(["noise", "rate", "metric", "method", "epoch"])["value"].agg(["mean", "std"])
+    fig, axes = plt.subplots(2, len(configs), figsize=(3.4 * len(configs) + 0.6, 5.4), squeeze=False)
+    for j, (k, r) in enumerate(configs):
+        for i, metric in enumerate(("test_acc_pct", "mass_corrupt")):
+            ax = axes[i, j]
+            for m in methods:
+                key = (k, r, metric, m)
+                if key not in stats.index.droplevel(-1):
+                    continue
+                s = stats.loc[key]
+                x, mu, sd = s.index.to_numpy(), s["mean"].to_numpy(), s["std"].fillna(0).to_numpy()
+                ax.plot(x, mu, color=colors[m], lw=1.3, label=NAMES.get(m, m))
+                ax.fill_between(x, mu - sd, mu + sd, color=colors[m], alpha=0.18, lw=0)
+            ax.tick_params(labelsize=7)
+            ax.locator_params(nbins=5)
+        axes[0, j].set_title(label(k, r), fontsize=9)
+        axes[1, j].set_xlabel("epoch", fontsize=8)
+    axes[0, 0].set_ylabel("clean test accuracy (%)", fontsize=8)
+    axes[1, 0].set_ylabel("sampling mass on corrupted", fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("DR-IS synthetic study (mean +- std over seeds)", fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.1, hspace=0.3, wspace=0.3)
+    run.savefig(fig, "synthetic.png", dpi=80)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None):
+    args = parse_args(argv)  # every check happens here, before any folder exists
+    import pandas as pd
+
+    run = runs.open_run(Path(args.results_root) / FAMILY / (args.name or default_name(args)), args,
+                        seed=args.seeds[0])
+    cfg = convex.SGDConfig(lam=args.lam, t0=args.t0, eta_max=args.eta_max, epochs=args.epochs,
+                           batch=args.batch, floor=args.floor, gamma=args.gamma, proxies=args.proxies,
+                           proxy_epochs=args.proxy_epochs, safe=args.safe_step)
+    todo = [(k, r) for k, r in args.noise if not run.is_done({"noise": k, "rate": r})]
+    for k, r in args.noise:
+        if (k, r) not in todo:
+            run.log(f"{label(k, r)}: done, skipped (--resume)")
+    # every configuration's data, noise and exact optima (cheap; the summary reports them all),
+    # but SGD chains only for the configurations not finished yet
+    items = []
+    for seed in args.seeds:
+        clean = convex.make_clean(args.n, args.n_test, args.d, args.rho, args.ratio, args.margin, seed,
+                                  args.lam)
+        items += [(k, r, seed, clean if k == "none" else convex.corrupt(clean, k, r, args.lam))
+                  for k, r in args.noise]
+    optima = {(k, r): [(100 * (1 - convex.test_error(pr.opt.w, pr.X_test, pr.y_test)),
+                        int((pr.corrupt & pr.rare).sum()), pr.opt.grad_norm)
+                       for k2, r2, _, pr in items if (k2, r2) == (k, r)] for k, r in args.noise}
+    items = [it for it in items if (it[0], it[1]) in todo]
+    if items:
+        t0 = time.perf_counter()
+        metrics = convex.run_methods([it[3] for it in items], args.methods, cfg)
+        metrics["test_acc_pct"] = 100.0 - metrics["test_err_pct"]
+        elapsed = time.perf_counter() - t0
+        per_problem = {"noise": [it[0] for it in items], "rate": [it[1] for it in items],
+                       "seed": [it[2] for it in items]}
+        df = pd.DataFrame(convex.long_format(metrics, per_problem, args.methods))[COLUMNS]
+        run.log(f"{len(items)} problems x {len(args.methods)} methods = "
+                f"{len(items) * len(args.methods)} chains, {args.epochs} epochs in {elapsed:.2f} s")
+        for k, r in todo:
+            its = [it for it in items if (it[0], it[1]) == (k, r)]
+            run.save_arrays(f"labels_{k}-{r:g}.npz", seeds=np.array([it[2] for it in its]),
+                            y_clean=np.stack([pr.y_clean for *_, pr in its]),
+                            y_noisy=np.stack([pr.y for *_, pr in its]),
+                            corrupt=np.stack([pr.corrupt for *_, pr in its]),
+                            rare=np.stack([pr.rare for *_, pr in its]),
+                            w_star=np.stack([pr.opt.w for *_, pr in its]))
+            sub = df[(df["noise"] == k) & np.isclose(df["rate"], r)]
+            run.finish_job({"noise": k, "rate": r}, sub.drop(columns=["noise", "rate"]).to_dict("records"))
+            acc = sub[(sub["metric"] == "test_acc_pct") & (sub["epoch"] == args.epochs)]
+            means = acc.groupby("method", sort=False)["value"].mean()
+            run.log(f"  {label(k, r)}: final test accuracy % " +
+                    ", ".join(f"{NAMES.get(m, m)} {v:.2f}" for m, v in means.items()))
+    write_summary(run, args, args.noise, optima)
+    run.log(f"done -> {run.path}")
+    return run.path
+
+
+if __name__ == "__main__":
+    main()
