@@ -1,0 +1,280 @@
+#!/usr/bin/env python
+"""DL-noise: does importance sampling from proxy-model scores help or hurt a deep network
+trained on noisily labelled data?  (SPEC section 7, "DL-noise".)
+
+For every label-noise rate one noise draw and one proxy ensemble run (islab.experiment.
+configuration) are shared by every strategy and seed; the target is then trained with
+  baseline        ordinary shuffled epochs (uniform, without replacement)
+  consensus-high  p proportional to the smoothed mean loss rank across proxies
+  ambiguous       p proportional to the smoothed loss-rank variance across proxies
+the two non-uniform ones with the unbiased 1/(N p) reweighting (SPEC section 1).  With
+`--mode subset` they instead keep the top alpha fraction by the same score (baseline = a
+random subset of the same size) and train on it with the full-data step budget.
+
+    python DL-noise/is.py                     # digits, CPU, ~40 s of CPU time, see DL-noise/README.md
+    python DL-noise/is.py --preset cifar10    # VGG-19-BN target, ResNet-20/MobileNetV2/ShuffleNetV2 proxies
+
+Output: results/DL-noise/r-b{batch}[-preset][-mode][-kind]/ with res.txt (per-run lines and
+mean +- std over seeds), results.csv (tidy: every epoch plus the final numbers of every run),
+scores.csv (how well each proxy score detects the corrupted labels), labels-<tag>.npz (noisy,
+clean, corrupt mask), scores-<tag>.npz (the strategies' scores), the figures of
+DL-noise/plot.py, and config/cmd/env provenance.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: find islab
+
+import numpy as np  # noqa: E402
+
+from islab import cli, experiment, online, runs, sampling, scores, theory  # noqa: E402
+from islab.seeding import numpy_rng  # noqa: E402
+from islab.train import Sampling, train  # noqa: E402
+
+FAMILY = "DL-noise"
+# strategy -> the islab.scores ensemble score it samples by (None = uniform baseline)
+STRATEGIES = {"baseline": None, "consensus-high": "consensus", "ambiguous": "dris"}
+MODES = ("weighted", "subset")
+NOISE_KINDS = ("uniform", "targeted", "pair")
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def build_parser():
+    p = cli.make_parser(__doc__.split("\n\n")[0])
+    experiment.add_common_args(p, "; r-b{batch} plus -preset, -mode, -kind when not the default")
+    g = p.add_argument_group("DL-noise")
+    g.add_argument("--rates", default="0,0.02,0.05,0.1,0.25",
+                   help="comma list of label-noise rates, each in [0, 1) "
+                        "(fraction of training labels flipped)")
+    g.add_argument("--noise-kind", default="uniform", choices=NOISE_KINDS,
+                   help="uniform: random examples to a random other class; targeted: the highest "
+                        "gradient-norm examples of a clean-label attacker; pair: class c -> c+1")
+    g.add_argument("--strategies", default=",".join(STRATEGIES),
+                   help=f"comma list from {', '.join(STRATEGIES)}")
+    g.add_argument("--mode", default="weighted", choices=MODES,
+                   help="weighted: sample with replacement from p, loss weighted by 1/(N p); "
+                        "subset: train on the top alpha fraction by score (baseline: a random one)")
+    g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
+                   help="smoothing of p: p_i proportional to s_i + gamma * mean(s) (unitless)")
+    g.add_argument("--alpha", type=cli.fraction, default=0.3,
+                   help="--mode subset: kept fraction of the training set, in (0, 1]")
+    return p
+
+
+def parse_args(argv=None):
+    """Parse and validate everything (exit 2 with one line) before any folder is created."""
+    args = build_parser().parse_args(argv)
+    experiment.resolve(args)
+    args.rate_list = list(dict.fromkeys(experiment.parse_rates(args.rates)))
+    if not args.rate_list:
+        cli.fail("--rates is empty")
+    args.strategy_list = list(dict.fromkeys(experiment.parse_list(args.strategies)))
+    if not args.strategy_list:
+        cli.fail("--strategies is empty")
+    cli.check_choices(args.strategy_list, list(STRATEGIES), "strategy")
+    return args
+
+
+def default_name(args) -> str:
+    """r-b{batch}, plus every setting that differs from the default sweep."""
+    return runs.run_name(f"r-b{args.batch_size}",
+                         args.preset if args.preset != "digits" else None,
+                         args.mode if args.mode != "weighted" else None,
+                         args.noise_kind if args.noise_kind != "uniform" else None)
+
+
+# ---------------------------------------------------------------- one configuration
+
+
+def strategy_scores(ens, strategies) -> dict:
+    """strategy -> (N,) score from the shared proxy run (high = sample / keep more)."""
+    return {s: scores.ensemble_score(ens, STRATEGIES[s]) for s in strategies if STRATEGIES[s]}
+
+
+def make_sampling(args, strategy: str, score, n: int, seed: int) -> Sampling:
+    """The index stream of one strategy (see the module docstring)."""
+    if args.mode == "weighted":
+        if score is None:
+            return Sampling(mode="shuffle")
+        return Sampling(mode="weighted", probs=sampling.smoothed_probs(score, args.gamma))
+    if score is None:  # random subset of the same size; a different one per target seed
+        ids = sampling.random_subset(n, args.alpha, numpy_rng(seed, "sampler"))
+        return Sampling(mode="subset", subset=ids)
+    return Sampling(mode="subset", subset=sampling.keep_top_fraction(score, args.alpha))
+
+
+def detection_rows(args, strat_scores: dict, mask, ens) -> list[dict]:
+    """How well each strategy's score finds the corrupted labels, how much of p sits on them, and how
+    uneven p is: effective sample size (1/sum p^2, as a fraction of N) and the largest 1/(N p) weight."""
+    rows = []
+    for strategy, s in strat_scores.items():
+        det = theory.detection_metrics(s, mask)
+        rows += [{"strategy": strategy, "metric": "auroc", "value": det["auroc"]},
+                 {"strategy": strategy, "metric": "ap", "value": det["ap"]}]
+        if args.mode == "weighted":
+            p = sampling.smoothed_probs(s, args.gamma)
+            rows += [{"strategy": strategy, "metric": "mass_corrupt", "value": sampling.mass_on(p, mask)},
+                     {"strategy": strategy, "metric": "ess", "value": sampling.effective_sample_size(p)},
+                     {"strategy": strategy, "metric": "max_weight", "value": online.max_weight(p)}]
+        else:
+            share = float(mask[sampling.keep_top_fraction(s, args.alpha)].mean())
+            rows += [{"strategy": strategy, "metric": "mass_corrupt", "value": share}]
+    if ens is not None:
+        rows += [{"strategy": f"proxy {name} s{seed}", "metric": "test_acc", "value": float(acc)}
+                 for name, seed, acc in zip(ens.names, ens.seeds, ens.test_acc)]
+    return rows
+
+
+def epoch_mean(history, key: str) -> float:
+    """Mean of a per-epoch value over the epochs that logged it (a diverged epoch does not)."""
+    vals = [h[key] for h in history if key in h]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def run_rows(res) -> list[dict]:
+    """Tidy rows of one training run: every epoch, then the final numbers (epoch empty)."""
+    rows = [{"epoch": h["epoch"], "metric": m, "value": h[m]} for h in res.history
+            for m in ("train_loss", "test_acc", "test_loss", "mass_corrupt", "drawn_corrupt") if m in h]
+    hist = res.history
+    final = {"final_test_acc": res.test_acc, "best_test_acc": res.best_test_acc,
+             "final_train_loss": hist[-1]["train_loss"] if hist else float("nan"),
+             # every epoch is ceil(N/b) draws of b (subset mode: up to a short batch at the end of
+             # each pass), so the mean of the per-epoch fractions is the whole run's fraction
+             "drawn_corrupt": epoch_mean(hist, "drawn_corrupt"),
+             "mass_corrupt": epoch_mean(hist, "mass_corrupt"),
+             "diverged": float(res.diverged), "seconds": res.seconds}
+    return rows + [{"metric": m, "value": v} for m, v in final.items()]
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def write_report(run, args, ds, detection: list[dict], total_s: float | None = None) -> None:
+    """res.txt: header, one line per run, mean +- std tables, proxy score diagnostics."""
+    df = run.frame()
+    lines = [f"DL-noise: target {args.target} on {args.dataset} "
+             f"(N={len(ds.train)} train, {len(ds.test)} test), "
+             f"{args.noise_kind} label noise, mode {args.mode}"
+             + (f" (gamma {args.gamma:g})" if args.mode == "weighted" else f" (alpha {args.alpha:g})"),
+             f"target: {args.epochs} epochs of ceil(N/{args.batch_size}) steps, lr {args.lr:g} (cosine), "
+             f"wd {args.weight_decay:g}, momentum {args.momentum:g}; seeds {args.seeds}",
+             f"proxies: {', '.join(args.proxy_list)} ({args.proxy_epochs} epochs, scores at epoch "
+             f"{args.snapshot_epoch}), noise seed {args.noise_seed}",
+             "columns: test accuracy % (final, best over epochs), final-epoch training loss (the weighted "
+             "loss for sampled runs), fraction of drawn examples whose label was corrupted, sampling mass "
+             "on corrupted examples (subset mode: their share of the subset)", ""]
+    if len(df) == 0 or "metric" not in df:
+        run.write_text("res.txt", "\n".join(lines + ["(no finished runs yet)"]) + "\n")
+        return
+    fin = df[df["epoch"].isna()] if "epoch" in df else df
+    wide = fin.pivot_table(index=["rate", "strategy", "seed"], columns="metric", values="value", sort=False)
+    lines.append(f"{'rate':>6} {'strategy':<15} {'seed':>4} {'final_acc':>9} {'best_acc':>8} "
+                 f"{'train_loss':>10} {'drawn_corr':>10} {'mass_corr':>9} {'s':>6}")
+    for (rate, strategy, seed), r in wide.iterrows():
+        flag = "  DIVERGED" if r.get("diverged", 0) else ""
+        lines.append(f"{rate:>6g} {strategy:<15} {int(seed):>4} {r['final_test_acc']:>9.2f} "
+                     f"{r['best_test_acc']:>8.2f} {r['final_train_loss']:>10.4f} {r['drawn_corrupt']:>10.4f} "
+                     f"{r['mass_corrupt']:>9.4f} {r['seconds']:>6.1f}{flag}")
+    lines += ["", "mean +- std over seeds: test accuracy % and final training loss",
+              runs.mean_std_table(fin, ["rate", "strategy"], ["final_test_acc", "best_test_acc"]),
+              "", runs.mean_std_table(fin, ["rate", "strategy"],
+                                      ["final_train_loss", "drawn_corrupt", "mass_corrupt"], fmt="{:.4f}")]
+    if detection:
+        import pandas as pd
+
+        det = pd.DataFrame(detection)
+        lines += ["", "proxy scores per noise rate: detection of the corrupted labels (AUROC, AP; "
+                  "nan without noise), mass of the strategy's p on them (subset mode: their share of the "
+                  "subset), effective sample size of p / N, largest importance weight 1/(N p), "
+                  "proxy test accuracy %",
+                  runs.mean_std_table(det, ["rate", "strategy"],
+                                      ["auroc", "ap", "mass_corrupt", "ess", "max_weight", "test_acc"],
+                                      fmt="{:.3f}")]
+    if total_s is not None:
+        lines += ["", f"wall time of this invocation: {total_s:.1f} s"]
+    run.write_text("res.txt", "\n".join(lines) + "\n")
+
+
+def load_plotter():
+    """DL-noise/plot.py as a module (the folder name is not a package name)."""
+    spec = importlib.util.spec_from_file_location("dl_noise_plot", Path(__file__).with_name("plot.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ds = experiment.open_dataset(args)
+    name = args.name or default_name(args)
+    run = runs.open_run(experiment.results_root(args, FAMILY) / name, args, seed=args.seed_list[0],
+                        quiet=args.quiet)
+    plotter = load_plotter()
+
+    def file_log(msg):  # per-epoch lines go to log.txt only; stdout gets one line per run
+        with open(run.path / "log.txt", "a") as f:
+            f.write(msg + "\n")
+
+    run.log(f"DL-noise {args.target} on {args.dataset} (N={len(ds.train)}), {args.noise_kind} noise at "
+            f"{args.rate_list}, strategies {args.strategy_list}, mode {args.mode}, seeds {args.seed_list} "
+            f"-> {run.path}")
+    need_proxies = any(STRATEGIES[s] for s in args.strategy_list)
+    detection: list[dict] = []
+    ran_any = False
+    t_start = time.perf_counter()
+    for rate in args.rate_list:
+        kind = args.noise_kind
+        tag = experiment.noise_tag(kind, rate)
+        labels, mask, _, ens = experiment.configuration(args, ds, kind, rate, run, need_proxies=need_proxies)
+        strat_scores = strategy_scores(ens, args.strategy_list) if need_proxies else {}
+        if strat_scores:
+            run.save_arrays(f"scores-{tag}.npz", **{s.replace("-", "_"): v for s, v in strat_scores.items()})
+        detection += [{"rate": rate, **r} for r in detection_rows(args, strat_scores, mask, ens)]
+        ran = False
+        for strategy in args.strategy_list:
+            for seed in args.seed_list:
+                key = {"kind": kind, "rate": rate, "strategy": strategy, "seed": seed}
+                if args.resume and run.is_done(key):
+                    run.log(f"  {tag} {strategy} seed {seed}: done, skipped (--resume)")
+                    continue
+                ran = True
+                smp = make_sampling(args, strategy, strat_scores.get(strategy), len(ds.train), seed)
+                res = train(args.target, ds, labels, experiment.target_config(args), seed, sampling=smp,
+                            corrupt_mask=mask, progress=args.progress, log=file_log,
+                            desc=f"{tag} {strategy} s{seed}")
+                run.finish_job(key, run_rows(res))
+                note = f" DIVERGED at epoch {res.diverged_epoch}" if res.diverged else ""
+                drawn = epoch_mean(res.history, "drawn_corrupt")
+                run.log(f"  {tag} {strategy} seed {seed}: test acc {res.test_acc:.2f}% (best "
+                        f"{res.best_test_acc:.2f}%), drawn corrupted {drawn:.3f} ({res.seconds:.1f} s){note}")
+                write_report(run, args, ds, detection)
+        runs.atomic_write_text(run.path / "scores.csv", _frame(detection).to_csv(index=False))
+        write_report(run, args, ds, detection)
+        ran_any |= ran
+        if ran and rate != args.rate_list[-1]:
+            plotter.draw(run.path)  # after each noise rate, not each run: figures cost seconds
+    total = time.perf_counter() - t_start
+    write_report(run, args, ds, detection, total)
+    if ran_any or not all((run.path / f).is_file() for f in plotter.FIGURES):
+        plotter.draw(run.path)
+    run.log(f"done in {total:.1f} s -> {run.path}")
+    return run.path
+
+
+def _frame(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    main()
