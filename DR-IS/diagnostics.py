@@ -1,0 +1,332 @@
+#!/usr/bin/env python
+"""DR-IS theory diagnostics (SPEC section 6; paper Theorem 1, Theorem 2, Appendix H): how the
+rank-disagreement score s_i separates clean from corrupted examples as the ensemble grows.
+
+Per noise configuration ONE pool of K_max proxies is trained (shared cache), and for each K in
+--k-values the first K proxies (ProxyEnsemble.take) give s_i (variance of the normalised loss
+ranks, 1/K by default).  For each K:
+  - histograms of s_i, clean vs corrupted                                   hist-<config>-K<k>.png
+  - the empirical gap between the clean-boundary and the corrupted-bulk
+    quantiles of s_i against 2 x the McDiarmid radius r(K, N, delta)        gap.png
+  - the corruption in the top-alpha subset by s_i (and, for contrast, by
+    consensus-loss and EL2N)                                                subset.png
+  - the sampling mass on corrupted examples of each sampler (Theorem 2):    mass.png
+      uniform, standard IS (p ~ ensemble mean gradient-norm bound), loss IS (p ~ ensemble mean
+      loss), dris (smoothed, p ~ s + gamma mean(s))
+  - the Appendix H verdict (A1 bulk stability, A2 boundary disagreement, plug-in Theorem 1)
+    printed and written to res.txt; the numbers behind it are in results.csv.
+The boundary / bulk definitions are in islab/theory.py (assumption_checks).  Standard IS uses
+the proxies' snapshot gradient norms here (no target model is trained in this script).
+
+    python DR-IS/diagnostics.py              # digits: clean + targeted 25 %, K = 2,3,4,6 (~1 min idle CPU)
+    python DR-IS/diagnostics.py --noise uniform:0.2,targeted:0.1 --k-values 2,3,4,5,6,8 --proxies cnn,mlp
+    python DR-IS/diagnostics.py --preset cifar10 --data-dir data --k-values 2,3,6   # pool: the preset's 3, x2
+
+Output (results/DR-IS/diagnostics/<run>/): res.txt, results.csv (tidy: config, kind, rate, K,
+metric, value), scores-<config>.npz (s_i per K, mean loss, mask), labels-<config>.npz,
+verdict-<config>.json (the verdict text, reused by --resume), plots,
+config.json/cmd.txt/env.json/log.txt.  One proxy pool per configuration and no target seeds,
+so the numbers are single draws (no std).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: find islab
+
+import numpy as np  # noqa: E402
+
+from islab import cli, experiment, runs, sampling, scores, theory  # noqa: E402
+
+FAMILY = "DR-IS/diagnostics"
+DEFAULT_NOISE = "clean,targeted:0.25"
+# Default proxy pool per data set, cycled to K_max (repeats get their own seeds).  digits uses
+# the cheap cnn/mlp pair (the preset's resnet20 would take ~4x longer on CPU); other presets
+# cycle their own proxy list.
+DEFAULT_POOL = {"digits": "cnn,mlp"}
+SAMPLERS = ("uniform", "standard_is", "loss_is", "dris")
+SUBSET_SCORES = ("dris", "consensus", "el2n")
+RUN_FLAGS = ("name", "resume", "quiet", "progress", "results_root", "cache_dir", "data_dir", "download",
+             "device", "torch_device", "compile", "seeds", "seed_list")
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def build_parser():
+    p = cli.make_parser(__doc__.split("\n\n")[0])
+    experiment.add_common_args(p)
+    for a in p._actions:  # shared flags whose meaning is specific here
+        if a.dest == "proxies":
+            a.help = ("comma list of proxy models, cycled to K_max = max(--k-values) (default: cnn,mlp on "
+                      "digits, else the preset's list)")
+        elif a.dest in ("seeds", "target", "epochs"):
+            a.help = "unused here (no target model is trained)"
+    g = p.add_argument_group("diagnostics")
+    g.add_argument("--noise", default=DEFAULT_NOISE,
+                   help="noise configurations, comma list of clean | uniform:RATE | targeted:RATE | "
+                        "pair:RATE (RATE = fraction of N relabelled, in [0, 1))")
+    g.add_argument("--k-values", default="2,3,4,6",
+                   help="ensemble sizes K (first K proxies of the pool), comma list of integers >= 2")
+    g.add_argument("--alpha", type=cli.fraction, default=0.3,
+                   help="keep fraction in (0, 1]: size of the top subset and of the clean boundary set (x N)")
+    g.add_argument("--delta", type=cli.positive_float, default=0.05,
+                   help="failure probability of the McDiarmid + union bound, in (0, 1)")
+    g.add_argument("--tail-fraction", type=cli.unit_interval, default=0.1,
+                   help="rho: fraction of corrupted examples (highest s) treated as the escaping tail, "
+                        "in [0, 1)")
+    g.add_argument("--eta", type=cli.unit_interval, default=0.1,
+                   help="Assumption 2 exceedance probability: tau is the eta-quantile of the bulk's ranks")
+    g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
+                   help="DR-IS smoothing c = gamma * mean(s) of the dris sampler (SPEC section 5)")
+    g.add_argument("--ddof", type=int, choices=(0, 1), default=0,
+                   help="rank-variance normalisation: 0 = 1/K (SPEC default), 1 = 1/(K-1)")
+    g.add_argument("--a2-min-spread", type=cli.unit_interval, default=0.05,
+                   help="A2 holds when the clean-boundary s is at least this fraction of the maximum "
+                        "variance")
+    g.add_argument("--bins", type=cli.positive_int, default=40, help="histogram bins")
+    return p
+
+
+def parse_args(argv=None):
+    """Parse and validate everything (exit 2 with one line on bad input), before any folder exists."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    given_proxies = args.proxies
+    experiment.resolve(args)
+    args.noise_list = experiment.parse_noise_configs(args.noise)
+    ks = sorted(set(experiment.parse_ints(args.k_values, "k-values")))
+    if not ks or ks[0] < 2:
+        cli.fail(f"--k-values must be integers >= 2, got {args.k_values!r}")
+    args.k_list = ks
+    if not 0 < args.delta < 1:
+        cli.fail(f"--delta must lie in (0, 1), got {args.delta:g}")
+    if args.tail_fraction >= 1:
+        cli.fail(f"--tail-fraction must lie in [0, 1), got {args.tail_fraction:g}")
+    base = experiment.parse_list(given_proxies or DEFAULT_POOL.get(args.preset, args.proxies))
+    from islab.models import MODELS
+
+    cli.check_choices(base, list(MODELS), "model")
+    args.proxy_list = list(itertools.islice(itertools.cycle(base), max(ks)))
+    args.proxies = ",".join(base)   # config.json shows the pool actually cycled, not the preset's list
+    return args
+
+
+def default_name(args) -> str:
+    cfg = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_FLAGS}
+    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return runs.run_name("diag", args.dataset, f"n{args.train_size}" if args.train_size else None,
+                         "K" + "_".join(map(str, args.k_list)), f"a{args.alpha:g}", digest)
+
+
+# ---------------------------------------------------------------- one configuration (pure)
+
+
+def sampler_probs(ens, s, gamma: float) -> dict:
+    """The four Theorem-2 samplers' distributions over N from a K-proxy ensemble and its s."""
+    n = s.shape[0]
+    return {"uniform": sampling.uniform_probs(n),
+            "standard_is": sampling.proportional_probs(scores.ensemble_score(ens, "gradnorm")),
+            "loss_is": sampling.proportional_probs(scores.ensemble_score(ens, "loss")),
+            "dris": sampling.smoothed_probs(s, gamma)}
+
+
+def diagnose(ens, mask, args) -> tuple[list[dict], dict, dict]:
+    """Rows (K, metric, value), s per K, and the checks/masses/alignment of the largest K."""
+    rows, s_of, last = [], {}, {}
+    for k in args.k_list:
+        sub = ens.take(k)
+        ranks = scores.normalised_ranks(sub["loss"])
+        s = scores.rank_variance(ranks, ddof=args.ddof)
+        s_of[k] = s
+        checks = theory.assumption_checks(ranks, mask, alpha=args.alpha, tail_fraction=args.tail_fraction,
+                                          eta=args.eta, delta=args.delta, ddof=args.ddof,
+                                          a2_min_spread=args.a2_min_spread)
+        masses = {name: theory.theorem2_mass_bound(p, mask)["mass"]
+                  for name, p in sampler_probs(sub, s, args.gamma).items()}
+        aligned = theory.loss_aligned(scores.ensemble_score(sub, "loss"), mask)
+        for name, v in checks.items():
+            if name in ("K", "N", "ddof"):
+                continue
+            rows.append({"K": k, "metric": name, "value": float("nan") if v is None else float(v)})
+        rows += [{"K": k, "metric": f"mass_{name}", "value": v} for name, v in masses.items()]
+        rows.append({"K": k, "metric": "loss_aligned", "value": float(aligned)})
+        for name in SUBSET_SCORES:
+            keep = sampling.keep_top_fraction(scores.ensemble_score(sub, name, ddof=args.ddof), args.alpha)
+            rows.append({"K": k, "metric": f"cis_{name}", "value": theory.corruption_in_subset(keep, mask)})
+        last = {"checks": checks, "masses": masses, "aligned": aligned}
+    return rows, s_of, last
+
+
+# ---------------------------------------------------------------- report and plots
+
+
+def config_table(df) -> str:
+    """One configuration: a row per K with the separation, subset and Theorem-2 numbers."""
+    cols = [("r", "radius", ".4f"), ("2r", "two_radius", ".4f"), ("q_bnd", "q_boundary", ".4f"),
+            ("q_bulk", "q_bulk", ".4f"), ("emp gap", "empirical_gap", "+.4f"),
+            ("plug-in gap", "nominal_gap", "+.4f"),
+            ("corr>bnd", "frac_corrupt_above_boundary", ".3f"), ("cis dris", "cis_dris", ".3f"),
+            ("cis cons", "cis_consensus", ".3f"), ("cis el2n", "cis_el2n", ".3f"),
+            ("AUROC low s", "auroc_low_s", ".3f"),
+            ("spread", "spread", ".3f"), ("A1", "a1_holds", ""), ("A2", "a2_holds", ""),
+            *[(f"mass {s}", f"mass_{s}", ".3f") for s in SAMPLERS]]
+    wide = df.pivot_table(index="K", columns="metric", values="value", aggfunc="first", dropna=False)
+    head = ["K"] + [c[0] for c in cols]
+    body = []
+    for k, row in wide.iterrows():
+        cells = [str(int(k))]
+        for _, m, spec in cols:
+            v = row.get(m, float("nan"))
+            if not np.isfinite(v):
+                cells.append("-")
+            elif spec == "":
+                cells.append("yes" if v else "no")
+            else:
+                cells.append(format(v, spec))
+        body.append(cells)
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def write_report(run, args, verdicts: dict, info: dict) -> None:
+    df = run.frame()
+    norm = "1/K" if args.ddof == 0 else "1/(K-1)"
+    out = [f"DR-IS diagnostics: {args.dataset} (N = {info.get('n', '?')}), proxy pool "
+           f"{','.join(args.proxy_list)} (E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}), "
+           f"s = {norm} variance of normalised loss ranks; alpha {args.alpha:g}, delta {args.delta:g}, "
+           f"rho {args.tail_fraction:g}, eta {args.eta:g}, gamma {args.gamma:g}",
+           "r: McDiarmid radius (theory.mcdiarmid_radius); q_bnd: lowest s of the round(alpha N) clean",
+           "examples with the highest s (clean boundary); q_bulk: highest s of the lowest (1 - rho)",
+           "corrupted (corrupted bulk); emp gap = q_bnd - q_bulk (> 0: bulk below the whole boundary, A1);",
+           "spread = q_bnd / max variance; plug-in gap: Theorem 1 gap with",
+           "tau, v_B estimated from this sample; corr>bnd: fraction of corrupted above q_bnd; cis <score>:",
+           "corruption in the top-alpha subset by that score (chance = eps); A2: q_bnd >= "
+           f"{args.a2_min_spread:g} x max variance;",
+           "mass <sampler>: sampling mass on corrupted examples (Theorem 2; uniform = eps).",
+           "One proxy pool per configuration, no target seeds: single draws, no std.", ""]
+    if len(df):
+        for kind, rate in args.noise_list:
+            tag = experiment.noise_tag(kind, rate)
+            d = df[df["config"] == tag]
+            if len(d) == 0:
+                continue
+            meta = info.get(tag, {})
+            out.append(f"== {tag}: eps = {meta.get('eps', float('nan')):.3f}"
+                       + (f"; proxy test acc % {meta['proxy_acc']}" if meta.get("proxy_acc") else ""))
+            out.append(config_table(d))
+            if tag in verdicts:
+                out.append(verdicts[tag])
+            out.append("")
+    run.write_text("res.txt", "\n".join(out) + "\n")
+
+
+def gap_plot(gap, configs, path) -> None:
+    """Empirical and plug-in gaps against 2r over K, one panel per configuration.  The gaps are
+    ~100x smaller than 2r, so the y axis is symmetric-log (linear within +-1e-3)."""
+    import matplotlib.pyplot as plt
+
+    from islab import plots
+
+    fig, axes = plt.subplots(1, len(configs), figsize=(4.4 * len(configs), 3.4), squeeze=False)
+    for ax, c in zip(axes[0], configs):
+        for q, sub in gap[gap["config"] == c].groupby("quantity"):
+            sub = sub.sort_values("K")
+            style = "--" if q.startswith("2r") else "-"
+            ax.plot(sub["K"], sub["value"], marker="o", label=q, linestyle=style)
+        ax.axhline(0.0, color="k", linewidth=0.8)
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_xlabel("K (proxies)")
+        ax.set_ylabel("s units (symlog)")
+        ax.set_title(f"{c}: separation gap vs 2r")
+        ax.legend(fontsize=7)
+    plots.save(fig, path)
+
+
+def write_plots(run, args) -> None:
+    """gap.png, subset.png, mass.png over K, one panel per configuration with corruption."""
+    import pandas as pd
+
+    from islab import plots
+
+    df = run.frame()
+    if len(df) == 0:
+        return
+    noisy = sorted({c for c in df["config"]
+                    if (df[(df["config"] == c) & (df["metric"] == "eps")]["value"] > 0).any()})
+    d = df[df["config"].isin(noisy)]
+    if len(d) == 0:
+        return
+    names = {"empirical_gap": "empirical gap", "two_radius": "2r (McDiarmid)",
+             "nominal_gap": "plug-in Theorem 1 gap"}
+    gap = d[d["metric"].isin(list(names))].assign(quantity=lambda x: x["metric"].map(names))
+    gap_plot(gap, noisy, run.path / "gap.png")
+    cis = d[d["metric"].isin([f"cis_{s}" for s in SUBSET_SCORES])].assign(
+        score=lambda x: x["metric"].str.replace("cis_", "", regex=False))
+    eps = d[d["metric"] == "eps"].assign(score="chance (eps)")
+    plots.lines_with_band(pd.concat([cis, eps]), "K", "value", "score", run.path / "subset.png", col="config",
+                          title=f"top-{args.alpha:g} subset", ylabel="corrupted fraction")
+    mass = d[d["metric"].isin([f"mass_{s}" for s in SAMPLERS])].assign(
+        sampler=lambda x: x["metric"].str.replace("mass_", "", regex=False))
+    plots.lines_with_band(mass, "K", "value", "sampler", run.path / "mass.png", col="config",
+                          title="mass on corrupted (Theorem 2)", ylabel="mass")
+
+
+# ---------------------------------------------------------------- main
+
+
+def run_diagnostics(args):
+    from islab import plots
+
+    ds = experiment.open_dataset(args)   # a missing data set exits 2 before any folder exists
+    name = args.name or default_name(args)
+    run = runs.open_run(experiment.results_root(args, FAMILY) / name, args, seed=args.noise_seed,
+                        quiet=args.quiet)
+    n = len(ds.train)
+    run.log(f"run folder {run.path}; {n} training examples, proxy pool {','.join(args.proxy_list)}, "
+            f"K in {args.k_list}, device {args.torch_device}")
+    info, verdicts, t_all = {"n": n}, {}, time.time()
+    for kind, rate in args.noise_list:
+        tag = experiment.noise_tag(kind, rate)
+        key = {"config": tag}
+        saved = run.path / f"verdict-{tag}.json"
+        if run.is_done(key) and saved.exists():
+            info[tag], verdicts[tag] = (lambda d: (d["info"], d["verdict"]))(json.loads(saved.read_text()))
+            run.log(f"[{tag}] done, skipped (--resume)")
+            continue
+        t0 = time.time()
+        labels, mask, _, ens = experiment.configuration(args, ds, kind, rate, run, need_proxies=True)
+        info[tag] = {"eps": float(mask.mean()),
+                     "proxy_acc": ", ".join(f"{nm} {a:.1f}" for nm, a in zip(ens.names, ens.test_acc))}
+        rows, s_of, last = diagnose(ens, mask, args)
+        run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask,
+                        mean_loss=scores.ensemble_score(ens, "loss"),
+                        **{f"s_K{k}": s for k, s in s_of.items()})
+        for k, s in s_of.items():
+            groups = np.where(mask, "corrupted", "clean")
+            plots.hist_by_group(s, groups, run.path / f"hist-{tag}-K{k}.png", bins=args.bins,
+                                title=f"{tag}, K = {k}", xlabel="rank disagreement s_i")
+        verdicts[tag] = theory.verdict(last["checks"], last["masses"], last["aligned"])
+        runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
+        run.finish_job(key, [{"kind": kind, "rate": rate, **r} for r in rows])
+        run.log(f"[{tag}] {len(args.k_list)} ensemble sizes in {time.time() - t0:.1f}s\n{verdicts[tag]}")
+        write_report(run, args, verdicts, info)
+        write_plots(run, args)
+    write_report(run, args, verdicts, info)
+    write_plots(run, args)
+    run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
+    return run.path
+
+
+def main(argv=None):
+    return run_diagnostics(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
