@@ -1,0 +1,296 @@
+#!/usr/bin/env python
+"""DR-IS ablation sweeps (SPEC section 7): thin wrappers that compose DR-IS/static.py (and
+DR-IS/online.py for the gamma sweep); every sub-run is an ordinary static run folder inside
+the sweep folder, and the sweep folder adds a summary across the swept values.
+
+    python DR-IS/ablations.py --sweep K --values 2,3,5          # first K of a longer proxy list
+    python DR-IS/ablations.py --sweep alpha --values 0.1,0.3,0.5
+    python DR-IS/ablations.py --sweep rate --values 0.1,0.25,0.4,0.5 --rate-kind targeted
+    python DR-IS/ablations.py --sweep proxies --values K1,K2,K3  # experiment.PROXY_SETS diversity presets
+    python DR-IS/ablations.py --sweep lambda --values 0,0.25,0.5,0.75,1
+    python DR-IS/ablations.py --sweep gamma --values 0,0.1,1     # online IS (needs DR-IS/online.py)
+
+Every other flag is passed to static.py (see `python DR-IS/static.py --help`), e.g. --seeds,
+--noise, --methods, --preset.  Output: results/DR-IS/ablations/<sweep>-<values>-<dataset>-<hash>/
+with summary.txt (accuracy and corruption in subset per method x swept value, per noise
+configuration), results.csv (tidy, one row per job and metric), summary_acc.png,
+summary_corruption.png, and one static run folder per sub-run.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # standalone: find islab
+
+import numpy as np  # noqa: E402
+
+from islab import cli, experiment, runs  # noqa: E402
+
+SWEEPS = ("K", "alpha", "rate", "proxies", "lambda", "gamma")
+# Per sweep: default swept values, and the static flags it sets itself unless the user did.
+DEFAULTS = {
+    "K": dict(values="2,3,5", noise="clean,targeted:0.25", methods="random,consensus,aum,dris"),
+    "alpha": dict(values="0.1,0.3,0.5", noise="clean,targeted:0.25", methods=None),
+    "rate": dict(values="0.1,0.25,0.4,0.5", noise=None, methods="random,el2n,consensus,aum,dris"),
+    "proxies": dict(values="K1,K2,K3", noise="clean,targeted:0.25", methods="random,consensus,aum,dris"),
+    "lambda": dict(values="0,0.25,0.5,0.75,1", noise="clean,targeted:0.25", methods="random,dris,hybrid"),
+    "gamma": dict(values="0,0.1,1", noise="clean,targeted:0.25", methods="uniform,dris"),
+}
+# The static flag each sweep controls (the user may not set it as well).
+CONTROLS = {"K": "--proxies", "alpha": "--alpha", "rate": "--noise", "proxies": "--proxies",
+            "lambda": "--hybrid-lambda", "gamma": "--gamma"}
+
+
+@functools.lru_cache(maxsize=None)
+def load_script(name: str):
+    """Import DR-IS/<name>.py (the folder name is not a package name)."""
+    path = HERE / f"{name}.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(f"dris_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def has_flag(argv, flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
+def build_parser():
+    p = cli.make_parser(__doc__.split("\n\n")[0])
+    g = p.add_argument_group("sweep")
+    g.add_argument("--sweep", required=True, choices=SWEEPS,
+                   help="K: ensemble size (first K of a longer proxy list); alpha: keep fraction; rate: "
+                        "corruption rate of --rate-kind; proxies: diversity presets K1/K2/K3; lambda: hybrid "
+                        "weight; gamma: online-IS smoothing (DR-IS/online.py)")
+    g.add_argument("--values", help="comma list of swept values (default per sweep: "
+                                    + "; ".join(f"{k} {v['values']}" for k, v in DEFAULTS.items()) + ")")
+    g.add_argument("--rate-kind", default="targeted", choices=("uniform", "targeted", "pair"),
+                   help="noise kind of the rate sweep (rates are fractions of N relabelled)")
+    g.add_argument("--proxy-pool",
+                   help="K sweep: the longer proxy list whose first K are used (default: the preset's "
+                        "proxies repeated up to the largest K; repeats get their own seeds)")
+    g = p.add_argument_group("run (the sweep folder)")
+    g.add_argument("--results-root", default=None,
+                   help="where the sweep folder goes (default results/DR-IS/ablations)")
+    g.add_argument("--name", default=None,
+                   help="sweep folder name (default: <sweep>-<values>-<dataset>-<hash>)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue a sweep folder, skipping finished sub-runs")
+    return p
+
+
+def sweep_values(args) -> list[str]:
+    values = experiment.parse_list(args.values or DEFAULTS[args.sweep]["values"])
+    if not values:
+        cli.fail("--values is empty")
+    kind = {"K": cli.positive_int, "alpha": cli.fraction, "rate": cli.rate, "lambda": cli.unit_interval,
+            "gamma": cli.nonnegative_float}.get(args.sweep)
+    for v in values:
+        if kind is not None:
+            try:
+                kind(v)
+            except argparse.ArgumentTypeError as e:
+                cli.fail(f"--values {v!r}: {e}")
+    return list(dict.fromkeys(values))
+
+
+def plan(args, forward: list[str]) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """(sub-run name, static/online argv) per sub-run, and the argv every sub-run shares."""
+    sweep, values, d = args.sweep, args.values_list, DEFAULTS[args.sweep]
+    if has_flag(forward, CONTROLS[sweep]):
+        cli.fail(f"{CONTROLS[sweep]} is set by --sweep {sweep}; give the values with --values")
+    base = list(forward)
+    if d["noise"] and not has_flag(base, "--noise"):
+        base += ["--noise", d["noise"]]
+    if d["methods"] and not has_flag(base, "--methods"):
+        base += ["--methods", d["methods"]]
+    if sweep == "K":
+        probe = experiment_args(base)
+        pool = experiment.parse_list(args.proxy_pool) if args.proxy_pool else probe.proxy_list
+        k_max = max(int(v) for v in values)
+        pool = [pool[i % len(pool)] for i in range(max(k_max, len(pool)))] if not args.proxy_pool else pool
+        if k_max > len(pool):
+            cli.fail(f"--proxy-pool has {len(pool)} proxies but the sweep asks for K = {k_max}")
+        return [(f"K{v}", base + ["--proxies", ",".join(pool[:int(v)])]) for v in values], base
+    if sweep == "proxies":
+        family = "digits" if experiment_args(base).dataset == "digits" else "cifar"
+        sets = experiment.PROXY_SETS[family]
+        for v in values:
+            if v not in sets:
+                cli.fail(f"unknown proxy set {v!r}; choose from {', '.join(sets)}")
+        return [(v, base + ["--proxies", sets[v]]) for v in values], base
+    if sweep == "gamma":
+        return [(f"gamma{v}", base + ["--gamma", v]) for v in values], base
+    # alpha, rate, lambda: static.py takes the whole list in one run (full/random run once)
+    flag, joined = {"alpha": ("--alpha", ",".join(values)),
+                    "rate": ("--noise", ",".join(f"{args.rate_kind}:{v}" for v in values)),
+                    "lambda": ("--hybrid-lambda", ",".join(values))}[sweep]
+    return [(sweep, base + [flag, joined])], base
+
+
+def experiment_args(argv):
+    """The resolved static arguments of an argv (for the preset's dataset and proxies)."""
+    return load_script("static").parse_args(argv)
+
+
+def default_name(args, base_argv, dataset) -> str:
+    text = " ".join(base_argv + [args.rate_kind, args.proxy_pool or ""])
+    digest = hashlib.sha1(text.encode()).hexdigest()[:6]
+    return runs.run_name(args.sweep, "_".join(args.values_list), dataset, digest)
+
+
+def setting_of(sweep: str, sub: str, fin):
+    """The swept value of each row of a sub-run's final frame (None = same for every value)."""
+    if sweep in ("K", "proxies", "gamma"):
+        return [sub[1:] if sweep == "K" else sub[5:] if sweep == "gamma" else sub] * len(fin)
+    if sweep == "alpha":
+        return [None if m == "full" else f"{a:g}" for m, a in zip(fin["method"], fin["alpha"])]
+    if sweep == "rate":
+        return [f"{r:g}" for r in fin["rate"]]
+    # lambda: hybrid<l> rows carry l; the reference methods are the same runs for every l
+    return [m[len("hybrid"):] if str(m).startswith("hybrid") else None for m in fin["method"]]
+
+
+def final_rows(path: Path):
+    """Final per-job metrics of a sub-run folder as a wide frame (config, alpha, method, seed, ...)."""
+    import pandas as pd
+
+    f = path / "results.csv"
+    if not f.exists():
+        return pd.DataFrame()
+    df = pd.read_csv(f)
+    # online.py names the configuration column 'noise' and the final accuracy 'final_acc'
+    df = df.rename(columns={"noise": "config"}) if "config" not in df else df
+    df["metric"] = df["metric"].replace({"final_acc": "test_acc"})
+    if "epoch" in df:
+        df = df[df["epoch"].isna()]
+    keys = [c for c in ("config", "alpha", "method", "seed", "kind", "rate") if c in df]
+    wide = df.groupby(keys + ["metric"], sort=False, dropna=False)["value"].first()
+    wide = wide.unstack("metric").reset_index()
+    if "config" not in wide:
+        wide["config"] = "all"
+    return wide
+
+
+def summary(fin, values, methods_order) -> str:
+    """Per configuration: method x value matrices of accuracy and corruption in subset."""
+    out = []
+    for tag in dict.fromkeys(fin["config"]):
+        d = fin[fin["config"] == tag]
+        for metric, fmt, what in (("test_acc", "{:.2f}", "final test accuracy %"),
+                                  ("corruption_in_subset", "{:.3f}", "corruption in kept subset"),
+                                  ("auroc", "{:.3f}", "AUROC of the discard order"),
+                                  ("mass_corrupt_mean", "{:.3f}", "sampling mass on corrupted (online)")):
+            if metric not in d or not np.isfinite(d[metric].to_numpy(dtype=float)).any():
+                continue   # e.g. AUROC on clean data: no corrupted examples to detect
+            out.append(f"== {tag}: {what} (mean +- std over seeds)")
+            head = ["method"] + [str(v) for v in values]
+            rows = []
+            for m in [m for m in methods_order if m in set(d["method"])]:
+                cells = [m]
+                for v in values:
+                    x = d[(d["method"] == m) & (d["setting"] == v)][metric].to_numpy(dtype=float)
+                    x = x[np.isfinite(x)]
+                    cells.append("-" if len(x) == 0 else fmt.format(x.mean()) + (
+                        " +- " + fmt.format(x.std(ddof=1)) if len(x) > 1 and np.ptp(x) > 0 else ""))
+                rows.append(cells)
+            widths = [max(len(c) for c in col) for col in zip(head, *rows)]
+            out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+                    for r in [head, ["-" * w for w in widths]] + rows]
+            out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    args, forward = build_parser().parse_known_args(argv)
+    args.values_list = sweep_values(args)
+    jobs, base = plan(args, forward)
+    mod_name = "online" if args.sweep == "gamma" else "static"
+    script = load_script(mod_name)
+    if script is None:
+        cli.fail(f"--sweep {args.sweep} needs DR-IS/{mod_name}.py, which does not exist yet")
+    # validate every sub-run before any folder exists (static exits 2 with one line)
+    parsed = {name: script.parse_args(sub) for name, sub in jobs}
+    dataset = next(iter(parsed.values())).dataset
+    root = experiment.results_root(args, "DR-IS/ablations")
+    name = args.name or default_name(args, base, dataset)
+    run = runs.open_run(root / name, args, seed=None)
+    run.log(f"sweep {args.sweep} over {args.values_list}: {len(jobs)} sub-run(s) in {run.path}")
+    import pandas as pd
+
+    frames = []
+    for sub, sub_argv in jobs:
+        key = {"subrun": sub}
+        if not run.is_done(key):
+            run.log(f"sub-run {sub}: {' '.join(sub_argv)}")
+            if mod_name == "static":
+                a = parsed[sub]
+                a.results_root, a.name, a.resume = str(run.path), sub, args.resume
+                script.run_static(a)
+            else:
+                script.main(sub_argv + ["--results-root", str(run.path), "--name", sub]
+                            + (["--resume"] if args.resume else []))
+        fin = final_rows(run.path / sub)
+        if len(fin):
+            fin["setting"] = setting_of(args.sweep, sub, fin)
+            if args.sweep == "rate":   # one block whose columns are the rates, not one block per rate
+                fin["config"] = f"{args.rate_kind} noise, rate ="
+            if args.sweep == "lambda":  # hybrid<l> rows become one 'hybrid' row over the lambda columns
+                fin["method"] = ["hybrid" if str(m).startswith("hybrid") else m for m in fin["method"]]
+            frames.append(fin)
+        if not run.is_done(key):
+            tidy = fin.melt(id_vars=[c for c in ("config", "alpha", "method", "seed", "setting") if c in fin],
+                            value_vars=[c for c in ("test_acc", "corruption_in_subset", "auroc", "ap",
+                                                    "kept_fraction", "mass_corrupt_mean") if c in fin],
+                            var_name="metric", value_name="value") if len(fin) else pd.DataFrame()
+            run.finish_job(key, tidy.to_dict("records"))
+    fin = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(fin):
+        # rows that do not depend on the swept value (full in an alpha sweep, random/dris in a
+        # lambda sweep) are the same runs in every column
+        fixed = fin[fin["setting"].isna()]
+        fin = pd.concat([fin[fin["setting"].notna()]] + [fixed.assign(setting=v) for v in args.values_list],
+                        ignore_index=True)
+        methods = list(dict.fromkeys(fin["method"]))
+        head = (f"DR-IS ablation: sweep {args.sweep} over {', '.join(args.values_list)}; sub-runs: "
+                f"{', '.join(s for s, _ in jobs)} (each a run folder here with its full res.txt)\n"
+                f"shared flags: {' '.join(base)}\n\n")
+        run.write_text("summary.txt", head + summary(fin, args.values_list, methods))
+        write_plots(run, fin, args)
+    run.log(f"done -> {run.path}")
+    return run.path
+
+
+def write_plots(run, fin, args) -> None:
+    from islab import plots
+
+    d = fin.copy()
+    d["setting"] = pd_categorical(d["setting"], args.values_list)
+    # a categorical hue keeps each method's colour the same in every panel
+    d["method"] = pd_categorical(d["method"], list(dict.fromkeys(fin["method"])))
+    for metric, fname, label in (
+            ("test_acc", "summary_acc.png", "final test accuracy (%)"),
+            ("corruption_in_subset", "summary_corruption.png", "corruption in kept subset"),
+            ("mass_corrupt_mean", "summary_mass_corrupt.png", "sampling mass on corrupted")):
+        if metric in d and np.isfinite(d[metric].to_numpy(dtype=float)).any():
+            plots.lines_with_band(d.sort_values("setting"), "setting", metric, "method", run.path / fname,
+                                  title=f"sweep {args.sweep} (mean +- std over seeds)", ylabel=label,
+                                  col="config")
+
+
+def pd_categorical(series, order):
+    import pandas as pd
+
+    return pd.Categorical(series.astype(str), categories=[str(v) for v in order], ordered=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+#!/usr/bin/env python
+"""DR-IS online importance sampling (Algorithm 2) against Uniform SGD, Standard IS and RHO-LOSS
+(approximate and faithful), under label noise.  (SPEC sections 1, 3, 5, 7; paper Table 3.)
+
+Per noise configuration: one noise draw and one cached proxy run shared by every method; the
+target is trained by the one loop of islab.train with each method's sampling distribution
+(islab.online), weights 1/(N p).  Every run logs per epoch the test accuracy, the sampling mass
+on corrupted examples (Theorem 2), the fraction of drawn examples that were corrupted and the
+effective sample size of p; divergence and collapse are recorded, never dropped.
+
+    python DR-IS/online.py --noise clean,targeted:0.25 --seeds 0,1,2      # digits demo
+    python DR-IS/online.py --preset cifar10 --seeds 0,1,2 --checkpoint    # paper Table 3 protocol
+
+Output: results/DR-IS/online/<run>/ with res.txt (per configuration: final and best test
+accuracy mean +- std, mass on corrupted, drawn corrupted, ESS, diverged/collapsed counts, paired
+t-test against uniform), results.csv (tidy: every epoch plus per-run summaries),
+acc_vs_epoch.png, mass_corrupt_vs_epoch.png, labels-<tag>.npz, irreducible-<tag>.npz, provenance.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: find islab
+
+import numpy as np  # noqa: E402
+
+from islab import cli, experiment, online, runs, scores, theory  # noqa: E402
+from islab.models import MODELS  # noqa: E402
+from islab.train import train  # noqa: E402
+
+FAMILY = "DR-IS/online"
+DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"
+# RHO-LOSS reference model and holdout per preset (SPEC 3: ResNet-20 on a 5k holdout for CIFAR;
+# digits: the small cnn on 20 % of the 1437 training examples, our default).
+IRREDUCIBLE_DEFAULTS = {"cifar10": ("resnet20", 5000), "cifar100": ("resnet20", 5000), "digits": ("cnn", 0.2)}
+COLLAPSE_MARGIN = 5.0    # a run "collapsed" when its final test accuracy <= chance + this (points)
+EPOCH_METRICS = ("test_acc", "test_loss", "train_loss", "mass_corrupt", "drawn_corrupt")
+# keys that do not change results: left out of the default run name
+RUN_MECHANICS = ("name", "resume", "results_root", "quiet", "progress", "cache_dir", "checkpoint", "device",
+                 "torch_device")
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def holdout_size(text: str) -> float:
+    """--holdout: a count of examples (integer >= 1) or a fraction of N in (0, 1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"holdout must be a number, got {text!r}") from None
+    if not (0 < v < 1 or (v >= 1 and v == int(v))):
+        raise argparse.ArgumentTypeError(
+            f"holdout must be a fraction in (0, 1) or an integer count >= 1, got {text}")
+    return v if v < 1 else int(v)
+
+
+def build_parser():
+    p = cli.make_parser(__doc__.split("\n\n")[0])
+    experiment.add_common_args(p)
+    g = p.add_argument_group("online importance sampling")
+    g.add_argument("--methods", default=",".join(online.METHODS),
+                   help=f"comma list from {', '.join(online.METHODS)} (uniform = shuffled epochs without "
+                        "replacement; the others draw with replacement, weights 1/(N p))")
+    g.add_argument("--noise", default=DEFAULT_NOISE,
+                   help="comma list of noise configurations: clean, uniform:RATE, targeted:RATE, pair:RATE "
+                        "(RATE = fraction of N corrupted, in [0, 1))")
+    g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
+                   help="DR-IS smoothing: c = gamma * mean(s) added to every rank variance s_i (unitless)")
+    g.add_argument("--is-floor", type=cli.nonnegative_float, default=0.0,
+                   help="Standard IS floor, as a fraction of the mean gradient-norm bound added to every "
+                        "example (0 = the plain gradient-norm rule of the paper)")
+    g.add_argument("--rho-floor", type=cli.nonnegative_float, default=0.01,
+                   help="RHO-LOSS floor, as a fraction of the mean of max(score, 0) added to every example; "
+                        "bounds the importance weight by (1 + floor) / floor")
+    g.add_argument("--rho-every", type=cli.positive_int, default=5,
+                   help="rho_faithful: epochs between recomputations of the current-target loss")
+    g.add_argument("--holdout", type=holdout_size, default=None,
+                   help="RHO-LOSS holdout carved from the TRAINING set: a count of examples or a fraction "
+                        "of N (default: 5000 for the cifar presets, 0.2 for digits)")
+    g.add_argument("--irreducible-model", default=None,
+                   help="RHO-LOSS reference model trained on the holdout (default: resnet20 for the cifar "
+                        "presets, cnn for digits)")
+    g.add_argument("--irreducible-epochs", type=cli.positive_int, default=None,
+                   help="epochs of the irreducible model over the holdout (default: as many SGD steps as one "
+                        "proxy run over all N, i.e. round(proxy_epochs * N / holdout))")
+    g.add_argument("--checkpoint", action="store_true",
+                   help="save each job's training state every epoch so --resume continues it mid-run")
+    return p
+
+
+def parse_args(argv=None):
+    """Parse and validate everything that does not need the data (exit 2, one line)."""
+    args = build_parser().parse_args(argv)
+    experiment.resolve(args)
+    args.method_list = list(dict.fromkeys(experiment.parse_list(args.methods)))
+    if not args.method_list:
+        cli.fail("--methods is empty")
+    cli.check_choices(args.method_list, online.METHODS, "method")
+    args.noise_configs = list(dict.fromkeys(experiment.parse_noise_configs(args.noise)))
+    args.seed_list = list(dict.fromkeys(args.seed_list))
+    model, hold = IRREDUCIBLE_DEFAULTS.get(args.preset, ("cnn", 0.2))
+    args.irreducible_model = args.irreducible_model or model
+    args.holdout = hold if args.holdout is None else args.holdout
+    if args.irreducible_model not in MODELS:
+        cli.fail(f"unknown --irreducible-model {args.irreducible_model!r}; choose from {', '.join(MODELS)}")
+    return args
+
+
+def holdout_count(args, n: int) -> int:
+    """The holdout size in examples (exit 2 if it leaves too few examples on either side); also
+    fills the default --irreducible-epochs, which depends on it."""
+    h = int(round(args.holdout * n)) if args.holdout < 1 else int(args.holdout)
+    if any(m in online.RHO_METHODS for m in args.method_list) and not (1 <= h <= n - args.batch_size):
+        cli.fail(f"--holdout {args.holdout:g} gives {h} of {n} training examples; need 1 <= holdout <= "
+                 f"N - batch size ({n - args.batch_size}) for the RHO-LOSS methods")
+    if args.irreducible_epochs is None:  # step-matched: the reference gets one proxy run's SGD steps
+        args.irreducible_epochs = max(1, round(args.proxy_epochs * n / max(h, 1)))
+    return h
+
+
+def default_name(args) -> str:
+    keys = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_MECHANICS}
+    digest = f"{zlib.crc32(repr(keys).encode()):08x}"[:6]
+    size = f"n{args.train_size}" if args.train_size else None
+    return runs.run_name(args.dataset, args.target, f"e{args.epochs}", size, digest)
+
+
+# ---------------------------------------------------------------- one configuration's shared parts
+
+
+def irreducible_for(args, ds, labels, mask, tag, run, n_hold):
+    """The RHO-LOSS reference for one noise configuration, read back from the run folder when
+    a previous invocation already trained it (--resume)."""
+    path = run.path / f"irreducible-{tag}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            irr = online.Irreducible(z["keep"], z["holdout"], z["loss"], float(z["test_acc"]),
+                                     bool(z["diverged"]))
+        run.log(f"[{tag}] irreducible model: read from {path.name}")
+    else:
+        cfg = replace(experiment.target_config(args), epochs=args.irreducible_epochs)
+        irr = online.train_irreducible(ds, labels, n_hold, args.irreducible_model, cfg,
+                                       seed=2000 + args.noise_seed, log=lambda m: run.log(f"[{tag}] {m}"),
+                                       progress=args.progress)
+        run.save_arrays(path.name, keep=irr.keep, holdout=irr.holdout, loss=irr.loss,
+                        test_acc=np.array(irr.test_acc), diverged=np.array(irr.diverged))
+    run.log(f"[{tag}] RHO holdout: {len(irr.holdout)} examples, "
+            f"{100 * mask[irr.holdout].mean():.1f}% corrupted (the holdout is part of the noisy training "
+            f"set); targets train on the other {len(irr.keep)}")
+    return irr
+
+
+def config_info(ds, mask, ens, irr) -> dict:
+    info = {"n_train": int(len(mask)), "n_corrupt": int(mask.sum())}
+    if ens is not None:
+        info["proxy_test_acc"] = [round(float(a), 2) for a in ens.test_acc]
+        det = theory.detection_metrics(scores.ensemble_score(ens, "dris"), mask)
+        info["dris_auroc_corrupt"] = det["auroc"]
+    if irr is not None:
+        info.update(irreducible_test_acc=irr.test_acc, irreducible_diverged=irr.diverged,
+                    holdout_size=int(len(irr.holdout)), holdout_corrupt=float(mask[irr.holdout].mean()))
+    return info
+
+
+# ---------------------------------------------------------------- one job
+
+
+def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag):
+    """Train the target with one method and seed; returns (tidy rows, summary dict)."""
+    cfg = experiment.target_config(args)
+    if method in online.RHO_METHODS:  # RHO targets train on the examples outside the holdout
+        d, y, m = online.keep_dataset(ds, irr.keep), labels[irr.keep], mask[irr.keep]
+    else:
+        d, y, m = ds, labels, mask
+    kw = {}
+    if method == "dris":
+        kw["disagreement"] = scores.ensemble_score(ens, "dris")   # 1/K rank variance (ddof 0)
+    if method == "rho_approx":
+        kw["proxy_mean_loss"] = scores.ensemble_score(ens, "loss")[irr.keep]
+    if method in online.RHO_METHODS:
+        kw["irreducible_loss"] = irr.loss
+    rlog = online.RefreshLog()
+    sampling = online.make_sampling(method, d, y, cfg, gamma=args.gamma, is_floor=args.is_floor,
+                                    rho_floor=args.rho_floor, rho_every=args.rho_every, log=rlog, **kw)
+    ckpt = run.path / "checkpoints" / f"{tag}-{method}-s{seed}.pt" if args.checkpoint else None
+    log_file = run.path / "log.txt"
+
+    def epoch_log(msg):  # per-epoch lines go to log.txt only
+        with open(log_file, "a") as f:
+            f.write(msg + "\n")
+
+    res = train(args.target, d, y, cfg, seed, sampling=sampling, corrupt_mask=m, progress=args.progress,
+                log=epoch_log, checkpoint=ckpt, desc=f"[{tag}] {method} s{seed}")
+    chance = 100.0 / ds.num_classes
+    ess = rlog.per_epoch(args.epochs, "ess")
+    maxw = rlog.per_epoch(args.epochs, "max_weight")
+    rows = []
+    for h in res.history:
+        e = h["epoch"]
+        vals = {k: h.get(k) for k in EPOCH_METRICS}
+        vals.update(ess=ess[e - 1], max_weight=maxw[e - 1])
+        rows += [{"epoch": e, "metric": k, "value": float(v)} for k, v in vals.items()
+                 if v is not None and math.isfinite(float(v))]
+    final = chance if res.diverged else float(res.test_acc)  # a diverged run scores chance
+    hist = res.history
+    summary = {
+        "final_acc": final,
+        "best_acc": float(res.best_test_acc) if math.isfinite(res.best_test_acc) else chance,
+        "diverged": float(res.diverged), "collapsed": float(final <= chance + COLLAPSE_MARGIN),
+        "mass_corrupt_mean": _nanmean([h.get("mass_corrupt", np.nan) for h in hist]),
+        "drawn_corrupt_mean": _nanmean([h.get("drawn_corrupt", np.nan) for h in hist]),
+        "ess_mean": _nanmean(ess[:len(hist)]), "max_weight_max": _nanmax(maxw[:len(hist)]),
+        "epochs_run": float(len(hist)), "seconds": float(res.seconds),
+        "nonfinite_refresh": float(sum(not c["finite"] for c in rlog.calls)),
+    }
+    rows += [{"metric": k, "value": v} for k, v in summary.items()]
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()  # the job is finished: its rows are the record
+    return rows, summary
+
+
+def _nanmean(v) -> float:
+    v = np.asarray(v, dtype=np.float64)
+    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
+
+
+def _nanmax(v) -> float:
+    v = np.asarray(v, dtype=np.float64)
+    return float(v[np.isfinite(v)].max()) if np.isfinite(v).any() else float("nan")
+
+
+# ---------------------------------------------------------------- report
+
+
+def ttest_vs_uniform(fin, method) -> str:
+    """Paired t-test (scipy.stats.ttest_rel) of final accuracy against uniform, paired by seed."""
+    from scipy.stats import ttest_rel
+
+    a = fin[fin["method"] == method].set_index("seed")["value"]
+    b = fin[fin["method"] == "uniform"].set_index("seed")["value"]
+    common = sorted(set(a.index) & set(b.index))
+    if method == "uniform" or len(common) < 2:
+        return "-"
+    d = a[common].values - b[common].values
+    if np.all(d == d[0]):
+        return f"diff {d[0]:+.2f} (constant)"
+    t = ttest_rel(a[common].values, b[common].values)
+    return f"t={t.statistic:+.2f} p={t.pvalue:.3f}"
+
+
+def config_table(df, methods) -> str:
+    """One noise configuration: rows = methods, cells mean +- std over seeds."""
+    def cell(sub, metric, fmt):
+        v = sub[sub["metric"] == metric]["value"].astype(float)
+        if len(v) == 0 or v.isna().all():
+            return "-"
+        return fmt.format(v.mean()) + (f" +- {fmt.format(v.std())}" if len(v) > 1 else "")
+
+    head = ["method", "final acc %", "best acc %", "mass corrupt", "drawn corrupt", "ESS/N", "max w",
+            "diverged", "collapsed", "vs uniform (paired t)", "n"]
+    rows = []
+    fin_all = df[df["metric"] == "final_acc"]
+    for m in methods:
+        sub = df[df["method"] == m]
+        if sub.empty:
+            continue
+        n = int((sub["metric"] == "final_acc").sum())
+        div = int(sub[sub["metric"] == "diverged"]["value"].sum())
+        col = int(sub[sub["metric"] == "collapsed"]["value"].sum())
+        rows.append([m, cell(sub, "final_acc", "{:.2f}"), cell(sub, "best_acc", "{:.2f}"),
+                     cell(sub, "mass_corrupt_mean", "{:.3f}"), cell(sub, "drawn_corrupt_mean", "{:.3f}"),
+                     cell(sub, "ess_mean", "{:.3f}"), cell(sub, "max_weight_max", "{:.1f}"),
+                     f"{div}/{n}", f"{col}/{n}", ttest_vs_uniform(fin_all, m), str(n)])
+    widths = [max(len(str(x)) for x in c) for c in zip(head, *rows)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
+
+
+def write_report(run, args, ds, infos, wall):
+    df = run.frame()
+    if df.empty:
+        return
+    chance = 100.0 / ds.num_classes
+    lines = [f"DR-IS online importance sampling (Algorithm 2): {args.dataset}, target {args.target}, "
+             f"{args.epochs} epochs x ceil(N/{args.batch_size}) steps, lr {args.lr:g} (cosine), "
+             f"wd {args.weight_decay:g}",
+             f"proxies {','.join(args.proxy_list)} (E_p {args.proxy_epochs}, E_s {args.snapshot_epoch}); "
+             f"gamma {args.gamma:g}; Standard IS floor {args.is_floor:g}, RHO floor {args.rho_floor:g} "
+             "(relative to the mean score); "
+             f"rho_faithful every {args.rho_every} epochs; irreducible {args.irreducible_model} "
+             f"({args.irreducible_epochs} epochs) on holdout {args.holdout:g}",
+             f"final acc = test accuracy after the last epoch (a diverged run counts as chance, "
+             f"{chance:.2f}); collapsed = final acc <= chance + {COLLAPSE_MARGIN:g}; mass corrupt = "
+             "sampling mass on corrupted examples (mean over epochs; uniform = eps); drawn corrupt = "
+             "fraction of drawn examples that were corrupted; ESS/N = 1/(N sum p^2), mean over epochs; "
+             "max w = largest importance weight 1/(N p_i) any example could carry (max over epochs). "
+             "RHO methods train on N - holdout examples.",
+             "mean +- std (ddof 1) over seeds; paired t-test of final acc against uniform across seeds.", ""]
+    for kind, rate in args.noise_configs:
+        tag = experiment.noise_tag(kind, rate)
+        sub = df[df["noise"] == tag]
+        if sub.empty:
+            continue
+        info = infos.get(tag, {})
+        extra = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in info.items())
+        lines += [f"== noise {tag} ==", f"({extra})" if extra else "",
+                  config_table(sub, args.method_list), ""]
+    lines.append(f"wall time of this invocation so far: {wall:.1f} s")
+    run.write_text("res.txt", "\n".join(lines) + "\n")
+    plot(run, df)
+
+
+def plot(run, df):
+    from islab.plots import lines_with_band
+
+    ep = df[df["epoch"].notna()] if "epoch" in df else df.iloc[:0]
+    for metric, name, label in (("test_acc", "acc_vs_epoch.png", "test accuracy (%)"),
+                                ("mass_corrupt", "mass_corrupt_vs_epoch.png", "sampling mass on corrupted")):
+        d = ep[ep["metric"] == metric]
+        if metric == "mass_corrupt":  # nothing to see where nothing is corrupted
+            d = d[d["noise"] != "clean"]
+        if not d.empty:
+            lines_with_band(d, "epoch", "value", "method", run.path / name, ylabel=label, col="noise",
+                            title=f"{label}, mean +- std over seeds")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ds = experiment.open_dataset(args)
+    n_hold = holdout_count(args, len(ds.train))   # last check: exit 2 before any folder exists
+    name = args.name or default_name(args)
+    run_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "torch_device"})
+    run = runs.open_run(experiment.results_root(args, FAMILY) / name, run_args, seed=args.seed_list[0],
+                        quiet=args.quiet)
+    info_file = run.path / "configs.json"
+    infos = json.loads(info_file.read_text()) if info_file.exists() else {}
+    t_start = time.time()
+    run.log(f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods {args.method_list}; "
+            f"seeds {args.seed_list}; device {args.torch_device}")
+    for kind, rate in args.noise_configs:
+        tag = experiment.noise_tag(kind, rate)
+        jobs = [(m, s) for m in args.method_list for s in args.seed_list]
+        todo = [(m, s) for m, s in jobs if not run.is_done({"noise": tag, "method": m, "seed": s})]
+        if len(todo) < len(jobs):
+            run.log(f"[{tag}] {len(jobs) - len(todo)} finished jobs skipped (--resume)")
+        if not todo:
+            continue
+        need_proxies = any(m in online.PROXY_METHODS for m, _ in todo)
+        labels, mask, clean, ens = experiment.configuration(args, ds, kind, rate, run,
+                                                            need_proxies=need_proxies)
+        irr = (irreducible_for(args, ds, labels, mask, tag, run, n_hold)
+               if any(m in online.RHO_METHODS for m, _ in todo) else None)
+        infos[tag] = {**infos.get(tag, {}), **config_info(ds, mask, ens, irr)}
+        runs.atomic_write_json(info_file, infos)
+        for method, seed in todo:
+            rows, s = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag)
+            run.finish_job({"noise": tag, "method": method, "seed": seed}, rows)
+            flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
+            run.log(f"[{tag}] {method} seed {seed}: final acc {s['final_acc']:.2f}% "
+                    f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "
+                    f"drawn corrupted {s['drawn_corrupt_mean']:.3f}, "
+                    f"ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}")
+            write_report(run, args, ds, infos, time.time() - t_start)
+    write_report(run, args, ds, infos, time.time() - t_start)
+    run.log(f"done in {time.time() - t_start:.1f} s -> {run.path}")
+    return run.path
+
+
+if __name__ == "__main__":
+    main()

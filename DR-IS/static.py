@@ -1,0 +1,479 @@
+#!/usr/bin/env python
+"""DR-IS static pruning (Algorithm 1; SPEC sections 3, 4, 7): keep the top-alpha fraction of the
+training set by a per-example score computed from ONE shared proxy run per noise configuration,
+train the target on that subset with the step budget of full-data training (E/alpha passes),
+and compare the scores under label noise.
+
+    python DR-IS/static.py --noise clean,targeted:0.25          # digits on CPU (`make demo`, ~4 min)
+    python DR-IS/static.py                                       # digits, the four SPEC configurations
+    python DR-IS/static.py --preset cifar10 --data-dir data      # paper protocol (GPU, CIFAR-10 on disk)
+
+Methods (high score = keep; every score method keeps the top round(alpha*N) by its own score):
+  random      uniform subset (its own seeded draw per target seed)
+  el2n        ensemble mean EL2N at the snapshot epoch            forgetting  ensemble mean forgetting count
+  consensus   mean normalised loss rank (consensus-loss)          aum         highest mean margin kept
+  dris        variance of the normalised loss ranks (1/K)         full        all data (alpha = 1)
+  hybrid<l>   (1-l) rank(dris) + l rank(gradnorm) for each l of --hybrid-lambda (paper D.6)
+  aum_tsr     AUM threshold-sample recipe (Pleiss et al.): keeps every example the threshold test
+              does not flag, so its keep fraction is its own (reported), not alpha; see --aum-threshold
+Output (results/DR-IS/<run>/): res.txt (one table per configuration), results.csv (tidy),
+scores-<tag>.npz (per-example scores keyed by example index), subsets-<tag>.npz (kept ids per
+job), labels-<tag>.npz, accuracy.png, corruption.png, config.json/cmd.txt/env.json/log.txt.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: find islab
+
+import numpy as np  # noqa: E402
+
+from islab import cli, experiment, runs, sampling, scores, theory  # noqa: E402
+from islab.noise import top_indices  # noqa: E402
+from islab.seeding import numpy_rng  # noqa: E402
+
+FAMILY = "DR-IS"
+SCORE_METHODS = ("el2n", "forgetting", "consensus", "aum", "dris")   # islab.scores.ensemble_score names
+BASE_METHODS = ("random",) + SCORE_METHODS + ("full",)
+EXTRA_METHODS = ("hybrid", "aum_tsr")   # need --hybrid-lambda / an AUM threshold percentile
+NO_SCORE = ("random", "full")           # methods without a per-example score (no proxies needed)
+DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"  # SPEC section 7 (our default)
+DEFAULT_TSR_PERCENTILE = 99.0           # Pleiss et al.: flag AUM below the 99th threshold percentile
+# Flags that never change a result: left out of the run-name hash.
+RUN_FLAGS = ("name", "resume", "quiet", "progress", "results_root", "cache_dir", "data_dir", "download",
+             "device", "torch_device", "compile")
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def comma_list(kind):
+    """argparse type: a comma-separated list, each item parsed (and checked) by `kind`."""
+    def parse(text):
+        items = [t.strip() for t in str(text).split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("empty list")
+        return list(dict.fromkeys(kind(t) for t in items))   # drop repeats, keep order
+    return parse
+
+
+def build_parser():
+    p = cli.make_parser(__doc__.split("\n\n")[0])
+    experiment.add_common_args(p)
+    g = p.add_argument_group("static pruning")
+    g.add_argument("--noise", default=DEFAULT_NOISE,
+                   help="noise configurations, comma list of clean | uniform:RATE | targeted:RATE | "
+                        "pair:RATE (RATE = fraction of N relabelled, in [0, 1)); one shared proxy run each")
+    g.add_argument("--alpha", type=comma_list(cli.fraction), default=[0.3],
+                   help="keep fractions in (0, 1] (fraction of N kept), comma list")
+    g.add_argument("--methods", type=comma_list(str), default=list(BASE_METHODS),
+                   help=f"methods, from {', '.join(BASE_METHODS + EXTRA_METHODS)}")
+    g.add_argument("--beta", type=cli.unit_interval, default=0.0,
+                   help="uniform mix: fraction of each score method's subset drawn uniformly from the "
+                        "rest instead (paper D.6), in [0, 1]")
+    g.add_argument("--hybrid-lambda", type=comma_list(cli.unit_interval), default=None,
+                   help="adds method hybrid<l> = (1-l) rank(dris) + l rank(gradnorm) for each l in [0, 1]")
+    g.add_argument("--aum-threshold", type=float, default=None, metavar="PERCENTILE",
+                   help="adds method aum_tsr: proxies retrained twice each with N//C threshold samples "
+                        "in an extra class; an example is dropped if its AUM is below this percentile "
+                        "(0-100) of the threshold samples' AUM in a run where it is not one (default "
+                        f"{DEFAULT_TSR_PERCENTILE:g} when aum_tsr is listed in --methods)")
+    g.add_argument("--ddof", type=int, choices=(0, 1), default=0,
+                   help="rank-variance normalisation: 0 = 1/K (SPEC default), 1 = 1/(K-1); same ranking")
+    return p
+
+
+def parse_args(argv=None):
+    """Parse and validate everything (exit 2 with one line on bad input), before any folder exists."""
+    args = build_parser().parse_args(argv)
+    experiment.resolve(args)
+    args.noise_list = experiment.parse_noise_configs(args.noise)
+    args.alpha_list = list(args.alpha)
+    methods = list(args.methods)
+    cli.check_choices(methods, BASE_METHODS + EXTRA_METHODS, "method")
+    lambdas = list(args.hybrid_lambda or [])
+    if "hybrid" in methods and not lambdas:
+        cli.fail("method hybrid needs --hybrid-lambda, e.g. --hybrid-lambda 0.25,0.5")
+    if lambdas and "hybrid" not in methods:
+        methods.append("hybrid")
+    if args.aum_threshold is not None:
+        if not 0.0 < args.aum_threshold < 100.0:
+            cli.fail(f"--aum-threshold is a percentile in (0, 100), got {args.aum_threshold:g}")
+        if "aum_tsr" not in methods:
+            methods.append("aum_tsr")
+    elif "aum_tsr" in methods:
+        args.aum_threshold = DEFAULT_TSR_PERCENTILE
+    # expand 'hybrid' into one method per lambda, in place
+    expanded = []
+    for m in methods:
+        expanded.extend([hybrid_name(lam) for lam in lambdas] if m == "hybrid" else [m])
+    args.method_list = expanded
+    args.lambda_list = lambdas
+    if len(args.proxy_list) < 2 and ("dris" in expanded or lambdas):
+        cli.fail("rank disagreement (dris, hybrid) needs at least 2 proxies (--proxies a,b,...)")
+    return args
+
+
+def hybrid_name(lam: float) -> str:
+    return f"hybrid{lam:g}"
+
+
+def default_name(args) -> str:
+    """Run folder name: the main parameters plus a short hash of every result-changing flag."""
+    cfg = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_FLAGS}
+    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    parts = ["static", args.dataset, args.target, f"e{args.epochs}",
+             "a" + "_".join(f"{a:g}" for a in args.alpha_list),
+             f"beta{args.beta:g}" if args.beta else None,
+             f"n{args.train_size}" if args.train_size else None, digest]
+    return runs.run_name(*parts)
+
+
+# ---------------------------------------------------------------- scores and selection (pure)
+
+
+def method_scores(ens, methods, lambdas=(), ddof: int = 0) -> dict:
+    """Per-example keep scores, (N,) each, high = keep, from one ProxyEnsemble.
+
+    Returns the scores of the requested score methods plus 'gradnorm' (the Standard-IS
+    magnitude score) whenever an ensemble is given, so every configuration saves it.
+    """
+    if ens is None:
+        return {}
+    out = {}
+    for m in SCORE_METHODS:
+        if m in methods or (m == "dris" and lambdas):
+            out[m] = scores.ensemble_score(ens, m, ddof=ddof)
+    out["gradnorm"] = scores.ensemble_score(ens, "gradnorm")
+    for lam in lambdas:
+        out[hybrid_name(lam)] = scores.hybrid_score(out["dris"], out["gradnorm"], lam)
+    return out
+
+
+def select(method: str, score, n: int, alpha: float, seed: int, beta: float = 0.0) -> np.ndarray:
+    """Kept example ids (sorted) of one job.
+
+    random: round(alpha*N) ids drawn uniformly with the target seed's own 'subset' stream;
+    full: all ids; a score method: the top round(alpha*N) by score, of which a fraction beta
+    is drawn uniformly from the rest (its 'subset-mix' stream).  aum_tsr is handled apart.
+    """
+    key = int(round(alpha * 1_000_000))   # a different draw for every keep fraction
+    if method == "full":
+        return np.arange(n)
+    if method == "random":
+        return sampling.random_subset(n, alpha, numpy_rng(seed, "subset", key))
+    rng = numpy_rng(seed, "subset-mix", key) if beta > 0 else None
+    return sampling.keep_top_fraction(score, alpha, rng=rng, beta=beta)
+
+
+def tsr_scores(aum_runs, threshold_runs, percentile: float):
+    """AUM threshold-sample test (peers.md 3.1) from R proxy runs.
+
+    aum_runs: (R, N) AUM of every example in each run (threshold samples measured against the
+    extra class); threshold_runs: (R, N) bool, True where the example was a threshold sample.
+    Per run the threshold is the `percentile` of the threshold samples' AUM; an example is
+    flagged if its AUM falls below that threshold in any run where it is not a threshold
+    sample.  Returns (margin (N,): mean over those runs of AUM - threshold, high = keep;
+    flagged (N,) bool).  Every example must be a non-threshold sample in at least one run.
+    """
+    aum = np.asarray(aum_runs, dtype=np.float64)
+    thr_mask = np.asarray(threshold_runs, dtype=bool)
+    assert aum.shape == thr_mask.shape and aum.ndim == 2, "(R, N) arrays"
+    valid = ~thr_mask
+    assert valid.any(axis=0).all(), "every example needs a run in which it is not a threshold sample"
+    thr = np.array([np.percentile(a[t], percentile) for a, t in zip(aum, thr_mask)])
+    margin = aum - thr[:, None]
+    mean_margin = np.where(valid, margin, 0.0).sum(axis=0) / valid.sum(axis=0)
+    flagged = (valid & (margin < 0)).any(axis=0)
+    return mean_margin, flagged
+
+
+def threshold_sample_runs(args, ds, labels, log=None):
+    """Train each proxy twice with disjoint sets of N//C threshold samples relabelled to an extra
+    class C (a C+1-way model), through the shared proxy cache.  Returns (aum (2K, N), is_thr (2K, N))."""
+    from islab.proxies import train_proxy
+
+    n, c = len(labels), ds.num_classes
+    m = n // c
+    perm = numpy_rng(args.noise_seed, "aum-threshold").permutation(n)
+    sets = [perm[:m], perm[m:2 * m]]          # disjoint: each example is a normal one somewhere
+    ds_plus = replace(ds, num_classes=c + 1)  # models built from it get one extra output
+    cfg = experiment.proxy_config(args)
+    aums, masks = [], []
+    for k, name in enumerate(args.proxy_list):
+        for tset in sets:
+            lab = np.asarray(labels).copy()
+            lab[tset] = c
+            out, _ = train_proxy(ds_plus, lab, name, 1000 + k + 100 * args.noise_seed, cfg,
+                                 args.snapshot_epoch, cache_dir=args.cache_dir, log=log,
+                                 progress=args.progress)
+            mask = np.zeros(n, dtype=bool)
+            mask[tset] = True
+            aums.append(out["aum"])
+            masks.append(mask)
+    return np.stack(aums), np.stack(masks)
+
+
+def paired_p(acc, ref) -> float:
+    """Two-sided paired t-test p-value of acc vs ref (same seeds); NaN with < 2 pairs."""
+    from scipy.stats import ttest_rel
+
+    acc, ref = np.asarray(acc, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if len(acc) < 2 or len(acc) != len(ref):
+        return float("nan")
+    if np.allclose(acc - ref, (acc - ref)[0]):   # zero variance of the differences: undefined
+        return float("nan")
+    return float(ttest_rel(acc, ref).pvalue)
+
+
+# ---------------------------------------------------------------- report
+
+
+def final_frame(df):
+    """One row per job with the final metrics as columns (config, panel alpha, method, seed)."""
+    import pandas as pd
+
+    d = df[df["epoch"].isna()] if "epoch" in df else df
+    if len(d) == 0:
+        return pd.DataFrame()
+    # groupby + unstack (not pivot_table): keeps all-NaN metrics (auroc of random) as columns
+    # without creating rows for index combinations that never ran
+    wide = d.groupby(["config", "alpha", "method", "seed", "metric"], sort=False)["value"].first()
+    return wide.unstack("metric").reset_index()
+
+
+def panels(fin, alphas):
+    """Rows of each alpha panel: the jobs at that alpha plus the alpha-free methods (full, aum_tsr)."""
+    import pandas as pd
+
+    free = fin[fin["method"].isin(["full", "aum_tsr"])]
+    out = []
+    for a in alphas:
+        part = fin[np.isclose(fin["alpha"], a) & ~fin["method"].isin(["full", "aum_tsr"])]
+        out.append(pd.concat([part, free]).assign(panel=a))
+    return pd.concat(out) if out else fin.assign(panel=[])
+
+
+def _pm(values, fmt) -> str:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return "nan"
+    # identical values (a deterministic subset's corruption, a score's AUROC): no spread to show
+    return fmt.format(v.mean()) + (" +- " + fmt.format(v.std(ddof=1)) if len(v) > 1 and np.ptp(v) > 0 else "")
+
+
+def config_table(fin, tag: str, alpha: float, methods) -> str:
+    """One configuration, one alpha panel: accuracy mean +- std over seeds, corruption in subset,
+    AUROC/AP of the discard order, paired t-test vs random."""
+    d = fin[(fin["config"] == tag) & np.isclose(fin["panel"], alpha)]
+    ref = d[d["method"] == "random"].set_index("seed")["test_acc"]
+    head = ["method", "kept", "acc % (mean +- std)", "vs random pp", "corrupt in subset", "AUROC", "AP",
+            "p vs random", "n"]
+    rows = []
+    for m in methods:
+        s = d[d["method"] == m]
+        if len(s) == 0:
+            continue
+        acc = s.set_index("seed")["test_acc"]
+        common = sorted(set(acc.index) & set(ref.index))
+        if m == "random" or not common:
+            delta, p = "-", "-"
+        else:
+            diff = acc[common].to_numpy() - ref[common].to_numpy()
+            delta = f"{diff.mean():+.2f}"
+            p = f"{paired_p(acc[common], ref[common]):.3g}"
+        rows.append([m, f"{s['kept_fraction'].mean():.3f}", _pm(s["test_acc"], "{:.2f}"), delta,
+                     _pm(s["corruption_in_subset"], "{:.3f}"), _pm(s["auroc"], "{:.3f}"),
+                     _pm(s["ap"], "{:.3f}"), p, str(len(s))])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def write_report(run, args, info: dict) -> None:
+    """res.txt: per configuration, a header line and one table per alpha panel."""
+    fin = final_frame(run.frame())
+    out = [f"DR-IS static pruning: {args.dataset}, target {args.target}, {args.epochs} epochs budget "
+           f"(step parity: E/alpha passes over the subset), proxies {','.join(args.proxy_list)} "
+           f"(E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}), beta {args.beta:g}, "
+           f"seeds {args.seeds}",
+           "acc: final test accuracy %, mean +- sample std over seeds;",
+           "vs random: mean paired difference to random (pp);",
+           "p vs random: paired t-test over seeds (scipy ttest_rel; nan with < 2 seeds);",
+           "corrupt in subset: fraction of kept examples that are corrupted (chance = eps);",
+           "AUROC/AP: how well the method's discard order (lowest keep-score first) finds the corrupted",
+           "examples: 0.5 / eps = chance, below = the score prefers to KEEP corrupted examples;",
+           "random and full have no score (nan; a random order has expected AUROC 0.5 and AP eps).", ""]
+    if len(fin):
+        fin = panels(fin, args.alpha_list)
+        for kind, rate in args.noise_list:
+            tag = experiment.noise_tag(kind, rate)
+            if tag not in set(fin["config"]):
+                continue
+            meta = info.get(tag, {})
+            out.append(f"== {tag}: eps = {meta.get('eps', float('nan')):.3f} "
+                       f"({meta.get('n_corrupt', '?')} of {meta.get('n', '?')} corrupted)"
+                       + (f"; proxy test acc % {meta['proxy_acc']}" if meta.get("proxy_acc") else ""))
+            for a in args.alpha_list:
+                out.append(f"-- alpha = {a:g}")
+                out.append(config_table(fin, tag, a, args.method_list))
+            out.append("")
+    run.write_text("res.txt", "\n".join(out) + "\n")
+
+
+def write_plots(run, args) -> None:
+    """accuracy.png (accuracy per configuration and method, sd error bars over seeds) and
+    corruption.png (corruption in the kept subset, chance = eps marked), one panel per alpha."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from islab import plots
+
+    fin = final_frame(run.frame())
+    if len(fin) == 0:
+        return
+    fin = panels(fin, args.alpha_list)
+    tags = [experiment.noise_tag(k, r) for k, r in args.noise_list]
+    order = [t for t in tags if t in set(fin["config"])]
+    hue = [m for m in args.method_list if m in set(fin["method"])]
+    for metric, fname, ylabel in (("test_acc", "accuracy.png", "final test accuracy (%)"),
+                                  ("corruption_in_subset", "corruption.png", "corruption in kept subset")):
+        width = 1.2 + 1.6 * len(order) * len(args.alpha_list)
+        fig, axes = plt.subplots(1, len(args.alpha_list), figsize=(width, 3.6), squeeze=False)
+        for ax, a in zip(axes[0], args.alpha_list):
+            d = fin[np.isclose(fin["panel"], a)]
+            sns.barplot(data=d, x="config", y=metric, hue="method", order=order, hue_order=hue, errorbar="sd",
+                        ax=ax, capsize=0.1, err_kws={"linewidth": 1})
+            if metric == "test_acc":
+                lo = np.nanmin(d[metric]) if len(d) else 0
+                ax.set_ylim(max(0.0, lo - 10), 100)
+            else:
+                eps = d.groupby("config")["eps"].first()
+                for i, tag in enumerate(order):
+                    if tag in eps:
+                        ax.hlines(eps[tag], i - 0.45, i + 0.45, colors="k", linestyles="--", linewidth=1)
+            ax.set_title(f"alpha = {a:g}" + (" (dashed: chance = eps)" if metric != "test_acc" else ""))
+            ax.set_ylabel(ylabel)
+            ax.set_xlabel("noise configuration")
+            ax.legend(fontsize=6, ncol=2)
+        plots.save(fig, run.path / fname)
+
+
+# ---------------------------------------------------------------- main
+
+
+def file_logger(run):
+    """Per-epoch lines of the target runs go to log.txt only (stdout gets one line per job)."""
+    def log(msg):
+        with open(run.path / "log.txt", "a") as f:
+            f.write(msg + "\n")
+    return log
+
+
+def job_rows(res, ids, mask, score, eps, kind, rate) -> list[dict]:
+    """Tidy rows of one finished target run: per-epoch curves (epoch set) and final metrics."""
+    nan = float("nan")
+    rows = []
+    for h in res.history:
+        for m in ("test_acc", "train_loss", "drawn_corrupt"):
+            if m in h:
+                rows.append({"metric": f"epoch_{m}", "epoch": h["epoch"], "value": h[m]})
+    det = theory.detection_metrics(-score, mask) if score is not None else {"auroc": nan, "ap": nan}
+    final = {"test_acc": res.test_acc, "best_test_acc": res.best_test_acc,
+             "corruption_in_subset": theory.corruption_in_subset(ids, mask),
+             "kept_fraction": len(ids) / len(mask), "n_kept": len(ids),
+             "auroc": det["auroc"], "ap": det["ap"],
+             "eps": eps, "diverged": float(res.diverged), "seconds": res.seconds}
+    rows += [{"metric": k, "epoch": nan, "value": float(v)} for k, v in final.items()]
+    return [{"kind": kind, "rate": rate, **r} for r in rows]
+
+
+def jobs_of(args, n: int, score_of: dict, tsr_keep):
+    """(alpha, method, seed, kept ids, keep score or None) for one configuration, in run order.
+
+    full runs once (alpha 1); aum_tsr runs once with its own keep fraction as its alpha."""
+    out = []
+    for a in args.alpha_list:
+        for m in args.method_list:
+            if m in ("full", "aum_tsr"):
+                continue
+            for s in args.seed_list:
+                out.append((a, m, s, select(m, score_of.get(m), n, a, s, args.beta), score_of.get(m)))
+    for m in ("full", "aum_tsr"):
+        if m in args.method_list:
+            ids = np.arange(n) if m == "full" else tsr_keep
+            for s in args.seed_list:
+                out.append((round(len(ids) / n, 4), m, s, ids, score_of.get(m)))
+    return out
+
+
+def run_static(args):
+    """Every configuration x method x alpha x seed job of a parsed, validated args."""
+    from islab.train import Sampling, train
+
+    ds = experiment.open_dataset(args)   # a missing data set exits 2 before any folder exists
+    name = args.name or default_name(args)
+    run = runs.open_run(experiment.results_root(args, FAMILY) / name, args, seed=args.seed_list[0],
+                        quiet=args.quiet)
+    run.log(f"run folder {run.path}; {len(ds.train)} training examples, device {args.torch_device}")
+    tcfg = experiment.target_config(args)
+    epoch_log = file_logger(run)
+    n = len(ds.train)
+    info, t_all = {}, time.time()
+    for kind, rate in args.noise_list:
+        tag = experiment.noise_tag(kind, rate)
+        need = any(m not in NO_SCORE for m in args.method_list)
+        labels, mask, _, ens = experiment.configuration(args, ds, kind, rate, run, need_proxies=need)
+        eps = float(mask.mean())
+        info[tag] = {"eps": eps, "n_corrupt": int(mask.sum()), "n": n}
+        score_of = method_scores(ens, args.method_list, args.lambda_list, ddof=args.ddof)
+        tsr_keep = None
+        if ens is not None:
+            info[tag]["proxy_acc"] = ", ".join(f"{nm} {a:.1f}" for nm, a in zip(ens.names, ens.test_acc))
+        if "aum_tsr" in args.method_list:
+            aum_runs, thr_runs = threshold_sample_runs(args, ds, labels, log=run.log)
+            score_of["aum_tsr"], flagged = tsr_scores(aum_runs, thr_runs, args.aum_threshold)
+            tsr_keep = np.flatnonzero(~flagged)
+            if len(tsr_keep) == 0:   # every example flagged: keep the top-alpha by margin instead
+                run.log(f"[{tag}] aum_tsr flagged every example; keeping the top alpha by margin")
+                tsr_keep = top_indices(score_of["aum_tsr"], max(1, round(args.alpha_list[0] * n)))
+            bad = float(mask[flagged].mean()) if flagged.any() else float("nan")
+            run.log(f"[{tag}] aum_tsr: {int(flagged.sum())} of {n} flagged (percentile "
+                    f"{args.aum_threshold:g}), corruption among flagged {bad:.3f}")
+        run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
+        subsets = {}
+        for alpha, m, seed, ids, score in jobs_of(args, n, score_of, tsr_keep):
+            subsets[f"{m}-a{alpha:g}-s{seed}"] = ids
+            key = {"config": tag, "alpha": alpha, "method": m, "seed": seed}
+            if run.is_done(key):
+                run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: done, skipped (--resume)")
+                continue
+            res = train(args.target, ds, labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
+                        corrupt_mask=mask, log=epoch_log, progress=args.progress,
+                        desc=f"[{tag}] {m} a{alpha:g} s{seed}")
+            rows = job_rows(res, ids, mask, score, eps, kind, rate)
+            run.finish_job(key, rows)
+            run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: test acc {res.test_acc:.2f}%"
+                    f"{' DIVERGED' if res.diverged else ''}, corruption in subset "
+                    f"{theory.corruption_in_subset(ids, mask):.3f} (eps {eps:.3f}), {res.seconds:.1f}s")
+            write_report(run, args, info)
+        run.save_arrays(f"subsets-{tag}.npz", **subsets)
+        write_report(run, args, info)
+        write_plots(run, args)
+    run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
+    return run.path
+
+
+def main(argv=None):
+    return run_static(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
