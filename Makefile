@@ -20,12 +20,28 @@ venv: .venv/.installed
 test: venv
 	$(PY) -m pytest -q
 
+# The main job of every family on the bundled data (digits / synthetic), a few minutes on two
+# cores.  --resume makes a second `make demo` skip what is finished instead of refusing.
 demo: venv
 	$(PY) Convex-Noise/IS-noise.py --name demo --resume
-	@echo "results: results/Convex-Noise/demo (res.txt, results.csv, plots)"
+	$(PY) DR-IS/synthetic.py --name demo --resume
+	$(PY) DR-IS/static.py --noise clean,targeted:0.25 --name demo --resume --quiet
+	$(PY) DR-IS/online.py --noise clean,targeted:0.25 --name demo --resume --quiet
+	$(PY) DR-IS/diagnostics.py --name demo --resume --quiet
+	$(PY) DL-noise/is.py --resume --quiet
+	$(PY) DL-noise/plot.py results/DL-noise/r-b64
+	$(PY) DL-correlation/IS_01_corelations.py --name demo --resume --quiet
+	@echo
+	@echo "results (each folder: res.txt, results.csv, plots, config.json, cmd.txt, env.json):"
+	@echo "  results/Convex-Noise/demo        results/DR-IS/synthetic/demo"
+	@echo "  results/DR-IS/static/demo        results/DR-IS/online/demo"
+	@echo "  results/DR-IS/diagnostics/demo   results/DL-noise/r-b64"
+	@echo "  results/DL-correlation/demo"
 
 bench: venv
 	$(PY) benchmarks/convex_chains.py
+	$(PY) benchmarks/pipeline.py
+	$(PY) benchmarks/digits.py
 
 clean-venv:
 	rm -rf .venv

@@ -38,7 +38,7 @@ from islab import cli, experiment, runs, sampling, scores, theory  # noqa: E402
 from islab.noise import top_indices  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
 
-FAMILY = "DR-IS"
+FAMILY = "DR-IS/static"
 SCORE_METHODS = ("el2n", "forgetting", "consensus", "aum", "dris")   # islab.scores.ensemble_score names
 BASE_METHODS = ("random",) + SCORE_METHODS + ("full",)
 EXTRA_METHODS = ("hybrid", "aum_tsr")   # need --hybrid-lambda / an AUM threshold percentile

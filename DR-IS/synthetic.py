@@ -5,7 +5,7 @@ Uniform SGD, Standard IS, Loss IS and DR-IS with linear proxies on the two-clust
 islab.convex (squared hinge + L2), under clean / uniform 10 % / targeted 10 % / targeted 25 %
 labels.  Every chain (noise configurations x seeds x methods) is one vectorised numpy run.
 
-    python DR-IS/synthetic.py            # default study, see DR-IS/README_synthetic.md
+    python DR-IS/synthetic.py            # default study, see DR-IS/README.md
     python DR-IS/synthetic.py --quick    # a two-second smoke run
 
 Output: results/DR-IS/synthetic/<run>/ with res.txt (test accuracy and sampling mass on the
