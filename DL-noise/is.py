@@ -74,10 +74,7 @@ def parse_args(argv=None):
     args.rate_list = list(dict.fromkeys(experiment.parse_rates(args.rates)))
     if not args.rate_list:
         cli.fail("--rates is empty")
-    args.strategy_list = list(dict.fromkeys(experiment.parse_list(args.strategies)))
-    if not args.strategy_list:
-        cli.fail("--strategies is empty")
-    cli.check_choices(args.strategy_list, list(STRATEGIES), "strategy")
+    args.strategy_list = experiment.parse_choices(args.strategies, STRATEGIES, "strategy")
     return args
 
 

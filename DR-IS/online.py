@@ -100,10 +100,7 @@ def parse_args(argv=None):
     """Parse and validate everything that does not need the data (exit 2, one line)."""
     args = build_parser().parse_args(argv)
     experiment.resolve(args)
-    args.method_list = list(dict.fromkeys(experiment.parse_list(args.methods)))
-    if not args.method_list:
-        cli.fail("--methods is empty")
-    cli.check_choices(args.method_list, online.METHODS, "method")
+    args.method_list = experiment.parse_choices(args.methods, online.METHODS, "method")
     args.noise_configs = list(dict.fromkeys(experiment.parse_noise_configs(args.noise)))
     args.seed_list = list(dict.fromkeys(args.seed_list))
     model, hold = IRREDUCIBLE_DEFAULTS.get(args.preset, ("cnn", 0.2))

@@ -72,26 +72,7 @@ def build_parser():
     g.add_argument("--margin", type=cli.nonnegative_float, default=0.0,
                    help="margin of the labelling rule before scaling (feature units; 0 lets some "
                         "rare points sit near the boundary, where the targeted attack reaches them)")
-    g = p.add_argument_group("optimisation (as in Convex-Noise/IS-noise.py)")
-    g.add_argument("--lam", type=cli.positive_float, default=1e-2,
-                   help="L2 strength lambda; projection radius 1/sqrt(lambda)")
-    g.add_argument("--t0", type=cli.positive_float, default=100.0,
-                   help="step-size offset in steps: eta_t = 1/(lambda (t + t0))")
-    g.add_argument("--eta-max", type=cli.nonnegative_float, default=0.0,
-                   help="fixed clamp eta_t <= eta_max for every chain (step size; 0 = off)")
-    g.add_argument("--safe-step", type=cli.nonnegative_float, default=1.0,
-                   help="per-chain clamp eta_t <= safe / max_i (2||x_i||^2 / (N p_i)), re-set each "
-                        "epoch (0 = off)")
-    g.add_argument("--epochs", type=cli.positive_int, default=10,
-                   help="epochs (one epoch = N // batch steps)")
-    g.add_argument("--batch", type=cli.positive_int, default=1, help="i.i.d. draws per step (examples)")
-    g.add_argument("--floor", type=cli.nonnegative_float, default=0.1,
-                   help="Loss IS / Standard IS floor, as a fraction of the mean score (dimensionless)")
-    g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
-                   help="DR-IS smoothing gamma: p ∝ s + gamma*mean(s) (dimensionless)")
-    g.add_argument("--proxies", type=cli.positive_int, default=3, help="K linear proxies for DR-IS")
-    g.add_argument("--proxy-epochs", type=cli.positive_int, default=2,
-                   help="uniform-SGD epochs of each proxy (own bootstrap resample, same lambda and schedule)")
+    convex.add_sgd_args(p)
     g = p.add_argument_group("run")
     g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,
                    help="results folder; the run lands in <root>/DR-IS/synthetic/<name>")
@@ -224,9 +205,7 @@ def main(argv=None):
 
     run = runs.open_run(Path(args.results_root) / FAMILY / (args.name or default_name(args)), args,
                         seed=args.seeds[0])
-    cfg = convex.SGDConfig(lam=args.lam, t0=args.t0, eta_max=args.eta_max, epochs=args.epochs,
-                           batch=args.batch, floor=args.floor, gamma=args.gamma, proxies=args.proxies,
-                           proxy_epochs=args.proxy_epochs, safe=args.safe_step)
+    cfg = convex.sgd_config(args)
     todo = [(k, r) for k, r in args.noise if not run.is_done({"noise": k, "rate": r})]
     for k, r in args.noise:
         if (k, r) not in todo:

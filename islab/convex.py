@@ -438,6 +438,40 @@ class SGDConfig:
     safe: float = 0.0          # per-chain cap safe / max_i(w_i L_i) (0 = off)
 
 
+def add_sgd_args(p) -> None:
+    """The SGD / sampler flags shared by Convex-Noise/IS-noise.py and DR-IS/synthetic.py."""
+    from islab import cli
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--lam", type=cli.positive_float, default=1e-2,
+                   help="L2 strength lambda (objective units per ||w||^2); projection radius 1/sqrt(lambda)")
+    g.add_argument("--t0", type=cli.positive_float, default=100.0,
+                   help="step-size offset in steps: eta_t = 1/(lambda (t + t0))")
+    g.add_argument("--eta-max", type=cli.nonnegative_float, default=0.0,
+                   help="fixed clamp eta_t <= eta_max for every chain (step size; 0 = off)")
+    g.add_argument("--safe-step", type=cli.nonnegative_float, default=1.0,
+                   help="per-chain clamp eta_t <= safe / max_i (2||x_i||^2 / (N p_i)), re-set each epoch "
+                        "from that epoch's distribution (0 = off)")
+    g.add_argument("--epochs", type=cli.positive_int, default=10,
+                   help="epochs (one epoch = N // batch steps)")
+    g.add_argument("--batch", type=cli.positive_int, default=1, help="i.i.d. draws per step (examples)")
+    g.add_argument("--floor", type=cli.nonnegative_float, default=0.1,
+                   help="loss-is / grad-is floor, as a fraction of the mean score (dimensionless)")
+    g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
+                   help="DR-IS smoothing gamma: p ∝ s + gamma*mean(s) (dimensionless)")
+    g.add_argument("--proxies", type=cli.positive_int, default=3, help="K linear proxies for DR-IS")
+    g.add_argument("--proxy-epochs", type=cli.positive_int, default=2,
+                   help="uniform-SGD epochs of each proxy (on its bootstrap resample; same lambda "
+                        "and schedule)")
+
+
+def sgd_config(args) -> SGDConfig:
+    """SGDConfig from the flags of add_sgd_args."""
+    return SGDConfig(lam=args.lam, t0=args.t0, eta_max=args.eta_max, epochs=args.epochs,
+                     batch=args.batch, floor=args.floor, gamma=args.gamma, proxies=args.proxies,
+                     proxy_epochs=args.proxy_epochs, safe=args.safe_step)
+
+
 def proxy_losses(problems, cfg: SGDConfig) -> np.ndarray:
     """Train K linear proxies per problem (one vectorised run) and return their losses (P, K, N).
 

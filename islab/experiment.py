@@ -106,6 +106,15 @@ def parse_list(text: str) -> list[str]:
     return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
+def parse_choices(text: str, allowed, what: str) -> list[str]:
+    """A non-empty comma list of names from `allowed`, duplicates dropped (exit 2 otherwise)."""
+    names = list(dict.fromkeys(parse_list(text)))
+    if not names:
+        cli.fail(f"no {what} given")
+    cli.check_choices(names, list(allowed), what)
+    return names
+
+
 def parse_ints(text: str, what: str) -> list[int]:
     try:
         return [int(t) for t in parse_list(text)]
