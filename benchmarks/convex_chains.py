@@ -44,7 +44,7 @@ def main(argv=None):
     script, sweep = sweep_args()
     if args.epochs:
         sweep.epochs = args.epochs
-    cfg = script.sgd_config(sweep)
+    cfg = convex.sgd_config(sweep)
     plan = script.configs(sweep)
 
     # build every ratio's chains (problems, proxies for DR-IS, sampler streams) untimed
