@@ -33,8 +33,10 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
         ax.set_ylabel(ylabel or y)
         if logy:
             ax.set_yscale("log")
-    if title and col:
-        fig.suptitle(title)
+    if title and col:  # wrapped so a long title fits a one-panel figure
+        import textwrap
+
+        fig.suptitle(textwrap.fill(title, width=48 * len(cols)), fontsize="medium")
     save(fig, path)
 
 
