@@ -279,7 +279,7 @@ def run_food101(args):
         run.save_arrays(f"labels-{tag}.npz", noisy=labels, clean=clean, corrupt=mask)
         stats, accs, seeds = {s: [] for s in STAT_NAMES}, [], []
         for k, b in enumerate(args.backbones):
-            seed = 1000 + k + 100 * args.noise_seed
+            seed = experiment.proxy_seed(args, k)
             out, acc = train_proxy(feat_ds[b], labels, "linear", seed, pcfg, args.probe_snapshot,
                                    cache_dir=args.cache_dir, log=run.log)
             for s in STAT_NAMES:

@@ -210,7 +210,7 @@ def threshold_sample_runs(args, ds, labels, log=None):
         for tset in sets:
             lab = np.asarray(labels).copy()
             lab[tset] = c
-            out, _ = train_proxy(ds_plus, lab, name, 1000 + k + 100 * args.noise_seed, cfg,
+            out, _ = train_proxy(ds_plus, lab, name, experiment.proxy_seed(args, k), cfg,
                                  args.snapshot_epoch, cache_dir=args.cache_dir, log=log,
                                  progress=args.progress)
             mask = np.zeros(n, dtype=bool)

@@ -188,6 +188,11 @@ def noise_tag(kind: str, rate: float) -> str:
     return "clean" if kind == "none" or rate == 0 else f"{kind}{rate:g}"
 
 
+def proxy_seed(args, k: int) -> int:
+    """Seed of proxy k: 1000 + k + 100 * noise seed, apart from every target seed."""
+    return 1000 + k + 100 * args.noise_seed
+
+
 def configuration(args, ds, kind: str, rate: float, run=None, need_proxies: bool = True, proxy_names=None,
                   proxy_seeds=None):
     """Noise, then proxies, for one (dataset, noise kind, rate, noise seed) configuration.
@@ -206,8 +211,7 @@ def configuration(args, ds, kind: str, rate: float, run=None, need_proxies: bool
     ens = None
     if need_proxies:
         names = proxy_names or args.proxy_list
-        # proxy k gets seed 1000 + k (+ the noise seed): independent of the target seeds
-        seeds = proxy_seeds or [1000 + k + 100 * args.noise_seed for k in range(len(names))]
+        seeds = proxy_seeds or [proxy_seed(args, k) for k in range(len(names))]
         ens = proxy_ensemble(ds, labels, names, seeds, cfg, args.snapshot_epoch, cache_dir=args.cache_dir,
                              log=log, progress=args.progress)
     return labels, mask, clean, ens
