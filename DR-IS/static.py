@@ -265,8 +265,8 @@ def _pm(values, fmt) -> str:
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return "nan"
-    # identical values (a deterministic subset's corruption, a score's AUROC): no spread to show
-    return fmt.format(v.mean()) + (" +- " + fmt.format(v.std(ddof=1)) if len(v) > 1 and np.ptp(v) > 0 else "")
+    # the spread is shown even when it is 0 (a deterministic subset, or identical accuracies)
+    return fmt.format(v.mean()) + (" +- " + fmt.format(v.std(ddof=1)) if len(v) > 1 else "")
 
 
 def config_table(fin, tag: str, alpha: float, methods) -> str:
