@@ -54,16 +54,7 @@ def build_parser():
                    help=f"samplers, comma list from {', '.join(convex.METHODS)} (see below)")
     g.add_argument("--seeds", type=cli.comma_list(cli.nonnegative_int), default="0,1,2,3,4",
                    help="run seeds, comma list (data, noise, proxies and samplers derive from each)")
-    g = p.add_argument_group("data")
-    g.add_argument("--n", type=cli.positive_int, default=1000, help="training examples N (examples)")
-    g.add_argument("--n-test", type=cli.positive_int, default=2000, help="clean test examples (examples)")
-    g.add_argument("--d", type=cli.positive_int, default=20,
-                   help="feature dimension (no bias feature: the labelling rule passes through 0)")
-    g.add_argument("--rho", type=cli.rate, default=0.1,
-                   help="rare-cluster fraction of the examples, in [0, 1); exactly round(rho*N) are rare")
-    g.add_argument("--margin", type=cli.nonnegative_float, default=0.1,
-                   help="margin of the labelling rule, in feature units before the ratio scaling "
-                        "(common-cluster norms are ~1)")
+    convex.add_data_args(p, margin=0.1)
     convex.add_sgd_args(p)
     g = p.add_argument_group("run")
     g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,

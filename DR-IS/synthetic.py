@@ -62,16 +62,9 @@ def build_parser():
                         "loss-is = Loss IS, dr-is = DR-IS")
     g.add_argument("--seeds", type=cli.comma_list(cli.nonnegative_int), default="0,1,2,3,4",
                    help="run seeds, comma list (data, noise, proxies and samplers derive from each)")
-    g = p.add_argument_group("data (two-cluster mixture, islab.convex.make_points)")
-    g.add_argument("--n", type=cli.positive_int, default=1000, help="training examples N (examples)")
-    g.add_argument("--n-test", type=cli.positive_int, default=2000, help="clean test examples (examples)")
-    g.add_argument("--d", type=cli.positive_int, default=20, help="feature dimension")
-    g.add_argument("--rho", type=cli.rate, default=0.1, help="rare-cluster fraction, in [0, 1)")
+    g = convex.add_data_args(p, margin=0.0)
     g.add_argument("--ratio", type=cli.positive_float, default=20.0,
                    help="rare-cluster norm / common-cluster norm (dimensionless)")
-    g.add_argument("--margin", type=cli.nonnegative_float, default=0.0,
-                   help="margin of the labelling rule before scaling (feature units; 0 lets some "
-                        "rare points sit near the boundary, where the targeted attack reaches them)")
     convex.add_sgd_args(p)
     g = p.add_argument_group("run")
     g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,

@@ -438,6 +438,23 @@ class SGDConfig:
     safe: float = 0.0          # per-chain cap safe / max_i(w_i L_i) (0 = off)
 
 
+def add_data_args(p, margin: float) -> None:
+    """The data-generator flags shared by Convex-Noise/IS-noise.py and DR-IS/synthetic.py."""
+    from islab import cli
+
+    g = p.add_argument_group("data (two-cluster mixture, islab.convex.make_points)")
+    g.add_argument("--n", type=cli.positive_int, default=1000, help="training examples N (examples)")
+    g.add_argument("--n-test", type=cli.positive_int, default=2000, help="clean test examples (examples)")
+    g.add_argument("--d", type=cli.positive_int, default=20,
+                   help="feature dimension (no bias feature: the labelling rule passes through 0)")
+    g.add_argument("--rho", type=cli.rate, default=0.1,
+                   help="rare-cluster fraction of the examples, in [0, 1); exactly round(rho*N) are rare")
+    g.add_argument("--margin", type=cli.nonnegative_float, default=margin,
+                   help="margin of the labelling rule, in feature units before the ratio scaling "
+                        "(common-cluster norms are ~1; 0 lets some rare points sit near the boundary)")
+    return g
+
+
 def add_sgd_args(p) -> None:
     """The SGD / sampler flags shared by Convex-Noise/IS-noise.py and DR-IS/synthetic.py."""
     from islab import cli
