@@ -239,8 +239,6 @@ def _nanmax(v) -> float:
 
 def ttest_vs_uniform(fin, method) -> str:
     """Paired t-test (scipy.stats.ttest_rel) of final accuracy against uniform, paired by seed."""
-    from scipy.stats import ttest_rel
-
     a = fin[fin["method"] == method].set_index("seed")["value"]
     b = fin[fin["method"] == "uniform"].set_index("seed")["value"]
     common = sorted(set(a.index) & set(b.index))
@@ -249,8 +247,8 @@ def ttest_vs_uniform(fin, method) -> str:
     d = a[common].values - b[common].values
     if np.all(d == d[0]):
         return f"diff {d[0]:+.2f} (constant)"
-    t = ttest_rel(a[common].values, b[common].values)
-    return f"t={t.statistic:+.2f} p={t.pvalue:.3f}"
+    t, p = theory.paired_ttest(a[common].values, b[common].values)
+    return f"t={t:+.2f} p={p:.3f}"
 
 
 def config_table(df, methods) -> str:

@@ -222,14 +222,7 @@ def threshold_sample_runs(args, ds, labels, log=None):
 
 def paired_p(acc, ref) -> float:
     """Two-sided paired t-test p-value of acc vs ref (same seeds); NaN with < 2 pairs."""
-    from scipy.stats import ttest_rel
-
-    acc, ref = np.asarray(acc, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    if len(acc) < 2 or len(acc) != len(ref):
-        return float("nan")
-    if np.allclose(acc - ref, (acc - ref)[0]):   # zero variance of the differences: undefined
-        return float("nan")
-    return float(ttest_rel(acc, ref).pvalue)
+    return theory.paired_ttest(acc, ref)[1]
 
 
 # ---------------------------------------------------------------- report

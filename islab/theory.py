@@ -27,6 +27,20 @@ def corruption_in_subset(subset, corrupt_mask) -> float:
     return float(np.asarray(corrupt_mask, dtype=bool)[np.asarray(subset)].mean())
 
 
+def paired_ttest(acc, ref) -> tuple[float, float]:
+    """Two-sided paired t-test of acc vs ref (same seeds, scipy.stats.ttest_rel): (t, p).
+
+    (nan, nan) with fewer than 2 pairs or when the differences are all equal (zero variance:
+    the test is undefined)."""
+    from scipy.stats import ttest_rel
+
+    acc, ref = np.asarray(acc, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if len(acc) < 2 or len(acc) != len(ref) or np.allclose(acc - ref, (acc - ref)[0]):
+        return float("nan"), float("nan")
+    res = ttest_rel(acc, ref)
+    return float(res.statistic), float(res.pvalue)
+
+
 # =============================================================== Theorem 1: bounded differences
 #
 # Derivation of the bounded-difference constant (SPEC section 6).  Let x_1..x_K lie in [0, 1] and

@@ -139,3 +139,11 @@ def test_assumption_checks_failing_case_and_clean():
     # every proxy agrees exactly: s = 0 everywhere, A2 fails
     c = theory.assumption_checks(np.tile(np.linspace(0, 1, 200), (4, 1)), mask)
     assert not c["a2_holds"]
+
+
+def test_paired_ttest_known_value_and_undefined_cases():
+    # differences 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt(3)) = 3.4641, two-sided p = 0.0742 (df 2)
+    t, p = theory.paired_ttest([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    assert t == pytest.approx(2 * np.sqrt(3)) and p == pytest.approx(0.0742, abs=1e-4)
+    assert all(np.isnan(theory.paired_ttest([1.0], [0.0])))
+    assert all(np.isnan(theory.paired_ttest([1.0, 2.0], [0.0, 1.0])))  # constant difference
