@@ -19,6 +19,7 @@ Every model takes its input channel count from input_shape = (C, H, W) and runs 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from typing import Callable
 
@@ -174,7 +175,9 @@ class VGG(FeatureClassifier):
         x = self.features(x)
         if self.pool_to_one:
             x = F.adaptive_avg_pool2d(x, 1)
-        h = self.classifier[:6](torch.flatten(x, 1))
+        h = torch.flatten(x, 1)
+        for layer in itertools.islice(self.classifier, 6):  # no new nn.Sequential per forward
+            h = layer(h)
         return self.classifier[6](h), h
 
 
@@ -247,8 +250,16 @@ class MobileNetV2(FeatureClassifier):
 # ----------------------------------------------------------------------------- ShuffleNetV2
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """(B, g*c, H, W) -> interleave the g groups channel-wise (view as (B, g, c), transpose, flatten)."""
+    """(B, g*c, H, W) -> interleave the g groups channel-wise (view as (B, g, c), transpose, flatten).
+
+    Keeps the memory format: a channels_last input (the CUDA default in islab.train) is shuffled
+    within each pixel's channel vector and stays channels_last, instead of coming back in the
+    standard layout and being converted again by the next convolution."""
     b, ch, hgt, wid = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        nhwc = x.permute(0, 2, 3, 1)   # a contiguous (B, H, W, C) view of the same memory
+        out = nhwc.reshape(b, hgt, wid, groups, ch // groups).transpose(3, 4).reshape(b, hgt, wid, ch)
+        return out.permute(0, 3, 1, 2)
     return x.view(b, groups, ch // groups, hgt, wid).transpose(1, 2).contiguous().view(b, ch, hgt, wid)
 
 

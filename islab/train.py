@@ -176,6 +176,17 @@ def evaluate(model, ds: Dataset, cfg: TrainConfig, split=None) -> tuple[float, f
     return 100.0 * (int(correct) / len(split)), float(torch.cat(losses).cpu().numpy().mean())
 
 
+def device_format(model, device, cfg: TrainConfig):
+    """The model as the loop runs it on `device`: on CUDA, cudnn autotuning on and, with
+    cfg.channels_last, NHWC weights to match the NHWC batches `_fmt` makes (a model left in
+    NCHW would convert every activation back and forth).  Unchanged on the CPU."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def _fmt(x, device, cfg):
     if device.type == "cuda" and cfg.channels_last and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
@@ -256,10 +267,7 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
     device = ds.train.x.device
     if isinstance(model, str):
         model = new_model(model, ds, seed, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+    model = device_format(model, device, cfg)
     compiled = _compile(model) if _use_compile(cfg, device) else None
 
     n = len(ds.train)
