@@ -390,7 +390,7 @@ def class_coverage(ids, clean) -> tuple[float, float]:
     return float(frac.min()), float(frac.max())
 
 
-def job_rows(res, ids, mask, score, eps, kind, rate, clean) -> list[dict]:
+def job_rows(res, ids, mask, score, eps, kind, rate, clean, fit: dict) -> list[dict]:
     """Tidy rows of one finished target run: per-epoch curves (epoch set) and final metrics."""
     nan = float("nan")
     rows = []
@@ -404,7 +404,7 @@ def job_rows(res, ids, mask, score, eps, kind, rate, clean) -> list[dict]:
              "kept_fraction": len(ids) / len(mask), "n_kept": len(ids),
              "auroc": det["auroc"], "ap": det["ap"],
              "class_kept_min": class_coverage(ids, clean)[0], "class_kept_max": class_coverage(ids, clean)[1],
-             "eps": eps, "diverged": float(res.diverged), "seconds": res.seconds}
+             "eps": eps, "diverged": float(res.diverged), "seconds": res.seconds, **fit}
     rows += [{"metric": k, "epoch": nan, "value": float(v)} for k, v in final.items()]
     return [{"kind": kind, "rate": rate, **r} for r in rows]
 
@@ -473,7 +473,10 @@ def run_static(args):
             res = train(args.target, ds, labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
                         corrupt_mask=mask, log=epoch_log, progress=args.progress,
                         desc=f"[{tag}] {m} a{alpha:g} s{seed}")
-            rows = job_rows(res, ids, mask, score, eps, kind, rate, clean)
+            fit, pred = experiment.fit_to_labels(res.model, ds, labels, clean, mask, tcfg)
+            if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
+                run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
+            rows = job_rows(res, ids, mask, score, eps, kind, rate, clean, fit)
             run.finish_job(key, rows)
             run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: test acc {res.test_acc:.2f}%"
                     f"{' DIVERGED' if res.diverged else ''}, corruption in subset "

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+import numpy as np
+
 from islab import cli
 from islab.data import DATASETS, DataMissing, load_dataset
 from islab.models import MODELS
@@ -237,3 +239,41 @@ def configuration(args, ds, kind: str, rate: float, run=None, need_proxies: bool
         ens = proxy_ensemble(ds, labels, names, seeds, cfg, args.snapshot_epoch, cache_dir=args.cache_dir,
                              log=log, progress=args.progress)
     return labels, mask, clean, ens
+
+
+# ---------------------------------------------------------------- memorisation of noisy labels
+
+
+def fit_to_labels(model, ds, noisy, clean, mask, cfg) -> tuple[dict, np.ndarray]:
+    """How a trained model fits the training labels it was given (eval mode, un-augmented):
+
+      fit_noisy_corrupt  fraction of corrupted examples predicted as their NOISY label
+                         (memorised; NaN when nothing is corrupted)
+      fit_true_corrupt   fraction of corrupted examples predicted as their TRUE label (resisted)
+      fit_clean          fraction of uncorrupted examples predicted correctly
+    Returns (those metrics, the (N,) int64 predictions).  A model that never saw the noisy
+    labels also predicts some of them (confusable classes): compare fit_noisy_corrupt with the
+    same measure for a model trained on clean labels (REPRODUCTION.md does).
+    """
+    pred = predict(model, ds, cfg)
+    noisy, clean, mask = np.asarray(noisy), np.asarray(clean), np.asarray(mask, dtype=bool)
+    nan = float("nan")
+    return {"fit_noisy_corrupt": float((pred[mask] == noisy[mask]).mean()) if mask.any() else nan,
+            "fit_true_corrupt": float((pred[mask] == clean[mask]).mean()) if mask.any() else nan,
+            "fit_clean": float((pred[~mask] == clean[~mask]).mean()) if (~mask).any() else nan}, pred
+
+
+def predict(model, ds, cfg) -> np.ndarray:
+    """Eval-mode argmax predictions of `model` on the un-augmented training split, (N,) int64."""
+    import torch
+
+    from islab.data import prepare_batch
+
+    was = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(ds.train), cfg.eval_batch):
+            out.append(model(prepare_batch(ds, ds.train.x[s:s + cfg.eval_batch], train=False)).argmax(1))
+    model.train(was)
+    return torch.cat(out).cpu().numpy().astype(np.int64)
