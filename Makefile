@@ -6,7 +6,7 @@ PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test venv bench clean-venv
+.PHONY: demo test venv bench clean-venv data
 
 venv: .venv/.installed
 
@@ -16,6 +16,17 @@ venv: .venv/.installed
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $@
+
+# Real offline data: Fashion-MNIST from Debian's package (the original idx files, ~30 MB, under
+# /usr/share/datasets/fashion-mnist/).  Installed with apt-get when run as root; otherwise it
+# says what to run.  Scripts can also fetch it themselves with --download (network needed).
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+data:
+	@if [ -f $(FASHION_MNIST) ]; then echo "fashion-mnist: present in /usr/share/datasets/fashion-mnist"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; }; \
+	else echo "fashion-mnist is missing: run 'sudo apt-get install dataset-fashion-mnist', or pass --download to a script"; exit 1; fi
 
 test: venv
 	$(PY) -m pytest -q

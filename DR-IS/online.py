@@ -170,13 +170,13 @@ def config_info(ds, mask, ens, irr) -> dict:
 # ---------------------------------------------------------------- one job
 
 
-def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag):
+def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
     """Train the target with one method and seed; returns (tidy rows, summary dict)."""
     cfg = experiment.target_config(args)
     if method in online.RHO_METHODS:  # RHO targets train on the examples outside the holdout
-        d, y, m = online.keep_dataset(ds, irr.keep), labels[irr.keep], mask[irr.keep]
+        d, y, m, c = online.keep_dataset(ds, irr.keep), labels[irr.keep], mask[irr.keep], clean[irr.keep]
     else:
-        d, y, m = ds, labels, mask
+        d, y, m, c = ds, labels, mask, clean
     kw = {}
     if method == "dris":
         kw["disagreement"] = scores.ensemble_score(ens, "dris")   # 1/K rank variance (ddof 0)
@@ -216,7 +216,8 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag):
         "drawn_corrupt_mean": _nanmean([h.get("drawn_corrupt", np.nan) for h in hist]),
         "ess_mean": _nanmean(ess[:len(hist)]), "max_weight_max": _nanmax(maxw[:len(hist)]),
         "epochs_run": float(len(hist)), "seconds": float(res.seconds),
-        "nonfinite_refresh": float(sum(not c["finite"] for c in rlog.calls)),
+        "nonfinite_refresh": float(sum(not call["finite"] for call in rlog.calls)),
+        **experiment.fit_to_labels(res.model, d, y, c, m, cfg)[0],
     }
     rows += [{"metric": k, "value": v} for k, v in summary.items()]
     if ckpt is not None and ckpt.exists():
@@ -359,7 +360,7 @@ def main(argv=None):
         infos[tag] = {**infos.get(tag, {}), **config_info(ds, mask, ens, irr)}
         runs.atomic_write_json(info_file, infos)
         for method, seed in todo:
-            rows, s = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag)
+            rows, s = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
             run.finish_job({"noise": tag, "method": method, "seed": seed}, rows)
             flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
             run.log(f"[{tag}] {method} seed {seed}: final acc {s['final_acc']:.2f}% "

@@ -110,3 +110,22 @@ def keep_top_fraction(score, alpha: float, rng: np.random.Generator | None = Non
 def random_subset(n: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
     """The Random baseline: round(alpha*N) ids drawn uniformly without replacement."""
     return np.sort(rng.choice(n, size=max(1, int(round(alpha * n))), replace=False))
+
+
+def keep_top_fraction_per_class(score, labels, alpha: float, rng: np.random.Generator | None = None,
+                                beta: float = 0.0) -> np.ndarray:
+    """Class-balanced static selection (our extension, not in the DR-IS paper): within each class
+    c of `labels` (the labels the trainer sees, i.e. the possibly noisy ones), keep_top_fraction
+    of that class's examples, so every class keeps about the same fraction alpha.
+
+    A global top-alpha can starve whole classes (on digits, DR-IS's top 30 % kept 16 examples
+    of classes 3 and 9 but 76-78 of classes 4 and 6).  Returns sorted ids.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    labels = np.asarray(labels)
+    assert score.shape == labels.shape, "one label per score"
+    kept = []
+    for c in np.unique(labels):
+        ids = np.flatnonzero(labels == c)
+        kept.append(ids[keep_top_fraction(score[ids], alpha, rng=rng, beta=beta)])
+    return np.sort(np.concatenate(kept))
