@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from islab import noise as noise_lib
-from islab.data import Dataset
+from islab.data import Dataset, data_fingerprint, hash_arrays
 from islab.runs import atomic_save_npz
 from islab.seeding import derive_seed, numpy_rng
 from islab.train import TrainConfig, train
 
 STAT_NAMES = ("loss", "el2n", "gradnorm", "margin", "correct", "aum", "forgetting")
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: runtime (torch, threads) and pipeline (augment, ...) in the key
 
 
 @dataclass
@@ -45,22 +45,27 @@ class ProxyEnsemble:
                              {s: v[:k] for s, v in self.stats.items()}, self.test_acc[:k])
 
 
-def fingerprint(*arrays) -> str:
-    """A short content hash of tensors/arrays (data and labels are part of every cache key)."""
-    h = hashlib.sha1()
-    for a in arrays:
-        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
+fingerprint = hash_arrays   # a short content hash of tensors/arrays (islab.data.hash_arrays)
+
+
+def runtime_key(device) -> dict:
+    """What, besides data, labels, model, seed and schedule, changes a run's numbers: the device
+    type, the torch release (kernels) and, on the CPU, the torch thread count (the order of
+    floating-point reductions).  Part of every cache key, so a cache filled by another setting is
+    never read as this one's."""
+    device = torch.device(device)
+    return {"device": device.type, "torch": torch.__version__,
+            "threads": torch.get_num_threads() if device.type == "cpu" else None}
 
 
 def _cache_key(ds: Dataset, labels, name, seed, cfg: TrainConfig) -> dict:
     cfg_d = {k: v for k, v in asdict(cfg).items() if k not in ("eval_batch", "compile")}
     cfg_d["snapshot_epochs"] = list(cfg.snapshot_epochs)
-    return {"version": CACHE_VERSION, "dataset": ds.name, "data": fingerprint(ds.train.x, ds.test.x),
-            "labels": fingerprint(labels), "model": name, "seed": int(seed), "train": cfg_d,
-            "device": ds.train.x.device.type}
+    pipeline = {"classes": int(ds.num_classes), "mean": list(ds.mean), "std": list(ds.std),
+                "augment": ds.augment, "crop_pad": int(getattr(ds, "crop_pad", 4))}
+    return {"version": CACHE_VERSION, "dataset": ds.name, "data": data_fingerprint(ds),
+            "labels": fingerprint(np.asarray(labels)), "model": name, "seed": int(seed), "train": cfg_d,
+            "pipeline": pipeline, **runtime_key(ds.train.x.device)}
 
 
 def _cache_file(cache_dir, key: dict) -> Path:

@@ -129,8 +129,8 @@ def test_proxy_cache_hit_key_and_truncation(ds, tmp_path):
     proxies.proxy_ensemble(ds, y2, ["linear"], [0], cfg, 1, cache_dir=tmp_path, log=logs.append)
     assert "trained" in logs[-1]
     # a truncated file is rebuilt, never trusted
-    f = sorted(tmp_path.glob("*.npz"))[0]
-    f.write_bytes(f.read_bytes()[:100])
+    for f in tmp_path.glob("*.npz"):
+        f.write_bytes(f.read_bytes()[:100])
     c = proxies.proxy_ensemble(ds, y, ["linear"], [0], cfg, 1, cache_dir=tmp_path, log=logs.append)
     assert "trained" in logs[-1]
     np.testing.assert_array_equal(a["loss"], c["loss"])
@@ -231,3 +231,45 @@ def test_compiled_training_builds_one_graph_per_architecture_and_shape(ds, monke
     assert [h["train_loss"] for h in runs[0].history] == pytest.approx(
         [h["train_loss"] for h in plain.history], rel=1e-6)
     torch._dynamo.reset()
+
+
+def test_data_fingerprint_once_per_data_set_from_host_arrays(monkeypatch):
+    from dataclasses import replace
+
+    from islab import data as data_mod
+
+    ds = load_dataset("digits")
+    calls = []
+    real = data_mod.hash_arrays
+    monkeypatch.setattr(data_mod, "hash_arrays", lambda *a: calls.append(len(a)) or real(*a))
+    y = ds.train.y.numpy()
+    keys = [proxies._cache_key(ds, y, "linear", s, small_cfg()) for s in range(3)]
+    assert len(calls) == 1 and len({k["data"] for k in keys}) == 1   # 3 proxies, hashed once
+    assert proxies._cache_key(replace(ds, augment="crop_flip"), y, "linear", 0, small_cfg())["data"] \
+        == keys[0]["data"] and len(calls) == 1                    # same tensors: still remembered
+    # moving to another device hashes the host arrays first; the moved set is never read back
+    # ('meta' tensors have no data: reading them would raise)
+    moved = ds.to("meta")
+    assert data_mod.data_fingerprint(moved) == keys[0]["data"]
+    # a row-chunked read gives the same digest; an in-place change is noticed
+    monkeypatch.setattr(data_mod, "_HASH_CHUNK_BYTES", 100)
+    assert real(ds.train.x, ds.test.x) == keys[0]["data"]
+    ds.train.x[0, 0, 0, 0] += 1
+    assert data_mod.data_fingerprint(ds) != keys[0]["data"]
+
+
+def test_proxy_cache_key_holds_what_changes_the_numbers(ds):
+    from dataclasses import replace
+
+    y = ds.train.y.numpy()
+    base = proxies._cache_key(ds, y, "linear", 0, small_cfg())
+    assert base["torch"] == torch.__version__ and base["device"] == "cpu"
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert proxies._cache_key(ds, y, "linear", 0, small_cfg()) != base
+    finally:
+        torch.set_num_threads(threads)
+    assert proxies._cache_key(ds, y, "linear", 0, small_cfg()) == base
+    for other in (replace(ds, augment="crop_flip"), replace(ds, crop_pad=2), replace(ds, num_classes=11)):
+        assert proxies._cache_key(other, y, "linear", 0, small_cfg()) != base
