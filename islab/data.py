@@ -195,12 +195,23 @@ def random_crop_flip(x_uint8: torch.Tensor, generator: torch.Generator, pad: int
     W-1-j when flipped.  Same shape and dtype as the input; all channels share one crop.
     """
     assert x_uint8.dim() == 4, f"expected (N, C, H, W), got {tuple(x_uint8.shape)}"
+    return apply_crop_flip(x_uint8, *draw_crop_flip(len(x_uint8), generator, x_uint8.device, pad), pad)
+
+
+def draw_crop_flip(n: int, generator: torch.Generator, device, pad: int = 4):
+    """The random draws of random_crop_flip for n examples: offsets (2, n) in [0, 2*pad] (rows,
+    columns) and flip (n,) bool, in that order from `generator`.  Split from the gather so a
+    batched ensemble can draw each member's batch from its own generator and crop all at once."""
     assert pad >= 0, f"pad must be >= 0, got {pad}"
-    n, c, h, w = x_uint8.shape
-    device = x_uint8.device
     offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=device)
     flip = torch.randint(0, 2, (n,), generator=generator, device=device).bool()
+    return offsets, flip
 
+
+def apply_crop_flip(x_uint8: torch.Tensor, offsets: torch.Tensor, flip: torch.Tensor, pad: int = 4):
+    """The gather of random_crop_flip for given draws (see draw_crop_flip)."""
+    n, c, h, w = x_uint8.shape
+    device = x_uint8.device
     padded = torch.nn.functional.pad(x_uint8, (pad, pad, pad, pad))   # zeros, (N, C, H+2p, W+2p)
     wp = w + 2 * pad
     cols = torch.arange(w, device=device)

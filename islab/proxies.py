@@ -90,42 +90,108 @@ def _load(path: Path, key: dict, n: int):
     return out, acc
 
 
-def train_proxy(ds: Dataset, labels, name: str, seed: int, cfg: TrainConfig, snapshot_epoch: int,
-                cache_dir=None, log=None, progress=False):
-    """Train one proxy (or read it from the cache): (stats dict of (N,) arrays, test acc %)."""
+def _proxy_config(cfg: TrainConfig, snapshot_epoch: int) -> TrainConfig:
     assert 1 <= snapshot_epoch <= cfg.epochs, "snapshot epoch must lie within the proxy run"
-    cfg = TrainConfig(**{**asdict(cfg), "snapshot_epochs": (snapshot_epoch,), "track_presentations": True})
+    return TrainConfig(**{**asdict(cfg), "snapshot_epochs": (snapshot_epoch,), "track_presentations": True})
+
+
+def _cached(ds, labels, name, seed, cfg, cache_dir, log):
+    """(key, path, hit): the proxy's cache key, file (None without a cache folder) and, when the
+    file holds that key in full, its (stats, test acc)."""
     key = _cache_key(ds, labels, name, seed, cfg)
     path = _cache_file(cache_dir, key) if cache_dir else None
-    if path is not None:
-        hit = _load(path, key, len(ds.train))
-        if hit is not None:
-            if log:
-                log(f"proxy {name} seed {seed}: cached ({path.name})")
-            return hit
-    res = train(name, ds, labels, cfg, seed, progress=progress, desc=f"proxy {name} s{seed}")
+    hit = _load(path, key, len(ds.train)) if path is not None else None
+    if hit is not None and log:
+        log(f"proxy {name} seed {seed}: cached ({path.name})")
+    return key, path, hit
+
+
+def _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer: str):
+    """One finished proxy run -> (stats dict of (N,) arrays, test acc %), cached on disk.
+
+    The same for a sequential run and for a member of a batched one (islab.ensemble).  A
+    diverged run raises, naming the proxy; nothing is cached for it."""
     if res.diverged:
         raise RuntimeError(f"proxy {name} seed {seed} diverged at epoch {res.diverged_epoch}")
     snap = res.snapshots[snapshot_epoch]
     out = {s: np.asarray(snap[s], dtype=np.float64) for s in ("loss", "el2n", "gradnorm", "margin", "correct")}
     out["aum"], out["forgetting"] = res.aum, res.forgetting
     if log:
-        log(f"proxy {name} seed {seed}: trained {cfg.epochs} epochs, test acc {res.test_acc:.2f}% "
+        log(f"proxy {name} seed {seed}: trained {cfg.epochs} epochs ({trainer}), test acc {res.test_acc:.2f}% "
             f"({res.seconds:.1f}s)")
-    if path is not None:
+    if path is not None:   # `trainer` is recorded, not keyed: both trainers fill the same files
         atomic_save_npz(path, key=np.array(json.dumps(key, sort_keys=True)),
-                        test_acc=np.array(res.test_acc), **out)
+                        test_acc=np.array(res.test_acc), trainer=np.array(trainer), **out)
     return out, res.test_acc
 
 
+def train_proxy(ds: Dataset, labels, name: str, seed: int, cfg: TrainConfig, snapshot_epoch: int,
+                cache_dir=None, log=None, progress=False):
+    """Train one proxy (or read it from the cache): (stats dict of (N,) arrays, test acc %)."""
+    cfg = _proxy_config(cfg, snapshot_epoch)
+    key, path, hit = _cached(ds, labels, name, seed, cfg, cache_dir, log)
+    if hit is not None:
+        return hit
+    res = train(name, ds, labels, cfg, seed, progress=progress, desc=f"proxy {name} s{seed}")
+    return _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, "sequential")
+
+
+def _train_batched(ds, labels, name, cfg, snapshot_epoch, todo, log, progress):
+    """Proxies `todo` (list of (seed, key, path)) of one architecture as one batched model;
+    returns {seed: (stats, acc)}.  Every member that finished is cached before a diverged one
+    raises (as the sequential loop would have cached the proxies before it)."""
+    from islab.ensemble import train_ensemble
+
+    runs = train_ensemble(name, ds, labels, cfg, [s for s, _, _ in todo], progress=progress,
+                          desc=f"proxies {name} x{len(todo)}")
+    trainer = f"batched with {len(todo) - 1} other seed(s)"
+    done, failed = {}, None
+    for (seed, key, path), res in zip(todo, runs):
+        try:
+            done[seed] = _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer)
+        except RuntimeError as err:
+            failed = failed or err
+    if failed is not None:
+        raise failed
+    return done
+
+
 def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot_epoch: int,
-                   cache_dir=None, log=None, progress=False) -> ProxyEnsemble:
-    """K proxies (names[k] trained with seeds[k]) on the given (possibly noisy) labels."""
+                   cache_dir=None, log=None, progress=False, batched: bool = True) -> ProxyEnsemble:
+    """K proxies (names[k] trained with seeds[k]) on the given (possibly noisy) labels.
+
+    batched: proxies of one architecture that are not cached yet are trained together as one
+    batched model (islab.ensemble) when there are at least two of them and the architecture
+    folds; their numbers equal those of separate runs up to floating-point rounding
+    (tests/test_ensemble.py).  Other proxies, and all with batched=False, train one by one.
+    Either way each proxy has its own cache file, so any K reads what any other K trained."""
     assert len(names) == len(seeds), "one seed per proxy"
+    pcfg = _proxy_config(cfg, snapshot_epoch)
+    found = {}
+    todo = {}   # name -> [(seed, key, path)] still to train, in list order
+    for name, seed in zip(names, seeds):
+        key, path, hit = _cached(ds, labels, name, seed, pcfg, cache_dir, log)
+        if hit is not None:
+            found[(name, seed)] = hit
+        elif (name, seed) not in found:
+            todo.setdefault(name, [])
+            if all(s != seed for s, _, _ in todo[name]):
+                todo[name].append((seed, key, path))
+    if batched:
+        from islab.ensemble import foldable
+
+        for name, group in todo.items():
+            if len(group) >= 2 and foldable(name, ds):
+                for seed, hit in _train_batched(ds, labels, name, pcfg, snapshot_epoch, group, log,
+                                                progress).items():
+                    found[(name, seed)] = hit
     stats = {s: [] for s in STAT_NAMES}
     accs = []
     for name, seed in zip(names, seeds):
-        out, acc = train_proxy(ds, labels, name, seed, cfg, snapshot_epoch, cache_dir, log, progress)
+        if (name, seed) not in found:   # sequential, in list order (cached on the way)
+            found[(name, seed)] = train_proxy(ds, labels, name, seed, cfg, snapshot_epoch, cache_dir,
+                                              log, progress)
+        out, acc = found[(name, seed)]
         for s in STAT_NAMES:
             stats[s].append(out[s])
         accs.append(acc)
