@@ -96,6 +96,10 @@ def add_common_args(p, default_name_hint: str = "") -> None:
     g.add_argument("--snapshot-epoch", type=cli.positive_int, help="E_s: epoch the scores are taken at")
     g.add_argument("--attacker", help="model trained on clean labels for targeted noise")
     g.add_argument("--cache-dir", default="results/cache", help="proxy/attacker cache folder")
+    g.add_argument("--sequential-proxies", action="store_true",
+                   help="train proxies of one architecture one after the other instead of as one batched "
+                        "model (islab.ensemble; same numbers up to float rounding, one cache file per proxy "
+                        "either way)")
     g = p.add_argument_group("run")
     g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds")
     g.add_argument("--noise-seed", type=int, default=0, help="seed of the label-noise draw")
@@ -237,7 +241,8 @@ def configuration(args, ds, kind: str, rate: float, run=None, need_proxies: bool
         names = proxy_names or args.proxy_list
         seeds = proxy_seeds or [proxy_seed(args, k) for k in range(len(names))]
         ens = proxy_ensemble(ds, labels, names, seeds, cfg, args.snapshot_epoch, cache_dir=args.cache_dir,
-                             log=log, progress=args.progress)
+                             log=log, progress=args.progress,
+                             batched=not getattr(args, "sequential_proxies", False))
     return labels, mask, clean, ens
 
 
