@@ -7,8 +7,11 @@ Here the K copies are folded into one model whose every layer holds the K member
 
     member k's channels/features are block k of the folded ones:
       activations (B, K*C, H, W) / (B, K*D);  Conv2d -> one conv with groups*K (weights stacked);
-      BatchNorm2d -> one BatchNorm over K*C channels;  Linear -> one batched matmul (bmm) over
-      K weight matrices;  parameter-free layers (ReLU, pools, flatten) act per channel anyway.
+      BatchNorm2d -> one BatchNorm over K*C channels;  Linear -> StackedLinear: weights stacked
+      (K, out, in), each member's product the very call a separate layer makes;
+      parameter-free layers (ReLU, pools, flatten) act per channel anyway.
+    One optimiser step, one loss, one data gather and normalisation, one set of counters then
+    serve all K members: what a small model spends per step outside its layers is paid once.
 
 The registry model's own forward code runs unchanged on the folded tensors, so only models
 whose forward never mixes channels of different members fold (see `foldable`: every leaf layer
@@ -24,9 +27,10 @@ Each member k is exactly the run islab.train(name, ds, labels, cfg, seeds[k]) wo
                   exactly its own (no term of the sum depends on another member's weights)
   optimiser       SGD is element-wise: one optimiser over the stacked parameters is K optimisers
   statistics      its own AUM / forgetting counters, test metrics and eval-mode snapshots
-What differs is the floating-point order inside a batched matmul or grouped convolution, so the
-numbers agree with K separate runs up to rounding, which SGD amplifies slowly over epochs
-(tests/test_ensemble.py states and checks the tolerance).  A member whose epoch loss is not
+Models without convolutions (linear, mlp, mlp2x256) therefore give K separate runs' numbers
+bit for bit.  A grouped convolution sums in another order than K narrow ones, so conv nets agree
+up to rounding, which SGD amplifies over epochs as it amplifies a change of thread count
+(tests/test_ensemble.py states and checks both tolerances).  A member whose epoch loss is not
 finite is stopped and marked diverged exactly like a sequential run; the others go on (members
 share no parameter, so a NaN cannot leak from one to another).
 """

@@ -1,19 +1,22 @@
 """islab.ensemble: K proxies trained as one batched model equal K separate islab.train runs.
 
 The tolerance (stated once, here), on tiny runs (300 digits examples, 2 epochs, ~10 steps):
-  * every continuous statistic (eval-mode loss, EL2N, gradient-norm bound, margin at each
-    snapshot epoch, AUM) within 1e-4 absolute + 1e-4 relative; epoch losses within 1e-6
-    relative (1e-4 for conv nets).  Measured: <= 3e-6 relative (cnn), <= 4e-7 (linear, mlp).
-  * discrete statistics (correct flags, forgetting counts) and test accuracy identical for
-    models without convolutions; for conv nets >= 99 % identical flags and test accuracy within
-    one test example (measured: identical).
-Why not bit for bit: a batched matmul (bmm) and a grouped convolution sum in another order
-than K separate layers.  SGD amplifies such rounding differences over many steps exactly as it
-amplifies those between 1 and 2 torch threads of one sequential run (measured on all 1437
-digits, cnn, 3 epochs: gradient-norm bounds up to 0.040 apart batched vs sequential, 0.057
-apart 1 vs 2 threads), so long runs agree statistically, not to 1e-4.
-Streams are checked exactly: init (bit for bit), data order and augmentation (a wrong crop or
-order would move the mlp numbers by far more than 1e-4).
+  * Models without convolutions (linear, mlp, mlp2x256): NONE.  Every number -- epoch losses,
+    test accuracy and loss, the eval-mode snapshots (loss, EL2N, gradient-norm bound, margin,
+    correct), AUM, forgetting -- is bit for bit that of the separate runs: each member's matrix
+    products are the very calls a separate layer makes (islab.ensemble.StackedLinear), every
+    other op is per example or per element.  (Measured also on all 1437 digits and on 3000
+    generated 28x28 images, 3 epochs, 1 and 2 threads: identical.)
+  * Convolutional models (cnn: grouped convolutions, BatchNorm over K*C channels, NHWC): the
+    convolution kernels sum in another order, so: continuous statistics within 1e-4 absolute +
+    1e-4 relative, epoch losses within 1e-4 relative, correct flags and forgetting counts
+    identical on >= 99 % of the examples, test accuracy within one test example.  Measured on
+    this run: <= 3e-7 relative, flags and accuracy identical.  SGD amplifies such rounding
+    differences over many steps exactly as it amplifies those between 1 and 2 torch threads of
+    one sequential run (all 1437 digits, cnn, 3 epochs: gradient-norm bounds up to 0.040 apart
+    batched vs sequential, 0.057 apart 1 vs 2 threads): long conv runs agree statistically.
+Streams are checked by the exact cases: init (bit for bit for every model), data order and
+augmentation (a wrong crop or order changes the numbers).
 """
 from dataclasses import replace
 
@@ -70,19 +73,30 @@ def test_models_that_do_not_fold_are_refused(name):
     assert not ensemble.foldable(name, load_dataset("fake_cifar", train_size=8))
 
 
-def compare(seq, bat, tol, conv=False, discrete_share=1.0, acc_slack=0.0):
+def compare(seq, bat, exact: bool):
+    """Each batched member against its sequential run, with the tolerance of the module doc."""
     for a, b in zip(seq, bat):
         assert not a.diverged and not b.diverged
         assert [h["epoch"] for h in a.history] == [h["epoch"] for h in b.history]
+        assert a.snapshots.keys() == b.snapshots.keys() and a.snapshots
+        if exact:
+            for key in ("train_loss", "test_acc", "test_loss", "lr"):
+                assert [h[key] for h in a.history] == [h[key] for h in b.history], key
+            for epoch in a.snapshots:
+                for key in a.snapshots[epoch]:
+                    np.testing.assert_array_equal(b.snapshots[epoch][key], a.snapshots[epoch][key])
+            np.testing.assert_array_equal(b.aum, a.aum)
+            np.testing.assert_array_equal(b.forgetting, a.forgetting)
+            continue
         np.testing.assert_allclose([h["train_loss"] for h in b.history], [h["train_loss"] for h in a.history],
-                                   rtol=1e-4 if conv else 1e-6)
-        assert abs(a.test_acc - b.test_acc) <= acc_slack
+                                   rtol=1e-4)
+        assert abs(a.test_acc - b.test_acc) <= 100.0 / 360 + 1e-9   # one of the 360 test digits
         for epoch in a.snapshots:
             for key in CONTINUOUS:
-                np.testing.assert_allclose(b.snapshots[epoch][key], a.snapshots[epoch][key], **tol)
-            assert np.mean(a.snapshots[epoch]["correct"] == b.snapshots[epoch]["correct"]) >= discrete_share
-        np.testing.assert_allclose(b.aum, a.aum, **tol)
-        assert np.mean(a.forgetting == b.forgetting) >= discrete_share
+                np.testing.assert_allclose(b.snapshots[epoch][key], a.snapshots[epoch][key], **TIGHT)
+            assert np.mean(a.snapshots[epoch]["correct"] == b.snapshots[epoch]["correct"]) >= 0.99
+        np.testing.assert_allclose(b.aum, a.aum, **TIGHT)
+        assert np.mean(a.forgetting == b.forgetting) >= 0.99
 
 
 def test_batched_equals_sequential_without_convolutions_with_augmentation(tiny):
@@ -91,7 +105,7 @@ def test_batched_equals_sequential_without_convolutions_with_augmentation(tiny):
     y = ds.train.y.numpy()
     seq = [train("mlp", ds, y, cfg(), s) for s in SEEDS]
     bat = ensemble.train_ensemble("mlp", ds, y, cfg(), SEEDS)
-    compare(seq, bat, TIGHT)
+    compare(seq, bat, exact=True)
     # the members really differ from each other (three seeds, not one run three times)
     assert not np.allclose(bat[0].snapshots[2]["loss"], bat[1].snapshots[2]["loss"], atol=1e-3)
 
@@ -100,7 +114,7 @@ def test_batched_equals_sequential_for_a_conv_net(tiny):
     y = tiny.train.y.numpy()
     seq = [train("cnn", tiny, y, cfg(), s) for s in SEEDS]
     bat = ensemble.train_ensemble("cnn", tiny, y, cfg(), SEEDS)
-    compare(seq, bat, TIGHT, conv=True, discrete_share=0.99, acc_slack=100.0 / len(tiny.test) + 1e-9)
+    compare(seq, bat, exact=False)
 
 
 def test_a_diverged_member_stops_alone_and_is_reported(tiny, monkeypatch):
@@ -122,7 +136,7 @@ def test_a_diverged_member_stops_alone_and_is_reported(tiny, monkeypatch):
     bat = ensemble.train_ensemble("mlp", tiny, y, cfg(), SEEDS)
     assert seq_bad.diverged and bat[1].diverged and bat[1].diverged_epoch == seq_bad.diverged_epoch == 1
     assert np.isnan(bat[1].test_acc) and bat[1].snapshots == {}
-    compare([train("mlp", tiny, y, cfg(), s) for s in (SEEDS[0], SEEDS[2])], [bat[0], bat[2]], TIGHT)
+    compare([train("mlp", tiny, y, cfg(), s) for s in (SEEDS[0], SEEDS[2])], [bat[0], bat[2]], exact=True)
     for res in (bat[0], bat[2]):
         assert all(np.isfinite(v).all() for v in res.snapshots[2].values())
 
@@ -143,8 +157,8 @@ def test_proxy_ensemble_batches_homogeneous_groups_and_shares_the_cache(tiny, tm
     assert all("cached" in m for m in logs) and len(logs) == 2
     np.testing.assert_array_equal(again["loss"], ens["loss"][[2, 0]])
     fresh = proxies.proxy_ensemble(tiny, y, names, seeds, c, 2, batched=False)
-    for s in proxies.STAT_NAMES:
-        np.testing.assert_allclose(ens[s], fresh[s], **TIGHT)
+    for s in proxies.STAT_NAMES:   # mlp and linear: exact (module doc)
+        np.testing.assert_array_equal(ens[s], fresh[s])
     np.testing.assert_array_equal(ens.test_acc, fresh.test_acc)
 
 
