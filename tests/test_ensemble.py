@@ -179,3 +179,20 @@ def test_proxy_ensemble_raises_for_a_diverged_batched_member_after_caching_the_o
         proxies.proxy_ensemble(tiny, tiny.train.y.numpy(), ["mlp"] * 3, [1, 2, 3], cfg(snapshot_epochs=()), 1,
                                cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_gpu_form_of_stacked_linear_matches_and_takes_autocast():
+    """StackedLinear's CUDA form (one baddbmm) computes what the exact CPU form does, and runs
+    under bf16 autocast (checked with CPU autocast: no GPU in the tests)."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(6, 4) for _ in range(3)]
+    stacked = ensemble.StackedLinear(layers)
+    x = torch.randn(5, 18)
+    exact = stacked(x)
+    gpu_form = ensemble.batched_linear(x, stacked.weight, stacked.bias)
+    torch.testing.assert_close(gpu_form, exact, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(exact[:, 4:8], layers[1](x[:, 6:12]), rtol=0, atol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = ensemble.batched_linear(x, stacked.weight, stacked.bias)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), exact, rtol=0.05, atol=0.05)
