@@ -65,7 +65,8 @@ def main(argv=None):
     p.add_argument("--k", default="3,8", help="comma list of ensemble sizes K")
     p.add_argument("--epochs", type=cli.positive_int, default=2, help="proxy epochs E_p")
     p.add_argument("--snapshot-epoch", type=cli.positive_int, default=1, help="E_s (1-based)")
-    p.add_argument("--n", type=cli.positive_int, default=10000, help="generated training images (fmnist-shape)")
+    p.add_argument("--n", type=cli.positive_int, default=10000,
+                   help="generated training images (fmnist-shape)")
     p.add_argument("--repeats", type=cli.positive_int, default=2, help="alternating timed runs per arm")
     p.add_argument("--threads", type=cli.positive_int, default=2, help="torch CPU threads")
     p.add_argument("--out", default=None, help="also write the report to this text file")
@@ -89,8 +90,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
 
     lines = [f"batched vs sequential proxy ensembles, torch {torch.__version__}, {args.threads} thread(s), "
-             f"{args.epochs} epochs, snapshot at {args.snapshot_epoch}, medians of {args.repeats} alternating "
-             "runs per arm (shared machine: compare the ratios)",
+             f"{args.epochs} epochs, snapshot at {args.snapshot_epoch}, medians of {args.repeats} "
+             "alternating runs per arm (shared machine: compare the ratios)",
              f"{'data':13s} {'model':11s} {'K':>2s} {'seq wall s':>10s} {'batch wall s':>12s} {'ratio':>6s}"
              f" {'seq cpu s':>10s} {'batch cpu s':>11s} {'cpu ratio':>9s}"]
     print("\n".join(lines), flush=True)

@@ -1,7 +1,7 @@
 """The GPU benchmark of issue 14, as one command: VGG-19-BN epochs, ResNet-20 proxies, data path.
 
-    python benchmarks/gpu.py --out benchmarks/results/gpu.txt        # on a GPU node (~5 min on one H200)
-    python benchmarks/gpu.py --smoke                                   # tiny sizes on the CPU (tests the script)
+    python benchmarks/gpu.py --out benchmarks/results/gpu.txt      # on a GPU node (~5 min on one H200)
+    python benchmarks/gpu.py --smoke                               # tiny sizes on the CPU (a test)
 
 Everything runs through the project's own code on generated CIFAR-10-shaped data (islab.data
 fake_cifar: 3x32x32 uint8, 10 classes; --n training images, default 50,000 = CIFAR-10):
@@ -55,6 +55,7 @@ def reset_peak(device):
 
 def vgg_epochs(ds, device, args, report):
     n, labels = len(ds.train), ds.train.y.cpu().numpy()
+    cuda = device.type == "cuda"
     for compiled in (False, True):
         if compiled and device.type != "cuda":
             report("vgg19    compile: skipped (islab.train compiles on CUDA only)")
@@ -68,14 +69,15 @@ def vgg_epochs(ds, device, args, report):
         last = res.history[-1]
         report(f"vgg19    {args.target} compile={compiled}: epoch {last['epoch']} {last['seconds']:.2f} s = "
                f"{n / last['seconds']:.0f} images/s (N {n}, batch {args.batch_size}, "
-               f"amp {cfg.amp and device.type == 'cuda'}, channels_last {cfg.channels_last and device.type == 'cuda'});"
+               f"amp {cfg.amp and cuda}, channels_last {cfg.channels_last and cuda});"
                f" first epoch {res.history[0]['seconds']:.2f} s; {args.epochs} epochs {total:.1f} s; "
                f"peak {peak_gib(device)}; train loss {last['train_loss']:.3f}")
 
 
 def proxy_epochs(ds, device, args, report):
     n, labels = len(ds.train), ds.train.y.cpu().numpy()
-    cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=0.05, snapshot_epochs=(1,), track_presentations=True)
+    cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=0.05, snapshot_epochs=(1,),
+                      track_presentations=True)
     seeds = list(range(args.k))
     train(args.proxy, ds, labels, cfg, seed=99)   # warm-up: cudnn autotuning for this shape
     sync(device)
@@ -112,7 +114,8 @@ def main(argv=None):
     p.add_argument("--target", default="vgg19_bn", help="model of part 1")
     p.add_argument("--proxy", default="resnet20", help="proxy model of part 2")
     p.add_argument("--k", type=cli.positive_int, default=3, help="proxies in part 2")
-    p.add_argument("--workers", type=cli.nonnegative_int, default=8, help="DataLoader worker processes (part 3)")
+    p.add_argument("--workers", type=cli.nonnegative_int, default=8,
+                   help="DataLoader worker processes (part 3)")
     p.add_argument("--parts", default="vgg19,resnet20,pipeline", help="comma list of parts to run")
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes on the CPU (32 images, batch 16, 1 epoch, 0 workers): checks the script")

@@ -5,11 +5,14 @@ same generated uint8 images (default: Fashion-MNIST-shaped, 1x28x28, 10 classes)
 N images per epoch in batches of b:
   plain        randperm, x[idx], (x/255 - mean)/std, forward, cross-entropy, backward, step
   islab.train  the project's loop (lr schedule, data stream, per-epoch test evaluation, ...)
-The arms alternate --repeats times so a busy machine slows both alike; images/s are medians.
-Prints plain / islab (1.0 = no overhead).  A ratio is what to compare across machines, not
-the images/s of a shared machine.
+  baseline     (with --baseline REF) islab/train.py as it was at git commit REF, loaded from
+               `git show` next to today's library: before/after a change, side by side
+The arms alternate --repeats times so a busy machine slows all alike; images/s are medians.
+Prints plain / islab (1.0 = no overhead) and, with a baseline, today / baseline.  A ratio is
+what to compare across machines, not the images/s of a shared machine.
 
     python benchmarks/train_overhead.py                         # mlp, 28x28 grey, batch 128, 1 thread
+    python benchmarks/train_overhead.py --baseline 2d3fd34      # ... and the loop before issue 14
     python benchmarks/train_overhead.py --model linear --shape 1,8,8 --batch-size 64
 """
 from __future__ import annotations
@@ -75,10 +78,30 @@ def plain_loop(name, ds, cfg: TrainConfig) -> float:
     return cfg.epochs * n / (time.perf_counter() - t)
 
 
-def islab_loop(name, ds, cfg: TrainConfig) -> float:
+def islab_loop(name, ds, cfg: TrainConfig, train_fn=train) -> float:
     t = time.perf_counter()
-    train(name, ds, ds.train.y, cfg, seed=0)
+    train_fn(name, ds, ds.train.y.numpy(), cfg, seed=0)
     return cfg.epochs * len(ds.train) / (time.perf_counter() - t)
+
+
+def baseline_train(ref: str):
+    """islab.train.train as of git commit `ref` (this repository's history), or exit 2."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    repo = Path(__file__).resolve().parent.parent
+    res = subprocess.run(["git", "-C", str(repo), "show", f"{ref}:islab/train.py"], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        cli.fail(f"--baseline {ref}: cannot read islab/train.py at that commit ({res.stderr.strip()[:120]})")
+    path = Path(tempfile.mkdtemp()) / "train_baseline.py"
+    path.write_text(res.stdout)
+    spec = importlib.util.spec_from_file_location("train_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_baseline"] = module
+    spec.loader.exec_module(module)
+    return module.train
 
 
 def main(argv=None):
@@ -92,6 +115,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=cli.positive_int, default=1, help="epochs per timed run")
     p.add_argument("--repeats", type=cli.positive_int, default=3, help="alternating timed runs per arm")
     p.add_argument("--threads", type=cli.positive_int, default=1, help="torch CPU threads")
+    p.add_argument("--baseline", default=None, help="git commit whose islab/train.py runs as a third arm")
+    p.add_argument("--out", default=None, help="also write the report to this text file")
     args = p.parse_args(argv)
     if args.model not in MODELS:
         cli.fail(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
@@ -99,16 +124,30 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     ds = generated_dataset(shape, args.n, args.n_test)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=0.05)
+    old = baseline_train(args.baseline) if args.baseline else None
     speeds = {"plain": [], "islab.train": []}
+    if old is not None:
+        speeds[f"baseline {args.baseline}"] = []
     for _ in range(args.repeats):
         speeds["plain"].append(plain_loop(args.model, ds, cfg))
         speeds["islab.train"].append(islab_loop(args.model, ds, cfg))
+        if old is not None:
+            speeds[f"baseline {args.baseline}"].append(islab_loop(args.model, ds, cfg, old))
     med = {k: statistics.median(v) for k, v in speeds.items()}
-    for k, v in speeds.items():
-        print(f"{k:12s} median {med[k]:9.0f} images/s  (runs: {', '.join(f'{s:.0f}' for s in v)})")
-    print(f"{args.model} on {args.shape} images, batch {args.batch_size}, N {args.n} (+{args.n_test} test), "
-          f"{args.threads} thread(s); arms alternated {args.repeats}x on this machine")
-    print(f"ratio plain / islab.train = {med['plain'] / med['islab.train']:.2f}")
+    lines = [f"{k:18s} median {med[k]:9.0f} images/s  (runs: {', '.join(f'{s:.0f}' for s in v)})"
+             for k, v in speeds.items()]
+    lines.append(f"{args.model} on {args.shape} images, batch {args.batch_size}, N {args.n} "
+                 f"(+{args.n_test} test), {args.threads} thread(s), torch {torch.__version__}; "
+                 f"arms alternated {args.repeats}x")
+    lines.append(f"ratio plain / islab.train = {med['plain'] / med['islab.train']:.2f}")
+    if old is not None:
+        b = med[f"baseline {args.baseline}"]
+        lines.append(f"ratio plain / baseline {args.baseline} = {med['plain'] / b:.2f}")
+        lines.append(f"ratio islab.train / baseline {args.baseline} = {med['islab.train'] / b:.2f}")
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("\n".join(lines) + "\n")
     return med
 
 

@@ -167,7 +167,8 @@ def _fold_tree(template: nn.Module, members: list[nn.Module]) -> None:
         elif isinstance(child, PARAMETER_FREE):
             continue
         elif any(True for _ in child.children()):
-            if any(True for _ in child.parameters(recurse=False)) or any(True for _ in child.buffers(recurse=False)):
+            own = list(child.parameters(recurse=False)) + list(child.buffers(recurse=False))
+            if own:
                 raise NotFoldable(f"{type(child).__name__} holds its own parameters")
             _fold_tree(child, peers)
         else:
@@ -197,7 +198,8 @@ def unfold(folded: nn.Module, template: nn.Module, k: int) -> nn.Module:
     state = {}
     for prefix, module in folded.named_modules():
         dot = prefix + "." if prefix else ""
-        for key, t in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+        tensors = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+        for key, t in tensors:
             if isinstance(module, StackedLinear):        # (K, ...): entry k
                 part = t[k]
             elif key == "num_batches_tracked":           # one step count, shared by all members

@@ -114,11 +114,12 @@ def _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer: str):
     if res.diverged:
         raise RuntimeError(f"proxy {name} seed {seed} diverged at epoch {res.diverged_epoch}")
     snap = res.snapshots[snapshot_epoch]
-    out = {s: np.asarray(snap[s], dtype=np.float64) for s in ("loss", "el2n", "gradnorm", "margin", "correct")}
+    out = {s: np.asarray(snap[s], dtype=np.float64)
+           for s in ("loss", "el2n", "gradnorm", "margin", "correct")}
     out["aum"], out["forgetting"] = res.aum, res.forgetting
     if log:
-        log(f"proxy {name} seed {seed}: trained {cfg.epochs} epochs ({trainer}), test acc {res.test_acc:.2f}% "
-            f"({res.seconds:.1f}s)")
+        log(f"proxy {name} seed {seed}: trained {cfg.epochs} epochs ({trainer}), "
+            f"test acc {res.test_acc:.2f}% ({res.seconds:.1f}s)")
     if path is not None:   # `trainer` is recorded, not keyed: both trainers fill the same files
         atomic_save_npz(path, key=np.array(json.dumps(key, sort_keys=True)),
                         test_acc=np.array(res.test_acc), trainer=np.array(trainer), **out)

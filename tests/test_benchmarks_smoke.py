@@ -52,7 +52,13 @@ def test_benchmarks_refuse_bad_input():
     import subprocess
 
     for args in (["benchmarks/ensemble.py", "--k", "1"], ["benchmarks/ensemble.py", "--data", "nope"],
-                 ["benchmarks/gpu.py", "--parts", "nope"], ["benchmarks/train_overhead.py", "--shape", "1,2"]):
-        res = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-                             env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                 ["benchmarks/gpu.py", "--parts", "nope"],
+                 ["benchmarks/train_overhead.py", "--shape", "1,2"]):
+        res = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
         assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
+
+
+def test_benchmarks_readme_shows_the_result_files():
+    """benchmarks/README.md's measured blocks are copies of benchmarks/results/*.txt."""
+    run("benchmarks/readme.py", "--check")

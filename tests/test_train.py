@@ -149,7 +149,8 @@ def test_noisy_labels_are_shared_and_exact(ds, tmp_path):
 def test_history_equals_a_reference_loop_bit_for_bit(ds):
     """islab.train's shuffle mode is exactly the textbook loop written out below (same streams,
     cosine lr per step, loss = mean of the per-example losses, epoch loss = float64 sum of batch
-    loss * batch size / N, test metrics = numpy float32 means): every number of the history is identical, not merely close."""
+    loss * batch size / N, test metrics = numpy float32 means): every number of the history is
+    identical, not merely close."""
     import math
 
     import torch.nn.functional as F
