@@ -372,14 +372,17 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
             yb = gather(y, idx.reshape(-1)).view(k, b)
             with _autocast(device, cfg):
                 logits = (compiled if compiled is not None and b == cfg.batch_size else folded)(xb)
-            logits = unfold_output(logits, k).float()                             # (K, b, classes)
-            per_ex = F.cross_entropy(logits.reshape(k * b, -1), yb.reshape(-1), reduction="none")
-            # each member's mean over its own contiguous block, the reduction islab.train makes
-            member_loss = torch.stack([per_ex[m * b:(m + 1) * b].mean() for m in range(k)])
+            # member-major rows: member m's logits are rows m*b .. m*b+b-1
+            logits = unfold_output(logits, k).float().reshape(k * b, -1)
+            labels_b = yb.reshape(-1)
+            per_ex = F.cross_entropy(logits, labels_b, reduction="none")
+            # each member's mean over its own contiguous row of b losses: the same reduction as
+            # islab.train's 1-D mean (bit for bit, tests/test_ensemble.py)
+            member_loss = per_ex.view(k, b).mean(1)                               # (K,)
             if aum is not None:
                 flat = (idx + offset).reshape(-1)
-                aum.update(flat, logits.reshape(k * b, -1), yb.reshape(-1))
-                forget.update(flat, logits.reshape(k * b, -1), yb.reshape(-1))
+                aum.update(flat, logits, labels_b)
+                forget.update(flat, logits, labels_b)
             opt.zero_grad(set_to_none=True)
             member_loss.sum().backward()
             opt.step()
