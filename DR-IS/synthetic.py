@@ -15,9 +15,9 @@ config/cmd/env provenance.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # standalone: find islab
@@ -69,7 +69,8 @@ def build_parser():
     g = p.add_argument_group("run")
     g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,
                    help="results folder; the run lands in <root>/DR-IS/synthetic/<name>")
-    g.add_argument("--name", default=None, help="run folder name (default: from the parameters)")
+    g.add_argument("--name", type=runs.check_name, default=None,
+                   help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true",
                    help="continue a run folder, skipping finished noise configurations")
     g.add_argument("--quick", action="store_true",
@@ -96,12 +97,27 @@ def parse_args(argv=None):
                      f"has {n_rare}")
     for opt in ("noise", "methods", "seeds"):
         setattr(args, opt, list(dict.fromkeys(getattr(args, opt))))
+    convex.check_args(args)   # dr-is needs >= 2 proxies; the optima are checked in problems()
     return args
 
 
+def problems(args) -> list:
+    """(kind, rate, seed, Problem) of every configuration and seed: data, noise and exact optima
+    (cheap).  A --lam too small for the data exits 2 here, before any folder exists."""
+    items = []
+    try:
+        for seed in args.seeds:
+            clean = convex.make_clean(args.n, args.n_test, args.d, args.rho, args.ratio, args.margin, seed,
+                                      args.lam)
+            items += [(k, r, seed, clean if k == "none" else convex.corrupt(clean, k, r, args.lam))
+                      for k, r in args.noise]
+    except convex.SolveError as e:
+        cli.fail(str(e))
+    return items
+
+
 def default_name(args) -> str:
-    keys = {k: v for k, v in sorted(vars(args).items()) if k not in ("name", "resume", "results_root")}
-    digest = f"{zlib.crc32(repr(keys).encode()):08x}"[:6]
+    digest = runs.config_digest(args)
     return runs.run_name("quick" if args.quick else "study", f"ratio{args.ratio:g}", f"n{args.n}",
                          f"ep{args.epochs}", digest)
 
@@ -125,9 +141,11 @@ def matrix(final, metric, methods, configs, fmt):
     for m in methods:
         row = [NAMES.get(m, m)]
         for k, r in configs:
-            d = final[(final["method"] == m) & (final["noise"] == k) & np.isclose(final["rate"], r)
-                      & (final["metric"] == metric)]
-            row.append(cell(d["value"], fmt) if len(d) else "-")
+            sel = (final["method"] == m) & (final["noise"] == k) & np.isclose(final["rate"], r)
+            d = final[sel & (final["metric"] == metric)]
+            div = final[sel & (final["metric"] == "diverged")]["value"]   # seeds whose chain diverged
+            tag = f" [{int(div.sum())}/{len(div)} diverged]" if div.sum() else ""
+            row.append(cell(d["value"], fmt) + tag if len(d) else ("diverged" if tag else "-"))
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
@@ -138,7 +156,8 @@ def write_summary(run, args, configs, optima):
     df = run.frame()
     final = df[df["epoch"] == df["epoch"].max()]
     text = [f"DR-IS synthetic study: ratio {args.ratio:g}, rho {args.rho:g}, N {args.n}, d {args.d}, "
-            f"{args.epochs} epochs, {len(args.seeds)} seeds; final epoch, mean +- std over seeds", "",
+            f"{args.epochs} epochs, {len(args.seeds)} seeds; final epoch, mean +- std over seeds "
+            "([k/n diverged]: k of n seeds' chains diverged, left out of the mean)", "",
             "## clean test accuracy (%)", matrix(final, "test_acc_pct", args.methods, configs, "{:.2f}"), "",
             "## sampling mass on corrupted examples (final epoch's distribution; uniform = the rate)",
             matrix(final, "mass_corrupt", args.methods, configs, "{:.3f}"), "",
@@ -196,53 +215,61 @@ def main(argv=None):
     args = parse_args(argv)  # every check happens here, before any folder exists
     import pandas as pd
 
+    # every configuration's data, noise and exact optima (cheap; the summary reports them all),
+    # but SGD chains only for the configurations not finished yet
+    items = problems(args)
     run = runs.open_run(Path(args.results_root) / FAMILY / (args.name or default_name(args)), args,
                         seed=args.seeds[0])
     cfg = convex.sgd_config(args)
-    todo = [(k, r) for k, r in args.noise if not run.is_done({"noise": k, "rate": r})]
-    for k, r in args.noise:
-        if (k, r) not in todo:
-            run.log(f"{label(k, r)}: done, skipped (--resume)")
-    # every configuration's data, noise and exact optima (cheap; the summary reports them all),
-    # but SGD chains only for the configurations not finished yet
-    items = []
-    for seed in args.seeds:
-        clean = convex.make_clean(args.n, args.n_test, args.d, args.rho, args.ratio, args.margin, seed,
-                                  args.lam)
-        items += [(k, r, seed, clean if k == "none" else convex.corrupt(clean, k, r, args.lam))
-                  for k, r in args.noise]
+    run.plan([{"noise": k, "rate": r} for k, r in args.noise])
     optima = {(k, r): [(100 * (1 - convex.test_error(pr.opt.w, pr.X_test, pr.y_test)),
                         int((pr.corrupt & pr.rare).sum()), pr.opt.grad_norm)
                        for k2, r2, _, pr in items if (k2, r2) == (k, r)] for k, r in args.noise}
-    items = [it for it in items if (it[0], it[1]) in todo]
-    if items:
-        t0 = time.perf_counter()
-        metrics = convex.run_methods([it[3] for it in items], args.methods, cfg)
-        metrics["test_acc_pct"] = 100.0 - metrics["test_err_pct"]
-        elapsed = time.perf_counter() - t0
-        per_problem = {"noise": [it[0] for it in items], "rate": [it[1] for it in items],
-                       "seed": [it[2] for it in items]}
-        df = pd.DataFrame(convex.long_format(metrics, per_problem, args.methods))[COLUMNS]
-        run.log(f"{len(items)} problems x {len(args.methods)} methods = "
-                f"{len(items) * len(args.methods)} chains, {args.epochs} epochs in {elapsed:.2f} s")
-        for k, r in todo:
-            its = [it for it in items if (it[0], it[1]) == (k, r)]
-            run.save_arrays(f"labels_{k}-{r:g}.npz", seeds=np.array([it[2] for it in its]),
-                            y_clean=np.stack([pr.y_clean for *_, pr in its]),
-                            y_noisy=np.stack([pr.y for *_, pr in its]),
-                            corrupt=np.stack([pr.corrupt for *_, pr in its]),
-                            rare=np.stack([pr.rare for *_, pr in its]),
-                            w_star=np.stack([pr.opt.w for *_, pr in its]))
-            sub = df[(df["noise"] == k) & np.isclose(df["rate"], r)]
-            run.finish_job({"noise": k, "rate": r}, sub.drop(columns=["noise", "rate"]).to_dict("records"))
-            acc = sub[(sub["metric"] == "test_acc_pct") & (sub["epoch"] == args.epochs)]
-            means = acc.groupby("method", sort=False)["value"].mean()
-            run.log(f"  {label(k, r)}: final test accuracy % " +
-                    ", ".join(f"{NAMES.get(m, m)} {v:.2f}" for m, v in means.items()))
-    write_summary(run, args, args.noise, optima)
+    # the pending configurations run as one vectorised update: claimed together
+    with contextlib.ExitStack() as claims:
+        jobs = {}
+        for k, r in args.noise:
+            job = claims.enter_context(run.claim({"noise": k, "rate": r}))
+            if job is not None:
+                jobs[(k, r)] = job
+            else:
+                run.log(f"{label(k, r)}: " + ("done, skipped (--resume)" if run.is_done({"noise": k, "rate": r})
+                                              else "running in another worker, skipped"))
+        items = [it for it in items if (it[0], it[1]) in jobs]
+        if items:
+            t0 = time.perf_counter()
+            metrics = convex.run_methods([it[3] for it in items], args.methods, cfg)
+            metrics["test_acc_pct"] = 100.0 - metrics["test_err_pct"]
+            elapsed = time.perf_counter() - t0
+            per_problem = {"noise": [it[0] for it in items], "rate": [it[1] for it in items],
+                           "seed": [it[2] for it in items]}
+            df = pd.DataFrame(convex.long_format(metrics, per_problem, args.methods))[COLUMNS]
+            run.log(f"{len(items)} problems x {len(args.methods)} methods = "
+                    f"{len(items) * len(args.methods)} chains, {args.epochs} epochs in {elapsed:.2f} s")
+            for (k, r), job in jobs.items():
+                its = [it for it in items if (it[0], it[1]) == (k, r)]
+                labels_file = f"labels_{k}-{r:g}.npz"
+                run.save_arrays(labels_file, seeds=np.array([it[2] for it in its]),
+                                y_clean=np.stack([pr.y_clean for *_, pr in its]),
+                                y_noisy=np.stack([pr.y for *_, pr in its]),
+                                corrupt=np.stack([pr.corrupt for *_, pr in its]),
+                                rare=np.stack([pr.rare for *_, pr in its]),
+                                w_star=np.stack([pr.opt.w for *_, pr in its]))
+                sub = df[(df["noise"] == k) & np.isclose(df["rate"], r)]
+                job.finish(sub.drop(columns=["noise", "rate"]).to_dict("records"),
+                           files=[run.path / labels_file])
+                last = sub[sub["epoch"] == args.epochs]
+                acc = last[last["metric"] == "test_acc_pct"].groupby("method", sort=False)["value"].mean()
+                div = last[last["metric"] == "diverged"].groupby("method", sort=False)["value"].sum()
+                run.log(f"  {label(k, r)}: final test accuracy % " +
+                        ", ".join(f"{NAMES.get(m, m)} {acc.get(m, float('nan')):.2f}"
+                                  + (f" ({int(div[m])} diverged)" if div.get(m, 0) else "")
+                                  for m in args.methods))
+    with run.locked():   # from every worker's job files
+        write_summary(run, args, args.noise, optima)
     run.log(f"done -> {run.path}")
     return run.path
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -122,6 +122,10 @@ class Optimum:
     iterations: int
 
 
+class SolveError(ValueError):
+    """The exact optimum of a problem cannot be computed (settings outside the solver's range)."""
+
+
 def solve(X, y, lam: float, tol: float = 1e-12, max_iter: int = 100) -> Optimum:
     """Exact minimiser of F by the generalised Newton method (deterministic, float64).
 
@@ -140,7 +144,12 @@ def solve(X, y, lam: float, tol: float = 1e-12, max_iter: int = 100) -> Optimum:
     while it < max_iter and np.linalg.norm(g) > tol:
         act = margins(w, X, y) < 1.0
         H = 2.0 / n * (X[act].T @ X[act]) + lam * np.eye(d)
-        step = np.linalg.solve(H, -g)
+        try:
+            step = np.linalg.solve(H, -g)
+        except np.linalg.LinAlgError:
+            raise SolveError(f"the exact optimum cannot be computed: the Newton system is singular "
+                             f"(lambda {lam:g} is too small for data of norm up to "
+                             f"{np.linalg.norm(X, axis=1).max():.3g}); raise --lam") from None
         slope = float(g @ step)
         s = 1.0
         while s > 1e-12:
@@ -154,6 +163,9 @@ def solve(X, y, lam: float, tol: float = 1e-12, max_iter: int = 100) -> Optimum:
         w, f = w_new, f_new
         g = gradient(w, X, y, lam)
         it += 1
+    if not (np.isfinite(w).all() and np.isfinite(f)):
+        raise SolveError(f"the exact optimum cannot be computed: Newton's iterate is not finite "
+                         f"(lambda {lam:g}, data norm up to {np.linalg.norm(X, axis=1).max():.3g})")
     return Optimum(w=w, value=f, grad_norm=float(np.linalg.norm(g)), iterations=it)
 
 
@@ -287,19 +299,21 @@ class Chains:
     p: np.ndarray
     reweight: np.ndarray
     rngs: list
+    dead: np.ndarray | None = None   # (C,) bool: chains diverged before they start (NaN proxies)
 
 
 @dataclass
 class History:
-    W: np.ndarray      # (E+1, C, d): iterate after each epoch, W[0] = the start (0)
+    W: np.ndarray      # (E+1, C, d): iterate after each epoch, W[0] = the start (0); NaN once diverged
     P_mass: np.ndarray | None  # (E, C): mass of epoch e's distribution on corrupted examples
+    diverged_epoch: np.ndarray | None = None  # (C,) first epoch with a non-finite iterate, 0 = never
 
 
 def _epoch_probs(chains: Chains, W, Xs, ys, floor):
     """(C, N) distributions for this epoch: fixed rows, or refreshed at each chain's iterate."""
     P = chains.p.copy()
     for c, rule in enumerate(chains.rule):
-        if rule != "fixed":
+        if rule != "fixed" and np.isfinite(W[c]).all():   # a diverged chain keeps its last p
             P[c] = refreshed_probs(rule, W[c], Xs[chains.data[c]], ys[chains.data[c]], floor)
     return P
 
@@ -315,6 +329,7 @@ def safe_cap(p, X, reweight: bool, scale: float) -> float:
     return scale / float(np.max(w * L))
 
 
+@np.errstate(over="ignore", invalid="ignore")   # a diverging chain overflows; it is recorded, not warned
 def run_chains(Xs, ys, chains: Chains, lam: float, t0: float, eta_max: float, epochs: int,
                batch: int = 1, floor: float = 0.1, corrupt=None, chunk: int = 128,
                safe: float = 0.0) -> History:
@@ -338,7 +353,12 @@ def run_chains(Xs, ys, chains: Chains, lam: float, t0: float, eta_max: float, ep
     radius = ball_radius(lam)
     r2 = radius * radius
     W = np.zeros((C, d))
+    diverged = np.zeros(C, dtype=np.int64)
+    if chains.dead is not None:
+        W[chains.dead] = np.nan
+        diverged[chains.dead] = 1
     W_hist = np.zeros((epochs + 1, C, d))
+    W_hist[0] = W
     mass = np.zeros((epochs, C)) if corrupt is not None else None
     rows = np.arange(C)
     t = 0
@@ -370,13 +390,18 @@ def run_chains(Xs, ys, chains: Chains, lam: float, t0: float, eta_max: float, ep
                 eta = np.minimum(step_size(t, lam, t0, 0.0), cap)     # (C,)
                 W = W - eta[:, None] * g
                 n2 = np.einsum("cd,cd->c", W, W)
-                if n2.max() > r2:  # project the rows outside the ball (rows inside scale by 1.0)
+                # project the rows outside the ball (rows inside scale by 1.0); a diverged
+                # (NaN) row compares False and stays NaN without touching the others
+                if (n2 > r2).any():
                     W *= np.minimum(1.0, radius / np.sqrt(n2))[:, None]
                 t += 1
-        # the projection bounds every iterate, so a non-finite value can only be a bug upstream
-        assert np.isfinite(W).all(), f"non-finite iterate after epoch {e + 1}"
+        # the projection bounds every finite iterate; a step size that overflows (e.g. a tiny
+        # t0) makes a chain non-finite: it is recorded as diverged at this epoch, never dropped
+        bad = ~np.isfinite(W).all(axis=1)
+        diverged[bad & (diverged == 0)] = e + 1
+        W[bad] = np.nan
         W_hist[e + 1] = W
-    return History(W=W_hist, P_mass=mass)
+    return History(W=W_hist, P_mass=mass, diverged_epoch=diverged)
 
 
 def reference_chain(X, y, rule: str, p, reweight: bool, rng, lam, t0, eta_max, epochs,
@@ -482,6 +507,23 @@ def add_sgd_args(p) -> None:
                         "and schedule)")
 
 
+def check_args(args, problems_of=None) -> None:
+    """Checks shared by Convex-Noise and DR-IS/synthetic, before any folder exists (UsageError):
+    dr-is needs K >= 2 proxies (a rank variance over one proxy is 0), and every exact optimum
+    must be computable (`problems_of()` builds every problem of the run; a too small --lam
+    makes the Newton system singular)."""
+    from islab.cli import UsageError
+
+    if "dr-is" in args.methods and args.proxies < 2:
+        raise UsageError(f"dr-is needs at least 2 proxies (a rank disagreement over one is 0); "
+                         f"got --proxies {args.proxies}")
+    if problems_of is not None:
+        try:
+            problems_of()
+        except SolveError as e:
+            raise UsageError(str(e)) from None
+
+
 def sgd_config(args) -> SGDConfig:
     """SGDConfig from the flags of add_sgd_args."""
     return SGDConfig(lam=args.lam, t0=args.t0, eta_max=args.eta_max, epochs=args.epochs,
@@ -531,15 +573,19 @@ def method_chains(problems, methods, cfg: SGDConfig) -> Chains:
     N = len(problems[0].y)
     need_proxies = "dr-is" in methods
     pl = proxy_losses(problems, cfg) if need_proxies else None
-    data, rule, probs, rngs = [], [], [], []
+    data, rule, probs, rngs, dead = [], [], [], [], []
     for p, pr in enumerate(problems):
         G = gradient_bound(pr.X, cfg.lam)
         for m in methods:
             assert m in METHODS, f"unknown method {m!r}"
+            # a diverged proxy has no losses: its DR-IS chain is recorded as diverged
+            dead.append(m == "dr-is" and not np.isfinite(pl[p]).all())
             if m == "is-norm":
                 q = sampling.proportional_probs(G)
             elif m == "partial-is":
                 q = sampling.partially_biased_probs(G)
+            elif m == "dr-is" and dead[-1]:
+                q = sampling.uniform_probs(N)
             elif m == "dr-is":
                 q = dr_is_probs(pl[p], cfg.gamma)
             else:  # uniform; loss-is / grad-is start from it (their rows are refreshed anyway)
@@ -549,10 +595,10 @@ def method_chains(problems, methods, cfg: SGDConfig) -> Chains:
             probs.append(q)
             rngs.append(seeding.numpy_rng(pr.seed, "sampler", pr.key, METHODS.index(m)))
     return Chains(data=np.array(data), rule=rule, p=np.array(probs),
-                  reweight=np.ones(len(data), dtype=bool), rngs=rngs)
+                  reweight=np.ones(len(data), dtype=bool), rngs=rngs, dead=np.array(dead, dtype=bool))
 
 
-METRICS = ("dist_train", "dist_clean", "gap", "test_err_pct", "mass_corrupt")
+METRICS = ("dist_train", "dist_clean", "gap", "test_err_pct", "mass_corrupt", "diverged")
 
 
 def chain_metrics(hist: History, problems, chains: Chains, lam: float) -> dict:
@@ -560,7 +606,9 @@ def chain_metrics(hist: History, problems, chains: Chains, lam: float) -> dict:
 
     dist_train = ||w - w*|| (corrupted objective), dist_clean = ||w - w*_clean||,
     gap = F(w) - F(w*) on the corrupted training objective, test_err_pct = clean test error in %,
-    mass_corrupt = mass of the epoch's distribution on corrupted examples (NaN at epoch 0).
+    mass_corrupt = mass of the epoch's distribution on corrupted examples (NaN at epoch 0),
+    diverged = 1 from the epoch a chain's iterate became non-finite (its other metrics are NaN
+    from then on), else 0.
     """
     E1, C, d = hist.W.shape
     out = {k: np.full((E1, C), np.nan) for k in METRICS}
@@ -578,6 +626,10 @@ def chain_metrics(hist: History, problems, chains: Chains, lam: float) -> dict:
         out["test_err_pct"][:, cs] = 100.0 * (mt <= 0).mean(axis=0)
         if hist.P_mass is not None:
             out["mass_corrupt"][1:, cs] = hist.P_mass[:, cs]
+        bad = ~np.isfinite(Wp).all(axis=-1)                  # (E+1, k): diverged by then
+        for k in METRICS[:-1]:
+            out[k][:, cs] = np.where(bad, np.nan, out[k][:, cs])
+        out["diverged"][:, cs] = bad.astype(np.float64)
     return out
 
 

@@ -28,6 +28,11 @@ STAT_NAMES = ("loss", "el2n", "gradnorm", "margin", "correct", "aum", "forgettin
 CACHE_VERSION = 1
 
 
+class ProxyDiverged(RuntimeError):
+    """A proxy (or the targeted-noise attacker) run diverged: its scores do not exist.  Scripts
+    record the jobs that need them as diverged and carry on (nothing is cached)."""
+
+
 @dataclass
 class ProxyEnsemble:
     """Per-example statistics of K proxies: every array is (K, N), indexed by example id."""
@@ -100,7 +105,7 @@ def train_proxy(ds: Dataset, labels, name: str, seed: int, cfg: TrainConfig, sna
             return hit
     res = train(name, ds, labels, cfg, seed, progress=progress, desc=f"proxy {name} s{seed}")
     if res.diverged:
-        raise RuntimeError(f"proxy {name} seed {seed} diverged at epoch {res.diverged_epoch}")
+        raise ProxyDiverged(f"proxy {name} seed {seed} diverged at epoch {res.diverged_epoch}")
     snap = res.snapshots[snapshot_epoch]
     out = {s: np.asarray(snap[s], dtype=np.float64) for s in ("loss", "el2n", "gradnorm", "margin", "correct")}
     out["aum"], out["forgetting"] = res.aum, res.forgetting

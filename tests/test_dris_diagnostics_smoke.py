@@ -58,7 +58,7 @@ def test_cli_smoke_resume_and_bad_inputs(tmp_path):
     args = [*TINY, "--cache-dir", str(tmp_path / "cache"), "--name", "t"]
     r = cli(*args, root=root)
     assert r.returncode == 0, r.stderr[-2000:]
-    run = root / "t"
+    run = root / "DR-IS" / "diagnostics" / "t"
     for f in ("res.txt", "results.csv", "config.json", "cmd.txt", "env.json", "gap.png", "subset.png",
               "mass.png", "hist-clean-K2.png", "hist-targeted0.2-K3.png", "scores-targeted0.2.npz",
               "labels-targeted0.2.npz"):
@@ -89,4 +89,4 @@ def test_cli_smoke_resume_and_bad_inputs(tmp_path):
         r = cli(*TINY, *bad, "--name", "bad", root=root)
         assert r.returncode == 2, (bad, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert not (root / "bad").exists()
+        assert not (root / "DR-IS" / "diagnostics" / "bad").exists()
