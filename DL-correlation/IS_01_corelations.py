@@ -130,7 +130,8 @@ def resolve_args(args) -> None:
         args.source = "pretrained"
     args.zoo = zoo if args.source == "pretrained" else None
 
-    models = experiment.parse_list(args.models or DEFAULT_MODELS["cifar" if zoo else "small"])
+    models = experiment.parse_list(DEFAULT_MODELS["cifar" if zoo else "small"] if args.models is None else args.models,
+                                   "--models")
     if target_given:
         models = models if target_given in models else [*models, target_given]
     if len(set(models)) != len(models):

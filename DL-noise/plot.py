@@ -112,7 +112,7 @@ def main(argv=None):
     p = cli.make_parser(__doc__.split("\n\n")[0])
     p.add_argument("path", nargs="?", help="results folder of DL-noise/is.py (holds results.csv)")
     p.add_argument("--run", help="the same folder as a flag (instead of the positional path)")
-    p.add_argument("--out", help="folder for the figures (default: the results folder)")
+    p.add_argument("--out", type=cli.folder, help="folder for the figures (default: the results folder)")
     args = p.parse_args(argv)
     folder = args.path or args.run
     if folder is None:

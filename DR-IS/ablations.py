@@ -78,7 +78,7 @@ def build_parser():
                    help="K sweep: the longer proxy list whose first K are used (default: the preset's "
                         "proxies repeated up to the largest K; repeats get their own seeds)")
     g = p.add_argument_group("run (the sweep folder)")
-    g.add_argument("--results-root", default=None,
+    g.add_argument("--results-root", type=cli.folder, default=None,
                    help="results folder; the sweep lands in <root>/DR-IS/ablations/<name> (default: the "
                         "repository's results/)")
     g.add_argument("--name", type=runs.check_name, default=None,

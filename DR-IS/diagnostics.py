@@ -105,7 +105,8 @@ def parse_args(argv=None):
         cli.fail(f"--delta must lie in (0, 1), got {args.delta:g}")
     if args.tail_fraction >= 1:
         cli.fail(f"--tail-fraction must lie in [0, 1), got {args.tail_fraction:g}")
-    base = experiment.parse_list(given_proxies or DEFAULT_POOL.get(args.preset, args.proxies), "--proxies")
+    base = experiment.parse_list(DEFAULT_POOL.get(args.preset, args.proxies) if given_proxies is None else given_proxies,
+                                 "--proxies")
     from islab.models import MODELS
 
     cli.check_choices(base, list(MODELS), "model")

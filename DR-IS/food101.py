@@ -105,9 +105,9 @@ def build_parser():
     g = p.add_argument_group("run")
     g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds")
     g.add_argument("--noise-seed", type=int, default=0, help="seed of the label-noise draw")
-    g.add_argument("--cache-dir", default=None,
+    g.add_argument("--cache-dir", type=cli.folder, default=None,
                    help="image / feature / probe cache folder (default: <results-root>/cache)")
-    g.add_argument("--results-root", default=None,
+    g.add_argument("--results-root", type=cli.folder, default=None,
                    help="results folder; runs land in <root>/DR-IS/food101/<name> (default: the repository's "
                         "results/)")
     g.add_argument("--name", type=runs.check_name, default=None,

@@ -100,7 +100,7 @@ def parse_args(argv=None):
     args.noise_configs = list(dict.fromkeys(experiment.parse_noise_configs(args.noise)))
     args.seed_list = list(dict.fromkeys(args.seed_list))
     model, hold = IRREDUCIBLE_DEFAULTS.get(args.preset, ("cnn", 0.2))
-    args.irreducible_model = args.irreducible_model or model
+    args.irreducible_model = model if args.irreducible_model is None else args.irreducible_model
     args.holdout = hold if args.holdout is None else args.holdout
     if args.irreducible_model not in MODELS:
         cli.fail(f"unknown --irreducible-model {args.irreducible_model!r}; choose from {', '.join(MODELS)}")

@@ -465,7 +465,7 @@ def run_static(args, ds=None, path=None):
                         f"{args.aum_threshold:g}), corruption among flagged {bad:.3f}")
         if mask is not None:
             run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
-        subsets = {}
+        subsets, ran = {}, False
         for alpha, m, seed, ids, score in jobs_of(args, n, score_of, tsr_keep, ready=labels is not None):
             key = {"config": tag, "alpha": alpha, "method": m, "seed": seed}
             if ids is not None:
@@ -483,6 +483,7 @@ def run_static(args, ds=None, path=None):
                             corrupt_mask=mask, log=epoch_log, progress=args.progress,
                             desc=f"[{tag}] {m} a{alpha:g} s{seed}")
                 job.finish(job_rows(res, ids, mask, score, eps, kind, rate))
+                ran = True
             run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: test acc {res.test_acc:.2f}%"
                     f"{' DIVERGED' if res.diverged else ''}, corruption in subset "
                     f"{theory.corruption_in_subset(ids, mask):.3f} (eps {eps:.3f}), {res.seconds:.1f}s")
@@ -490,9 +491,12 @@ def run_static(args, ds=None, path=None):
                 write_report(run, args, info)
         if subsets:
             run.save_arrays(f"subsets-{tag}.npz", **subsets)
-        with run.locked():   # from every worker's job files
-            write_report(run, args, info)
-            write_plots(run, args)
+        if ran and (kind, rate) != args.noise_list[-1]:   # figures cost seconds: after a configuration
+            with run.locked():
+                write_plots(run, args)
+    with run.locked():   # from every worker's job files
+        write_report(run, args, info)
+        write_plots(run, args)
     run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
     return run.path
 

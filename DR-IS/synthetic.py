@@ -67,7 +67,7 @@ def build_parser():
                    help="rare-cluster norm / common-cluster norm (dimensionless)")
     convex.add_sgd_args(p)
     g = p.add_argument_group("run")
-    g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,
+    g.add_argument("--results-root", type=cli.folder, default=str(runs.RESULTS_ROOT),
                    help="results folder; the run lands in <root>/DR-IS/synthetic/<name>")
     g.add_argument("--name", type=runs.check_name, default=None,
                    help="run folder name, one folder (default: from the parameters)")

@@ -109,6 +109,13 @@ def check_choices(values, allowed, what: str) -> None:
         fail(f"unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
 
 
+def folder(text: str) -> str:
+    """argparse type of a folder flag (--results-root, --cache-dir, --out): not empty."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return text
+
+
 def split_items(text) -> list[str]:
     """The stripped items of a comma list; an empty list or an empty item raises ValueError
     (so '', '0,,0.1' and '0.1,' are refused, never silently shortened)."""

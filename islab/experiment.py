@@ -75,12 +75,12 @@ def add_common_args(p, default_name_hint: str = "") -> None:
     g.add_argument("--proxy-epochs", type=cli.positive_int, help="E_p: proxy training epochs")
     g.add_argument("--snapshot-epoch", type=cli.positive_int, help="E_s: epoch the scores are taken at")
     g.add_argument("--attacker", help="model trained on clean labels for targeted noise")
-    g.add_argument("--cache-dir", default=None,
+    g.add_argument("--cache-dir", type=cli.folder, default=None,
                    help="proxy/attacker cache folder (default: <results-root>/cache)")
     g = p.add_argument_group("run")
     g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds")
     g.add_argument("--noise-seed", type=int, default=0, help="seed of the label-noise draw")
-    g.add_argument("--results-root", default=None,
+    g.add_argument("--results-root", type=cli.folder, default=None,
                    help="results folder; runs land in <root>/<family>/<name> (default: the repository's results/)")
     g.add_argument("--name", type=runs.check_name, default=None,
                    help=f"run folder name, one folder (default: from the parameters{default_name_hint})")

@@ -740,9 +740,9 @@ def check_name(name: str) -> str:
     import argparse
 
     if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise argparse.ArgumentTypeError(f"--name must be one folder name (no '/', '..'), got {name!r}")
+        raise argparse.ArgumentTypeError(f"must be one folder name (no '/', not '..'), got {name!r}")
     if len(name.encode()) > 255:
-        raise argparse.ArgumentTypeError(f"--name is {len(name.encode())} bytes; a folder name holds at most 255")
+        raise argparse.ArgumentTypeError(f"is {len(name.encode())} bytes long; a folder name holds at most 255")
     return name
 
 
@@ -759,9 +759,7 @@ def open_run(path, args, seed=None, quiet=False, cache_dir=None) -> RunFolder:
             try:
                 make_dirs(cache_dir, "--cache-dir")
             except UsageError:
-                run.close()
-                if run.finished_here == 0 and not run.records() and _fresh(run):
-                    shutil.rmtree(run.path, ignore_errors=True)
+                discard_fresh(_ACTIVE.index(run))   # the folder this call made goes again
                 raise
         return run
     except UsageError as e:
