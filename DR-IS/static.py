@@ -334,7 +334,7 @@ def write_plots(run, args) -> None:
             sns.barplot(data=d, x="config", y=metric, hue="method", order=order, hue_order=hue, errorbar="sd",
                         ax=ax, capsize=0.1, err_kws={"linewidth": 1})
             if metric == "test_acc":
-                lo = np.nanmin(d[metric]) if len(d) else 0
+                lo = np.nanmin(d[metric]) if np.isfinite(d[metric].to_numpy(dtype=float)).any() else 0
                 ax.set_ylim(max(0.0, lo - 10), 100)
             else:
                 eps = d.groupby("config")["eps"].first()
@@ -405,7 +405,7 @@ def jobs_of(args, n: int, score_of: dict, tsr_keep, ready: bool = True):
             ids = np.arange(n) if m == "full" else tsr_keep
             alpha = round(len(ids) / n, 4) if ids is not None else (1.0 if m == "full" else float("nan"))
             for s in args.seed_list:
-                out.append((alpha, m, s, ids if ready or m == "full" else None, score_of.get(m)))
+                out.append((alpha, m, s, ids if ready else None, score_of.get(m)))
     return out
 
 
