@@ -239,7 +239,8 @@ def plot_curves(path, df, methods, title):
                 ax.set_title(f"rate {rate:g}", fontsize=9)
             ax.tick_params(labelsize=7)
         axes[-1, j].set_xlabel("epoch", fontsize=8)
-    axes[0, 0].legend(fontsize=6)
+    if axes[0, 0].get_legend_handles_labels()[0]:   # empty when every chain diverged
+        axes[0, 0].legend(fontsize=6)
     fig.suptitle(title + " (mean +- std over seeds)", fontsize=10)
     # fixed margins: tight_layout costs more than the whole optimisation of a configuration
     fig.subplots_adjust(left=0.6 / fig.get_figwidth() + 0.08, right=0.97, top=1 - 0.75 / fig.get_figheight(),
@@ -335,7 +336,8 @@ def plot_summary(run, final, methods):
     for ax in axes.flat:
         if not ax.has_data():
             ax.axis("off")
-    axes[0, 0].legend(fontsize=7)
+    if axes[0, 0].get_legend_handles_labels()[0]:   # empty when every chain diverged
+        axes[0, 0].legend(fontsize=7)
     fig.suptitle("Convex-Noise: final clean test error (mean +- std over seeds)", fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.1, hspace=0.45, wspace=0.3)
     run.savefig(fig, "summary.png", dpi=80)

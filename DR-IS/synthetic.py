@@ -201,7 +201,8 @@ def plot(run, df, methods, configs):
         axes[1, j].set_xlabel("epoch", fontsize=8)
     axes[0, 0].set_ylabel("clean test accuracy (%)", fontsize=8)
     axes[1, 0].set_ylabel("sampling mass on corrupted", fontsize=8)
-    axes[0, 0].legend(fontsize=7)
+    if axes[0, 0].get_legend_handles_labels()[0]:   # empty when every chain diverged
+        axes[0, 0].legend(fontsize=7)
     fig.suptitle("DR-IS synthetic study (mean +- std over seeds)", fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.1, hspace=0.3, wspace=0.3)
     run.savefig(fig, "synthetic.png", dpi=80)

@@ -761,6 +761,10 @@ def open_run(path, args, seed=None, quiet=False, cache_dir=None) -> RunFolder:
             except UsageError:
                 discard_fresh(_ACTIVE.index(run))   # the folder this call made goes again
                 raise
+            orphans = remove_orphan_tmp(cache_dir)   # the cache is written atomically too
+            if orphans:
+                run.log(f"removed {len(orphans)} temporary file(s) a killed process left in {cache_dir}",
+                        quiet=True)
         return run
     except UsageError as e:
         fail(str(e))
