@@ -494,6 +494,16 @@ def results_frame(run):
     return df
 
 
+def reload_scores(run, key, file, arrays, label) -> bool:
+    """Load a finished model's per-example arrays (its job file checksums them) into arrays."""
+    if not run.is_done(key):
+        return False
+    with np.load(file) as z:
+        arrays[label] = {k: z[k] for k in z.files}
+    run.log(f"[seed {key['seed']}] {label}: done, per-example scores reloaded from {file.name}")
+    return True
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     resolve_args(args)
@@ -545,12 +555,12 @@ def main(argv=None):
                     with run.locked():
                         write_report(run, args, [e[0] for e in entries], target, len(labels))
                     continue
-            if run.is_done(key):   # finished (here before, or by another worker): its checksummed file
-                with np.load(file) as z:
-                    arrays[label] = {k: z[k] for k in z.files}
-                run.log(f"[seed {seed}] {label}: done, per-example scores reloaded from {file.name}")
-            else:
+            if not reload_scores(run, key, file, arrays, label):
                 run.log(f"[seed {seed}] {label}: running in another worker, skipped")
+        for label, _, _ in entries:   # models other workers finished meanwhile
+            if label not in arrays:
+                reload_scores(run, {"job": "model", "seed": seed, "model_a": label},
+                              run.path / f"scores-{label.replace('#', '_c')}-s{seed}.npz", arrays, label)
         if len(arrays) < len(entries):   # the worker that finishes the last model compares them
             run.log(f"[seed {seed}] comparisons left to the worker that finishes its last model")
             continue

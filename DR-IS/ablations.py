@@ -181,6 +181,18 @@ def final_rows(path: Path):
     return wide
 
 
+def sub_frame(run, args, sub: str):
+    """The final rows of one sub-run (from its job files), labelled with the swept value."""
+    fin = final_rows(run.path / sub)
+    if len(fin):
+        fin["setting"] = setting_of(args.sweep, sub, fin)
+        if args.sweep == "rate":   # one block whose columns are the rates, not one block per rate
+            fin["config"] = f"{args.rate_kind} noise, rate ="
+        if args.sweep == "lambda":  # hybrid<l> rows become one 'hybrid' row over the lambda columns
+            fin["method"] = ["hybrid" if str(m).startswith("hybrid") else m for m in fin["method"]]
+    return fin
+
+
 def summary(fin, values, methods_order) -> str:
     """Per configuration: method x value matrices of accuracy and corruption in subset."""
     out = []
@@ -237,45 +249,38 @@ def main(argv=None):
     run.plan([{"subrun": sub} for sub, _ in jobs])
     import pandas as pd
 
-    frames = []
     for sub, sub_argv in jobs:
-        key = {"subrun": sub}
-        with run.claim(key) as job:
-            if job is not None:
-                run.log(f"sub-run {sub}: {' '.join(sub_argv)}")
-                a = parsed[sub]
-                a.resume = args.resume
-                if mod_name == "static":
-                    script.run_static(a, ds=ds, path=run.path / sub)
-                else:
-                    script.run_online(a, ds=ds, path=run.path / sub)
-            fin = final_rows(run.path / sub)
-            if len(fin):
-                fin["setting"] = setting_of(args.sweep, sub, fin)
-                if args.sweep == "rate":   # one block whose columns are the rates, not one block per rate
-                    fin["config"] = f"{args.rate_kind} noise, rate ="
-                if args.sweep == "lambda":  # hybrid<l> rows become one 'hybrid' row over the lambda columns
-                    fin["method"] = ["hybrid" if str(m).startswith("hybrid") else m for m in fin["method"]]
-                frames.append(fin)
-            if job is not None:
-                tidy = fin.melt(id_vars=[c for c in ("config", "alpha", "method", "seed", "setting") if c in fin],
-                                value_vars=[c for c in ("test_acc", "corruption_in_subset", "auroc", "ap",
-                                                        "kept_fraction", "mass_corrupt_mean", "diverged")
-                                            if c in fin],
-                                var_name="metric", value_name="value") if len(fin) else pd.DataFrame()
-                job.finish(tidy.to_dict("records"))
-    fin = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if len(fin):
-        # rows that do not depend on the swept value (full in an alpha sweep, random/dris in a
-        # lambda sweep) are the same runs in every column
-        fixed = fin[fin["setting"].isna()]
-        fin = pd.concat([fin[fin["setting"].notna()]] + [fixed.assign(setting=v) for v in args.values_list],
-                        ignore_index=True)
-        methods = list(dict.fromkeys(fin["method"]))
-        head = (f"DR-IS ablation: sweep {args.sweep} over {', '.join(args.values_list)}; sub-runs: "
-                f"{', '.join(s for s, _ in jobs)} (each a run folder here with its full res.txt)\n"
-                f"shared flags: {' '.join(base)}\n\n")
-        with run.locked():
+        with run.claim({"subrun": sub}) as job:
+            if job is None:
+                run.log(f"sub-run {sub}: " + ("done, skipped (--resume)" if run.is_done({"subrun": sub})
+                                              else "running in another worker, skipped"))
+                continue
+            run.log(f"sub-run {sub}: {' '.join(sub_argv)}")
+            a = parsed[sub]
+            a.resume = args.resume
+            if mod_name == "static":
+                script.run_static(a, ds=ds, path=run.path / sub)
+            else:
+                script.run_online(a, ds=ds, path=run.path / sub)
+            fin = sub_frame(run, args, sub)
+            tidy = fin.melt(id_vars=[c for c in ("config", "alpha", "method", "seed", "setting") if c in fin],
+                            value_vars=[c for c in ("test_acc", "corruption_in_subset", "auroc", "ap",
+                                                    "kept_fraction", "mass_corrupt_mean", "diverged") if c in fin],
+                            var_name="metric", value_name="value") if len(fin) else pd.DataFrame()
+            job.finish(tidy.to_dict("records"))
+    with run.locked():   # the summary from every sub-run as it is now (other workers' included)
+        frames = [f for f in (sub_frame(run, args, sub) for sub, _ in jobs) if len(f)]
+        fin = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if len(fin):
+            # rows that do not depend on the swept value (full in an alpha sweep, random/dris in a
+            # lambda sweep) are the same runs in every column
+            fixed = fin[fin["setting"].isna()]
+            fin = pd.concat([fin[fin["setting"].notna()]] + [fixed.assign(setting=v) for v in args.values_list],
+                            ignore_index=True)
+            methods = list(dict.fromkeys(fin["method"]))
+            head = (f"DR-IS ablation: sweep {args.sweep} over {', '.join(args.values_list)}; sub-runs: "
+                    f"{', '.join(s for s, _ in jobs)} (each a run folder here with its full res.txt)\n"
+                    f"shared flags: {' '.join(base)}\n\n")
             run.write_text("summary.txt", head + summary(fin, args.values_list, methods))
             write_plots(run, fin, args)
     run.log(f"done -> {run.path}")
