@@ -297,3 +297,33 @@ def test_signals_keep_finished_jobs_and_resume_completes(single, sig, status):
     counts = trainings(folder)
     assert set(counts.values()) == {1}        # the finished ones were not trained again
     pd.testing.assert_frame_equal(final_table(one), final_table(folder))
+
+
+def test_workers_with_dependent_jobs_compare_every_replicate_once(tmp_path):
+    """DL-correlation: a replicate's comparisons need all its models, which other workers may be
+    training; whoever finishes the last one compares them (each job once, none left behind)."""
+    script = ROOT / "DL-correlation" / "IS_01_corelations.py"
+    args = ["--train-size", "150", "--epochs", "1", "--models", "linear,mlp,cnn", "--seeds", "0,1",
+            "--early-epochs", "none", "--no-plots", "--quiet", "--device", "cpu", "--cache-dir",
+            str(tmp_path / "cache"), "--name", "w", "--resume"]
+    procs = [subprocess.Popen([sys.executable, str(script), *args, "--results-root", str(tmp_path / "three")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 3, [o[1][-1500:] for o in outs]
+    one = _load(script, "dlc_single")
+    assert cli.guarded(one.main, [*args, "--results-root", str(tmp_path / "one")], signals=False) == 0
+    folder = tmp_path / "three" / "DL-correlation" / "w"
+    keys = sorted(json.dumps(k, sort_keys=True) for k in job_files(folder).values())
+    trained = re.findall(r"\[seed (\d)\] (\S+): trained", (folder / "log.txt").read_text())
+    print(f"dependent jobs: 3 workers, {len(keys)} jobs (6 models + 2 comparisons), {len(trained)} trainings")
+    assert len(keys) == 8 and sum(k.count('"pairs"') for k in keys) == 2
+    assert len(trained) == 6 and len(set(trained)) == 6
+    cols = ["job", "seed", "score", "model_a", "model_b", "measure", "epoch"]
+
+    def table(f):
+        df = pd.read_csv(f / "results.csv")
+        df = df[df["measure"] != "seconds"]
+        return df.sort_values([c for c in cols if c in df]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(table(folder), table(tmp_path / "one" / "DL-correlation" / "w"))
