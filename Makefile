@@ -6,7 +6,7 @@ PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test venv bench clean-venv data
+.PHONY: demo test venv bench clean-venv data reproduce
 
 venv: .venv/.installed
 
@@ -48,6 +48,14 @@ demo: venv
 	@echo "  results/DR-IS/static/demo        results/DR-IS/online/demo"
 	@echo "  results/DR-IS/diagnostics/demo   results/DL-noise/r-b64"
 	@echo "  results/DL-correlation/demo"
+
+# The DR-IS paper's claims on Fashion-MNIST (and digits), then REPRODUCTION.md from the results.
+# Resumable: a second call finishes only what is missing.  REPRO_ARGS go to every stage
+# (e.g. REPRO_ARGS="--device cuda").
+REPRO_ARGS ?=
+reproduce: venv data
+	$(PY) DR-IS/reproduce.py --preset digits --no-report -- $(REPRO_ARGS)
+	$(PY) DR-IS/reproduce.py --preset fashion-mnist -- $(REPRO_ARGS)
 
 bench: venv
 	$(PY) benchmarks/convex_chains.py
