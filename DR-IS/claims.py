@@ -460,7 +460,7 @@ def static_table(st: Study, stages=(("table1", "clean"), ("table1b", "uniform0.1
 def balanced_table(st: Study) -> str:
     """--class-balanced against the global top-alpha, same proxies and seeds 0-2."""
     glob, bal = st.frame("table1", "static"), st.frame("balanced", "static")
-    head = ["method", "clean global", "clean balanced", "t25 global", "t25 balanced", "t25 cis global",
+    head = ["method (seeds of the balanced run)", "clean global", "clean balanced", "t25 global", "t25 balanced", "t25 cis global",
             "t25 cis balanced", "class kept global (t25)"]
     rows = []
     for m in ("el2n", "forgetting", "consensus", "aum", "dris"):
@@ -491,6 +491,65 @@ def online_table(st: Study) -> str:
         cells.append(f"{int(d['diverged'].sum())}/{len(d)}" if "diverged" in d and len(d) else "-")
         rows.append(cells)
     return _md_table(head, rows)
+
+
+def alpha_table(st: Study) -> str:
+    """Table 6: targeted 25 %, accuracy at alpha 0.1 / 0.3 / 0.5."""
+    head = ["method"] + [f"alpha {a:g} acc %" for a in (0.1, 0.3, 0.5)] + [f"alpha {a:g} cis" for a in (0.1, 0.3, 0.5)]
+    rows = []
+    for m in ("random", "el2n", "consensus", "aum", "dris"):
+        accs, ciss = [], []
+        for a in (0.1, 0.3, 0.5):
+            fin = st.frame("table1" if a == 0.3 else "alpha", "static")
+            accs.append(mean_sd(pick(fin, "targeted0.25", m, a)))
+            v = metric(fin, "targeted0.25", m, "corruption_in_subset", a)
+            ciss.append("-" if not math.isfinite(v) else f"{v:.3f}")
+        rows.append([m] + accs + ciss)
+    return _md_table(head, rows)
+
+
+def rate_table(st: Study) -> str:
+    """Figure 2 as a table: targeted noise at rate eps, alpha 0.3, accuracy (cis)."""
+    cells = (("table1", "clean", 0.0), ("table1b", "targeted0.1", 0.1), ("table1", "targeted0.25", 0.25),
+             ("rate", "targeted0.4", 0.4), ("rate", "targeted0.5", 0.5))
+    head = ["method"] + [f"eps {e:g}" for _, _, e in cells]
+    rows = []
+    for m in ("random", "el2n", "consensus", "aum", "dris"):
+        row = [m]
+        for stage, c, _ in cells:
+            fin = st.frame(stage, "static")
+            v = metric(fin, c, m, "corruption_in_subset", 0.3)
+            row.append(mean_sd(pick(fin, c, m, 0.3)) + ("" if not math.isfinite(v) else f" (cis {v:.3f})"))
+        rows.append(row)
+    return _md_table(head, rows)
+
+
+def ablation_table(st: Study) -> str:
+    """DR-IS at targeted 25 % with K proxies and with the K1 / K2 / K3 proxy sets."""
+    rows = []
+    for stage, subs in (("k", ("K2", "K3", "K5")), ("proxysets", ("K1", "K2", "K3"))):
+        for sub in subs:
+            fin = st.frame(stage, "ablations", sub=sub)
+            v = metric(fin, "targeted0.25", "dris", "corruption_in_subset", 0.3)
+            label = f"K = {sub[1:]}" if stage == "k" else f"set {sub}"
+            rows.append([label, mean_sd(pick(fin, "targeted0.25", "dris", 0.3)),
+                         "-" if not math.isfinite(v) else f"{v:.3f}"])
+    return _md_table(["proxies", "DR-IS acc %", "cis"], rows)
+
+
+def diagnostics_table(st: Study) -> str:
+    """Appendix H at targeted 25 %: separation of the rank variance s by K."""
+    df = st.diagnostics()
+    if df.empty:
+        return "not run"
+    d = df[df["config"] == "targeted0.25"].pivot_table(index="K", columns="metric", values="value", aggfunc="first")
+    names = [("empirical_gap", "empirical gap", "{:+.4f}"), ("two_radius", "2r (McDiarmid)", "{:.3f}"),
+             ("auroc_low_s", "AUROC low s -> corrupted", "{:.3f}"), ("cis_dris", "cis top-30 % by s", "{:.3f}"),
+             ("mass_standard_is", "mass on corrupted: standard IS", "{:.3f}"),
+             ("mass_dris", "mass on corrupted: DR-IS", "{:.3f}")]
+    rows = [[str(int(k))] + [fmt.format(r[m]) if m in r and math.isfinite(r[m]) else "-" for m, _, fmt in names]
+            for k, r in d.iterrows()]
+    return _md_table(["K"] + [n for _, n, _ in names], rows)
 
 
 def memorisation(st: Study) -> str:
@@ -560,6 +619,10 @@ def report(root, presets, folder_of) -> str:
                   static_table(st), "",
                   "### Class-balanced selection (our extension, not in the paper): top alpha of each class", "",
                   balanced_table(st), "",
+                  "### Table 6: keep fraction at targeted 25 %", "", alpha_table(st), "",
+                  "### Figure 2 as a table: corruption rate (targeted), alpha 0.3", "", rate_table(st), "",
                   "### Table 3: online importance sampling (final test accuracy %)", "",
-                  online_table(st), ""]
+                  online_table(st), "",
+                  "### K ablation and Table 7 (proxy sets), targeted 25 %", "", ablation_table(st), "",
+                  "### Appendix H diagnostics, targeted 25 %", "", diagnostics_table(st), ""]
     return "\n".join(lines) + "\n"

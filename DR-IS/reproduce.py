@@ -38,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 
-from islab import cli  # noqa: E402
+from islab import cli, experiment  # noqa: E402
 
 PRESETS = ("fashion-mnist", "digits")
 MAIN_SEEDS = "0,1,2,3,4"   # the paired t-test cells (paper D.1 used >= 5 seeds)
@@ -67,7 +67,9 @@ def stages(preset: str) -> list[tuple[str, str, list[str]]]:
          + ["--noise", "targeted:0.25", "--methods", "dris", "--seeds", SEEDS]),
         ("proxysets", "ablations", ["--sweep", "proxies", "--values", "K1,K2,K3"] + common
          + ["--noise", "targeted:0.25", "--methods", "dris", "--seeds", SEEDS]),
-        ("diagnostics", "diagnostics", common + ["--noise", "clean,targeted:0.25", "--k-values", "2,3,4,6"]),
+        # the preset's own proxies, cycled: K = 3 is exactly the ensemble of the other stages
+        ("diagnostics", "diagnostics", common + ["--noise", "clean,targeted:0.25", "--k-values", "2,3,4,6",
+                                                 "--proxies", experiment.PRESETS[preset]["proxies"]]),
     ]
 
 
