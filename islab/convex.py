@@ -214,7 +214,7 @@ def attack_score(w, X, y) -> np.ndarray:
 def corrupt(clean: Problem, flip: str, rate: float, lam: float) -> Problem:
     """Flip labels of a clean problem (islab.noise.binary_flip) and solve the noisy objective.
 
-    targeted: the top round(rate*N) by ||grad phi_i|| at the clean optimum (ties: lower index);
+    targeted: the top noise.n_corrupt(N, rate) by ||grad phi_i|| at the clean optimum (ties: lower index);
     rare: uniformly inside the rare cluster; uniform: uniformly.  Noise stream: purpose
     'noise' keyed by (flip, rate), so it is shared by every method and every ratio.
     """
