@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from islab import cli, experiment, online, runs, scores, theory  # noqa: E402
 from islab.models import MODELS  # noqa: E402
+from islab.sampling import IS_FLOOR  # noqa: E402
 from islab.train import train  # noqa: E402
 
 FAMILY = "DR-IS/online"
@@ -74,9 +75,11 @@ def build_parser():
                         "(RATE = fraction of N corrupted, in [0, 1))")
     g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
                    help="DR-IS smoothing: c = gamma * mean(s) added to every rank variance s_i (unitless)")
-    g.add_argument("--is-floor", type=cli.nonnegative_float, default=0.0,
+    g.add_argument("--is-floor", type=cli.nonnegative_float, default=IS_FLOOR,
                    help="Standard IS floor, as a fraction of the mean gradient-norm bound added to every "
-                        "example (0 = the plain gradient-norm rule of the paper)")
+                        "example (dimensionless; islab.sampling.IS_FLOOR, the rule of the convex "
+                        "family's Standard IS and Loss IS too; bounds the weight by (1 + floor) / floor; "
+                        "0 = the plain gradient-norm rule)")
     g.add_argument("--rho-floor", type=cli.nonnegative_float, default=0.01,
                    help="RHO-LOSS floor, as a fraction of the mean of max(score, 0) added to every example; "
                         "bounds the importance weight by (1 + floor) / floor")
@@ -288,6 +291,7 @@ def write_report(run, args, ds, infos, wall):
              f"{args.epochs} epochs x ceil(N/{args.batch_size}) steps, lr {args.lr:g} (cosine), "
              f"wd {args.weight_decay:g}",
              f"proxies {','.join(args.proxy_list)} (E_p {args.proxy_epochs}, E_s {args.snapshot_epoch}); "
+             f"targeted-noise attacker {args.attacker} ({args.attacker_epochs} epochs); "
              f"gamma {args.gamma:g}; Standard IS floor {args.is_floor:g}, RHO floor {args.rho_floor:g} "
              "(relative to the mean score); "
              f"rho_faithful every {args.rho_every} epochs; irreducible {args.irreducible_model} "
