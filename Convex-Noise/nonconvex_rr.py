@@ -411,15 +411,18 @@ def plot_twowell(run, tw, eta, edges, hists, pred):
     w = np.diff(edges)
     mid = (edges[:-1] + edges[1:]) / 2
     for ax, scheme, name in ((axes[1], "sgd", "(b) SGD"), (axes[2], "rr", "(c) RR")):
-        for dyn, style in (("sampled", dict(color="tab:orange", alpha=0.55, label="iterates, sampled terms")),
-                           ("diffusion", dict(color="tab:green", alpha=0.45, label="iterates, Lemma 2.1 diffusion"))):
-            h = hists[f"{scheme}-{dyn}"]
-            ax.fill_between(mid, h / max(h.sum(), 1) / w, step="mid", lw=0, **style)
+        for dyn, style in (("sampled", dict(color="tab:orange", lw=1.6, label="iterates, sampled terms (SGD / RR)")),
+                           ("diffusion", dict(color="tab:green", lw=1.2, label="iterates, Lemma 2.1 diffusion (E-M)"))):
+            h = hists[f"{scheme}-{dyn}"] / max(hists[f"{scheme}-{dyn}"].sum(), 1) / w
+            ax.step(mid, np.where(h > 0, h, np.nan), where="mid", **style)
         ax.plot(mid, pred[scheme] / w, color="k", ls="--", lw=1.2, label="Lemma 2.1 density")
+        ax.set_yscale("log")
+        ax.set_ylim(1e-3, 100)
+        ax.axvline(0, color="grey", lw=0.6)
         ax.set_xlabel("x (parameter)")
-        ax.set_ylabel("density of iterates (per unit x)")
+        ax.set_ylabel("density of iterates (per unit x, log)")
         ax.set_title(f"{name}, eta {eta:g}, second half of the run", fontsize=10)
-        ax.set_xlim(-2.5, 2.5)
+        ax.set_xlim(-2.2, 2.2)
     axes[1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.2), ncol=3)
     fig.subplots_adjust(left=0.06, right=0.99, top=0.9, bottom=0.3, wspace=0.3)
     run.savefig(fig, "twowell.png", dpi=100)
