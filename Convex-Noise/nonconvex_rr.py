@@ -34,7 +34,8 @@ from islab import cli, nonconvex as nc, runs, seeding  # noqa: E402
 FAMILY = "Convex-Noise/nonconvex"
 PARTS = ("twowell", "welsch", "mb")
 PART_KEY = {p: i for i, p in enumerate(PARTS)}          # seed key of each part's streams
-QUICK = dict(tw_chains=60, tw_steps=3000, tw_every=10, tw_diffusion_steps=300, tw_substeps=10, w_chains=40, w_steps=400, w_etas="0.01,0.05",
+QUICK = dict(tw_chains=60, tw_steps=3000, tw_every=10, tw_diffusion_steps=300, tw_substeps=10,
+             w_chains=40, w_steps=400, w_etas="0.01,0.05",
              w_polish=400, mb_chains=40, mb_steps=300, mb_etas="1e-4,2e-3", mb_polish=400)
 MB_POLISH_STEP = 2e-4   # < 1 / 4068, the largest Hessian eigenvalue of V at its three minima
 MB_TOL = 0.02           # a polished point within this distance of a minimum belongs to it
@@ -70,7 +71,8 @@ def build_parser():
     g.add_argument("--tw-every", type=cli.positive_int, default=5,
                    help="histogram: record every chain every this many steps, over the second half")
     g.add_argument("--tw-diffusion-steps", type=cli.positive_int, default=2000,
-                   help="steps (of size eta each) of the Lemma 2.1 diffusion chains; it mixes in a few hundred")
+                   help="steps (of size eta each) of the Lemma 2.1 diffusion chains; it mixes in a few "
+                        "hundred")
     g.add_argument("--tw-substeps", type=cli.positive_int, default=100,
                    help="Euler-Maruyama substeps per step of the diffusion (its stationary width is "
                         "eta s2 / (2 |F'|), below one SGD jump: it needs fine substeps)")
@@ -108,7 +110,8 @@ def build_parser():
                         "[-1.5, 1.2] x [-0.5, 2.0] (iterates are clipped to it)")
     g.add_argument("--mb-steps", type=cli.positive_int, default=4000, help="steps per run (1 term each)")
     g.add_argument("--mb-polish", type=cli.positive_int, default=3000,
-                   help=f"gradient-descent steps (step {MB_POLISH_STEP:g}) that tell which minimum a run ends in")
+                   help=f"gradient-descent steps (step {MB_POLISH_STEP:g}) that tell which minimum a run "
+                        "ends in")
     g = p.add_argument_group("run")
     g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,
                    help="results folder; the run lands in <root>/Convex-Noise/nonconvex/<name>")
@@ -132,7 +135,8 @@ def parse_args(argv=None):
         cli.fail(f"--tw-a1 must lie in (0, 1), got {args.tw_a1:g}")
     tw = two_well(args)
     if not (tw.a1 * tw.k1 > tw.a[1] * tw.eps and tw.a[1] * tw.k2 > tw.a1 * tw.eps):
-        cli.fail("the two-well loss needs a1*k1 > a2*eps and a2*k2 > a1*eps (else x = -1 or +1 is no minimum)")
+        cli.fail("the two-well loss needs a1*k1 > a2*eps and a2*k2 > a1*eps "
+                 "(else x = -1 or +1 is no minimum)")
     if len(args.mb_props) != 4:
         cli.fail(f"--mb-props needs 4 proportions (one per Mueller-Brown term), got {len(args.mb_props)}")
     if "welsch" in args.parts and len(welsch_problem(args)[1]) < 2:
@@ -263,7 +267,8 @@ def run_welsch(args, run):
             vals = {"better_fraction": (basin == 0).mean(), "worse_fraction": (basin == len(mins) - 1).mean(),
                     "unassigned_fraction": (basin < 0).mean(), "mean_final_loss": pr.loss(X[:, 0]).mean()}
             rows += rows_of(scheme, "sampled", eta, vals)
-            run.log(f"  welsch {scheme:3s} eta {eta:g}: ends in the better minimum {vals['better_fraction']:.3f}")
+            run.log(f"  welsch {scheme:3s} eta {eta:g}: ends in the better minimum "
+                    f"{vals['better_fraction']:.3f}")
     run.save_arrays("welsch.npz", x=pr.x, y=pr.y, group=pr.group.astype(str), minima=mins, x0=X0[:, 0],
                     **{f"final_{k}": v for k, v in finals.items()})
     plot_welsch(run, args, pr, mins, rows, thr)
@@ -291,7 +296,8 @@ def run_mb(args, run):
             rows += rows_of(scheme, "sampled", eta, vals)
             run.log(f"  mb {scheme:8s} eta {eta:g}: ends in the global minimum A {vals['frac_A']:.3f} "
                     f"(B {vals['frac_B']:.3f}, C {vals['frac_C']:.3f})")
-    run.save_arrays("mb.npz", x0=X0, minima=minima, props=pr.a, **{f"final_{k}": v for k, v in finals.items()})
+    run.save_arrays("mb.npz", x0=X0, minima=minima, props=pr.a,
+                    **{f"final_{k}": v for k, v in finals.items()})
     plot_mb(run, pr, minima, rows)
     return rows
 
@@ -325,18 +331,22 @@ def write_summary(run, args):
     df = run.frame()
     if df.empty:
         return
-    text = [f"An & Ying (seed 001): resampling-reweighting (RR) vs SGD in non-convex landscapes; seed {args.seed}",
+    text = [f"An & Ying (seed 001): resampling-reweighting (RR) vs SGD in non-convex landscapes; "
+            f"seed {args.seed}",
             "schemes: " + "; ".join(f"{k} = {v}" for k, v in nc.SCHEME_HELP.items()), ""]
     if (df.part == "twowell").any():
         tw = two_well(args)
         F = tw.loss(np.array([-1.0, 0.0, 1.0]))
-        text += [f"## (a) two subgroups (their Section 2): a1 {tw.a1:g}, k1 {tw.k1:g}, k2 {tw.k2:g}, eps {tw.eps:g}, "
+        text += [f"## (a) two subgroups (their Section 2): a1 {tw.a1:g}, k1 {tw.k1:g}, k2 {tw.k2:g}, "
+                 f"eps {tw.eps:g}, "
                  f"eta {args.tw_eta:g}; F(-1) = {F[0]:.3f} (sharp, global), F(0) = {F[1]:.3f}, "
-                 f"F(+1) = {F[2]:.3f} (flat); {args.tw_chains} chains from U[-2, 2]: {args.tw_steps} SGD/RR steps "
+                 f"F(+1) = {F[2]:.3f} (flat); {args.tw_chains} chains from U[-2, 2]: {args.tw_steps} "
+                 "SGD/RR steps "
                  f"(sampled terms), {args.tw_diffusion_steps} steps of the diffusion ({args.tw_substeps} "
                  "Euler-Maruyama substeps each)",
-                 "P(x < 0) = probability of the global minimum's well: at the last step, over the second half, "
-                 "and the Lemma 2.1 prediction; TV = total variation between the second-half histogram and the "
+                 "P(x < 0) = probability of the global minimum's well: at the last step, over the second "
+                 "half, and the Lemma 2.1 prediction; TV = total variation between the second-half histogram "
+                 "and the "
                  "Lemma's bin masses; var = variance of one step's direction at each minimum",
                  f"initial P(x < 0): {value(df, 'twowell', '-', 'init', 'left_final'):.3f}"]
         head = ["scheme", "dynamics", "P(x<0) end", "P(x<0) 2nd half", "Lemma 2.1", "TV to Lemma",
@@ -356,19 +366,22 @@ def write_summary(run, args):
     if (df.part == "welsch").any():
         pr, mins = welsch_problem(args)
         text += [f"## (b) Welsch regression (their Section 4.1.2): {args.w_sensitive} sensitive (x ~ "
-                 f"{args.w_scale:g} U[0.5,1.5]), {args.w_clean} insensitive clean, {args.w_corrupt} insensitive "
-                 f"corrupted (beta {args.w_beta:g} / {args.w_beta_bad:g}), c {args.w_c:g}, noise {args.w_noise:g}; "
+                 f"{args.w_scale:g} U[0.5,1.5]), {args.w_clean} insensitive clean, {args.w_corrupt} "
+                 f"insensitive corrupted (beta {args.w_beta:g} / {args.w_beta_bad:g}), c {args.w_c:g}, "
+                 f"noise {args.w_noise:g}; "
                  f"{args.w_chains} chains x {args.w_steps} steps per (scheme, eta)",
                  "minima (beta, F): " + ", ".join(f"({b:.3f}, {pr.loss(b):.4f})" for b in mins)
                  + f"; better = {mins[0]:.3f}",
                  f"share of the starts whose gradient flow ends in the better minimum: "
                  f"{value(df, 'welsch', '-', 'gd', 'better_fraction'):.3f}",
-                 "linear stability limit at the better minimum (Lemma 3.2, eta <= 2 sum a h / sum (a^2/p) h^2): "
+                 "linear stability limit at the better minimum "
+                 "(Lemma 3.2, eta <= 2 sum a h / sum (a^2/p) h^2): "
                  f"sgd {value(df, 'welsch', 'sgd', 'lemma', 'stability_eta_at_better'):.4f}, "
                  f"rr {value(df, 'welsch', 'rr', 'lemma', 'stability_eta_at_better'):.4f}",
                  "fraction of chains ending in the better minimum:",
                  table(df, "welsch", "better_fraction", ("sgd", "rr"), args.w_etas), "",
-                 "mean final loss F:", table(df, "welsch", "mean_final_loss", ("sgd", "rr"), args.w_etas, "{:.4f}"),
+                 "mean final loss F:",
+                 table(df, "welsch", "mean_final_loss", ("sgd", "rr"), args.w_etas, "{:.4f}"),
                  ""]
     if (df.part == "mb").any():
         a = np.array(args.mb_props) / np.sum(args.mb_props)
@@ -403,7 +416,8 @@ def plot_twowell(run, tw, eta, edges, hists, pred):
     ax = axes[0]
     ax.plot(x, tw.loss(x), color="k", lw=1.6, label="F = a1 f1 + a2 f2")
     ax.plot(x, tw.a[0] * tw.term_losses(x)[:, 0], color="tab:red", ls="--", lw=1, label="a1 f1 (sensitive)")
-    ax.plot(x, tw.a[1] * tw.term_losses(x)[:, 1], color="tab:blue", ls="--", lw=1, label="a2 f2 (insensitive)")
+    ax.plot(x, tw.a[1] * tw.term_losses(x)[:, 1], color="tab:blue", ls="--", lw=1,
+            label="a2 f2 (insensitive)")
     ax.set_xlabel("x (parameter)")
     ax.set_ylabel("loss")
     ax.set_title("(a) landscape: sharp global min at -1", fontsize=10)
@@ -411,8 +425,10 @@ def plot_twowell(run, tw, eta, edges, hists, pred):
     w = np.diff(edges)
     mid = (edges[:-1] + edges[1:]) / 2
     for ax, scheme, name in ((axes[1], "sgd", "(b) SGD"), (axes[2], "rr", "(c) RR")):
-        for dyn, style in (("sampled", dict(color="tab:orange", lw=1.6, label="iterates, sampled terms (SGD / RR)")),
-                           ("diffusion", dict(color="tab:green", lw=1.2, label="iterates, Lemma 2.1 diffusion (E-M)"))):
+        for dyn, style in (("sampled", dict(color="tab:orange", lw=1.6,
+                                            label="iterates, sampled terms (SGD / RR)")),
+                           ("diffusion", dict(color="tab:green", lw=1.2,
+                                              label="iterates, Lemma 2.1 diffusion (E-M)"))):
             h = hists[f"{scheme}-{dyn}"] / max(hists[f"{scheme}-{dyn}"].sum(), 1) / w
             ax.step(mid, np.where(h > 0, h, np.nan), where="mid", **style)
         ax.plot(mid, pred[scheme] / w, color="k", ls="--", lw=1.2, label="Lemma 2.1 density")
@@ -449,7 +465,8 @@ def plot_welsch(run, args, pr, mins, rows, thr):
     for s, color in (("sgd", "tab:orange"), ("rr", "tab:blue")):
         d = df[(df.method == s) & (df.dynamics == "sampled") & (df.metric == "better_fraction")]
         ax.plot(d.eta, d.value, "o-", color=color, label=f"{s.upper()}: chains in the better minimum")
-        ax.axvline(thr[s], color=color, ls=":", lw=1, label=f"{s.upper()} linear stability limit {thr[s]:.3f}")
+        ax.axvline(thr[s], color=color, ls=":", lw=1,
+                   label=f"{s.upper()} linear stability limit {thr[s]:.3f}")
     g = df[(df.dynamics == "gd") & (df.metric == "better_fraction")]["value"].iloc[0]
     ax.axhline(g, color="grey", ls="--", lw=1, label=f"starts in its basin ({g:.2f})")
     ax.set_xscale("log")
@@ -470,7 +487,8 @@ def plot_mb(run, pr, minima, rows):
     df = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
     ax = axes[0]
-    gx, gy = np.meshgrid(np.linspace(pr.box[0][0], pr.box[1][0], 300), np.linspace(pr.box[0][1], pr.box[1][1], 300))
+    gx, gy = np.meshgrid(np.linspace(pr.box[0][0], pr.box[1][0], 300),
+                         np.linspace(pr.box[0][1], pr.box[1][1], 300))
     V = nc.mb_potential(np.stack([gx, gy], -1))
     cs = ax.contourf(gx, gy, np.minimum(V, 100), levels=np.linspace(-150, 100, 26), cmap="viridis")
     fig.colorbar(cs, ax=ax, label="V (clipped at 100)")

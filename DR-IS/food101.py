@@ -97,9 +97,9 @@ def build_parser():
     g.add_argument("--probe-weight-decay", type=cli.nonnegative_float, default=5e-4,
                    help="probe L2 coefficient")
     g.add_argument("--attacker-epochs", type=cli.positive_int, default=10,
-                   help="epochs the targeted-noise attacker (a linear probe on the first backbone's features, "
-                        "clean labels) trains; its other settings are the probes'. Default 10 = the "
-                        "--probe-epochs default, which the attacker used before it had its own flag")
+                   help="epochs the targeted-noise attacker (a linear probe on the first backbone's "
+                        "features, clean labels) trains; its other settings are the probes'. Default 10 = "
+                        "the --probe-epochs default, which the attacker used before it had its own flag")
     g.add_argument("--feature-batch", type=cli.positive_int, default=256,
                    help="images per feature-extraction pass")
     g = p.add_argument_group("static pruning and target")
@@ -215,7 +215,8 @@ def write_report(run, args, info: dict) -> None:
             f"{info.get('classes', '?')} classes",
             f"proxies: linear probes ({args.probe_epochs} epochs, ranks at epoch {args.probe_snapshot}) on "
             f"{', '.join(args.backbones)} features; targeted-noise attacker: linear probe on "
-            f"{args.backbones[0]} ({args.attacker_epochs} epochs); target {args.target_arch} (layer4 + fc trained), "
+            f"{args.backbones[0]} ({args.attacker_epochs} epochs); target {args.target_arch} "
+            "(layer4 + fc trained), "
             f"{args.epochs} epochs budget (E/alpha passes over the subset), seeds {args.seeds}",
             "acc: final test accuracy % (mean +- sample std over seeds); corruption_in_subset: fraction",
             "of kept examples whose label was injected-corrupted (natural noise is unknown; chance = eps);",

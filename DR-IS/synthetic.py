@@ -275,8 +275,8 @@ def main(argv=None):
             run.log(f"{label(k, r)}: done, skipped (--resume)")
     # every configuration's data, noise and exact optima (cheap; the summary reports them all),
     # but SGD chains only for the configurations not finished yet
-    cleans = [convex.make_clean(args.n, args.n_test, args.d, args.rho, args.ratio, args.margin, seed, args.lam)
-              for seed in args.seeds]
+    cleans = [convex.make_clean(args.n, args.n_test, args.d, args.rho, args.ratio, args.margin, seed,
+                                args.lam) for seed in args.seeds]
     attackers = [None] * len(cleans)
     if args.attacker == "sgd" and any(k == "targeted" for k, _ in args.noise):
         attackers = list(convex.train_attacker(cleans, cfg, args.attacker_epochs))

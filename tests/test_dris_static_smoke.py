@@ -27,7 +27,8 @@ static = _load(STATIC, "dris_static_under_test")
 
 TINY = ["--train-size", "200", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
         "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear", "--attacker-epochs", "2",
-        "--seeds", "0,1", "--noise", "clean,targeted:0.2", "--methods", "random,el2n,aum,dris,full", "--quiet"]
+        "--seeds", "0,1", "--noise", "clean,targeted:0.2", "--methods", "random,el2n,aum,dris,full",
+        "--quiet"]
 
 
 def cli(script, *args, root):

@@ -37,8 +37,8 @@ def test_outputs(runs_ab):
     assert set(df["part"]) == {"twowell", "welsch", "mb"}
     frac = df[df["metric"].isin(["left_final", "better_fraction", "frac_A", "frac_B", "frac_C"])]["value"]
     assert frac.between(0, 1).all()
-    mb = df[(df.part == "mb") & (df.dynamics == "sampled")].pivot_table(index=["method", "eta"], columns="metric",
-                                                                        values="value")
+    mb = df[(df.part == "mb") & (df.dynamics == "sampled")].pivot_table(index=["method", "eta"],
+                                                                        columns="metric", values="value")
     np.testing.assert_allclose(mb[["frac_A", "frac_B", "frac_C", "frac_none"]].sum(1), 1.0)
     lemma = df[(df.part == "twowell") & (df.dynamics == "lemma") & (df.metric == "left_mass")]
     assert set(lemma["method"]) == {"sgd", "rr"}
@@ -60,10 +60,12 @@ def test_same_seed_same_results_and_resume(runs_ab):
     (b / "done.json").write_text(json.dumps(done))
     proc = run(root, "--name", "b", "--resume")
     assert proc.returncode == 0, proc.stderr
-    assert "twowell: done, skipped (--resume)" in proc.stdout and "mb: done, skipped (--resume)" in proc.stdout
+    assert "twowell: done, skipped (--resume)" in proc.stdout
+    assert "mb: done, skipped (--resume)" in proc.stdout
     assert "welsch: finished" in proc.stdout and "twowell sgd" not in proc.stdout
     keys = ["part", "method", "dynamics", "eta", "metric"]
-    ra, rb = (pd.read_csv(f / "results.csv").sort_values(keys).reset_index(drop=True) for f in (base / "a", b))
+    ra, rb = (pd.read_csv(f / "results.csv").sort_values(keys).reset_index(drop=True)
+              for f in (base / "a", b))
     pd.testing.assert_frame_equal(ra, rb)
     proc = run(root, "--name", "b")
     assert proc.returncode == 2 and "--resume" in proc.stderr

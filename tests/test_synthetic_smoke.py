@@ -76,8 +76,8 @@ def test_same_seed_same_results_and_resume(runs_ab):
 
 @pytest.mark.parametrize("bad", [["--noise", "uniform:1.0"], ["--noise", "pair:0.1"], ["--noise", "uniform"],
                                  ["--methods", "uniform,nope"], ["--ratio", "0"], ["--seeds", "-1"],
-                                 ["--noise", "rare:0.5"], ["--attacker-epochs", "-1"], ["--attacker", "optimum"],
-                                 ["--attacker-epochs", "1.5"]])
+                                 ["--noise", "rare:0.5"], ["--attacker-epochs", "-1"],
+                                 ["--attacker", "optimum"], ["--attacker-epochs", "1.5"]])
 def test_bad_input_exits_2_without_a_folder(tmp_path, bad):
     proc = run(tmp_path, "--name", "bad", *bad)
     assert proc.returncode == 2
