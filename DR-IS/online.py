@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from islab import cli, experiment, online, runs, scores, theory  # noqa: E402
 from islab.models import MODELS  # noqa: E402
+from islab.sampling import IS_FLOOR  # noqa: E402
 from islab.train import train  # noqa: E402
 
 FAMILY = "DR-IS/online"
@@ -74,9 +75,11 @@ def build_parser():
                         "(RATE = fraction of N corrupted, in [0, 1))")
     g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
                    help="DR-IS smoothing: c = gamma * mean(s) added to every rank variance s_i (unitless)")
-    g.add_argument("--is-floor", type=cli.nonnegative_float, default=0.0,
+    g.add_argument("--is-floor", type=cli.nonnegative_float, default=IS_FLOOR,
                    help="Standard IS floor, as a fraction of the mean gradient-norm bound added to every "
-                        "example (0 = the plain gradient-norm rule of the paper)")
+                        "example (dimensionless; islab.sampling.IS_FLOOR, the rule of the convex "
+                        "family's Standard IS and Loss IS too; bounds the weight by (1 + floor) / floor; "
+                        "0 = the plain gradient-norm rule)")
     g.add_argument("--rho-floor", type=cli.nonnegative_float, default=0.01,
                    help="RHO-LOSS floor, as a fraction of the mean of max(score, 0) added to every example; "
                         "bounds the importance weight by (1 + floor) / floor")
@@ -289,6 +292,7 @@ def write_report(run, args, ds, infos, wall):
              f"{args.epochs} epochs x ceil(N/{args.batch_size}) steps, lr {args.lr:g} (cosine), "
              f"wd {args.weight_decay:g}",
              f"proxies {','.join(args.proxy_list)} (E_p {args.proxy_epochs}, E_s {args.snapshot_epoch}); "
+             f"targeted-noise attacker {args.attacker} ({args.attacker_epochs} epochs); "
              f"gamma {args.gamma:g}; Standard IS floor {args.is_floor:g}, RHO floor {args.rho_floor:g} "
              "(relative to the mean score); "
              f"rho_faithful every {args.rho_every} epochs; irreducible {args.irreducible_model} "
@@ -298,7 +302,9 @@ def write_report(run, args, ds, infos, wall):
              "sampling mass on corrupted examples (mean over epochs; uniform = eps); drawn corrupt = "
              "fraction of drawn examples that were corrupted; ESS/N = 1/(N sum p^2), mean over epochs; "
              "max w = largest importance weight 1/(N p_i) any example could carry (max over epochs). "
-             "RHO methods train on N - holdout examples.",
+             "RHO methods train on N' = N - holdout examples (the holdout trains their reference model), "
+             "so they get N'/N of the data and of the steps per epoch: a RHO-vs-uniform gap mixes the "
+             "sampler with that smaller budget (DR-IS/README.md measures uniform SGD on N' examples).",
              "mean +- std (ddof 1) over seeds; paired t-test of final acc against uniform across seeds.", ""]
     for kind, rate in args.noise_configs:
         tag = experiment.noise_tag(kind, rate)
@@ -307,8 +313,13 @@ def write_report(run, args, ds, infos, wall):
             continue
         info = infos.get(tag, {})
         extra = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in info.items())
-        lines += [f"== noise {tag} ==", f"({extra})" if extra else "",
-                  config_table(sub, args.method_list), ""]
+        lines += [f"== noise {tag} ==", f"({extra})" if extra else ""]
+        if "holdout_size" in info:
+            n, h = info["n_train"], info["holdout_size"]
+            lines.append(f"RHO targets: N' = {n - h} of N = {n} examples ({100 * (n - h) / n:.1f} %), "
+                         f"{math.ceil((n - h) / args.batch_size)} vs {math.ceil(n / args.batch_size)} steps "
+                         "per epoch; the other methods train on all N")
+        lines += [config_table(sub, args.method_list), ""]
     lines.append(f"wall time of this invocation so far: {wall:.1f} s")
     run.write_text("res.txt", "\n".join(lines) + "\n")
     plot(run, df)

@@ -307,7 +307,7 @@ def write_report(run, args, info: dict) -> None:
            f"(step parity: E/alpha passes over the subset), proxies {','.join(args.proxy_list)} "
            f"(E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}), beta {args.beta:g}, "
            f"{'class-balanced' if args.class_balanced else 'global'} top-alpha selection, "
-           f"seeds {args.seeds}",
+           f"seeds {args.seeds}; targeted-noise attacker {args.attacker} ({args.attacker_epochs} epochs)",
            "acc: final test accuracy %, mean +- sample std over seeds;",
            "vs random: mean paired difference to random (pp);",
            "p vs random: paired t-test over seeds (scipy ttest_rel; nan with < 2 seeds);",
