@@ -6,7 +6,7 @@ PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test venv bench clean-venv
+.PHONY: demo test venv bench clean-venv data reproduce
 
 venv: .venv/.installed
 
@@ -16,6 +16,17 @@ venv: .venv/.installed
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $@
+
+# Real offline data: Fashion-MNIST from Debian's package (the original idx files, ~30 MB, under
+# /usr/share/datasets/fashion-mnist/).  Installed with apt-get when run as root; otherwise it
+# says what to run.  Scripts can also fetch it themselves with --download (network needed).
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+data:
+	@if [ -f $(FASHION_MNIST) ]; then echo "fashion-mnist: present in /usr/share/datasets/fashion-mnist"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; }; \
+	else echo "fashion-mnist is missing: run 'sudo apt-get install dataset-fashion-mnist', or pass --download to a script"; exit 1; fi
 
 test: venv
 	$(PY) -m pytest -q
@@ -37,6 +48,14 @@ demo: venv
 	@echo "  results/DR-IS/static/demo        results/DR-IS/online/demo"
 	@echo "  results/DR-IS/diagnostics/demo   results/DL-noise/r-b64"
 	@echo "  results/DL-correlation/demo"
+
+# The DR-IS paper's claims on Fashion-MNIST (and digits), then REPRODUCTION.md from the results.
+# Resumable: a second call finishes only what is missing.  REPRO_ARGS go to every stage
+# (e.g. REPRO_ARGS="--device cuda").
+REPRO_ARGS ?=
+reproduce: venv data
+	$(PY) DR-IS/reproduce.py --preset digits --no-report -- $(REPRO_ARGS)
+	$(PY) DR-IS/reproduce.py --preset fashion-mnist -- $(REPRO_ARGS)
 
 bench: venv
 	$(PY) benchmarks/convex_chains.py

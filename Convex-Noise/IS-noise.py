@@ -101,7 +101,7 @@ def configs(args) -> list[tuple[str, list[float]]]:
             continue
         rates = [r for r in args.rates if flip != "rare" or noise.n_corrupt(args.n, r) <= n_rare]
         if not rates:
-            cli.fail(f"'rare' noise needs round(rate*N) <= round(rho*N) = {n_rare}; no rate in "
+            cli.fail(f"'rare' noise needs n_corrupt(N, rate) <= round(rho*N) = {n_rare}; no rate in "
                      f"{args.rates} fits (raise --rho or lower --rates)")
         out.append((flip, rates))
     return out

@@ -76,10 +76,8 @@ def build_parser():
             a.help = "target model (default: the last of --models; appended to --models if missing)"
         elif a.dest == "seeds":
             a.help = "comma list of replicate seeds (trained models only; pretrained use the first)"
-        elif a.dest in ("proxies", "snapshot_epoch"):
+        elif a.dest in ("proxies", "snapshot_epoch", "proxy_epochs"):
             a.help = "unused here (models come from --models, snapshots from --early-epochs)"
-        elif a.dest == "proxy_epochs":
-            a.help = "training epochs of the targeted-noise attacker"
     g = p.add_argument_group("correlation study")
     g.add_argument("--models", help="comma list of models; the last is the target (default %(default)s: "
                    f"{DEFAULT_MODELS['small']} on digits/mnist, "

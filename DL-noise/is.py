@@ -163,7 +163,8 @@ def write_report(run, args, ds, detection: list[dict], total_s: float | None = N
              f"target: {args.epochs} epochs of ceil(N/{args.batch_size}) steps, lr {args.lr:g} (cosine), "
              f"wd {args.weight_decay:g}, momentum {args.momentum:g}; seeds {args.seeds}",
              f"proxies: {', '.join(args.proxy_list)} ({args.proxy_epochs} epochs, scores at epoch "
-             f"{args.snapshot_epoch}), noise seed {args.noise_seed}",
+             f"{args.snapshot_epoch}), noise seed {args.noise_seed}; targeted-noise attacker {args.attacker} "
+             f"({args.attacker_epochs} epochs)",
              "columns: test accuracy % (final, best over epochs), final-epoch training loss (the weighted "
              "loss for sampled runs), fraction of drawn examples whose label was corrupted, sampling mass "
              "on corrupted examples (subset mode: their share of the subset)", ""]

@@ -121,7 +121,8 @@ def plan(args, forward: list[str]) -> tuple[list[tuple[str, list[str]]], list[st
             cli.fail(f"--proxy-pool has {len(pool)} proxies but the sweep asks for K = {k_max}")
         return [(f"K{v}", base + ["--proxies", ",".join(pool[:int(v)])]) for v in values], base
     if sweep == "proxies":
-        family = "digits" if experiment_args(base).dataset == "digits" else "cifar"
+        dataset = experiment_args(base).dataset
+        family = dataset if dataset in experiment.PROXY_SETS else "cifar"
         sets = experiment.PROXY_SETS[family]
         for v in values:
             if v not in sets:

@@ -197,7 +197,8 @@ def write_report(run, args, verdicts: dict, info: dict) -> None:
     df = run.frame()
     norm = "1/K" if args.ddof == 0 else "1/(K-1)"
     out = [f"DR-IS diagnostics: {args.dataset} (N = {info.get('n', '?')}), proxy pool "
-           f"{','.join(args.proxy_list)} (E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}), "
+           f"{','.join(args.proxy_list)} (E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}; "
+           f"attacker {args.attacker}, {args.attacker_epochs} epochs), "
            f"s = {norm} variance of normalised loss ranks; alpha {args.alpha:g}, delta {args.delta:g}, "
            f"rho {args.tail_fraction:g}, eta {args.eta:g}, gamma {args.gamma:g}",
            "r: McDiarmid radius (theory.mcdiarmid_radius); q_bnd: lowest s of the round(alpha N) clean",

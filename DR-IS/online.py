@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from islab import cli, experiment, online, runs, scores, theory  # noqa: E402
 from islab.models import MODELS  # noqa: E402
+from islab.sampling import IS_FLOOR  # noqa: E402
 from islab.train import train  # noqa: E402
 
 FAMILY = "DR-IS/online"
@@ -70,9 +71,11 @@ def build_parser():
                         "(RATE = fraction of N corrupted, in [0, 1))")
     g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
                    help="DR-IS smoothing: c = gamma * mean(s) added to every rank variance s_i (unitless)")
-    g.add_argument("--is-floor", type=cli.nonnegative_float, default=0.0,
+    g.add_argument("--is-floor", type=cli.nonnegative_float, default=IS_FLOOR,
                    help="Standard IS floor, as a fraction of the mean gradient-norm bound added to every "
-                        "example (0 = the plain gradient-norm rule of the paper)")
+                        "example (dimensionless; islab.sampling.IS_FLOOR, the rule of the convex "
+                        "family's Standard IS and Loss IS too; bounds the weight by (1 + floor) / floor; "
+                        "0 = the plain gradient-norm rule)")
     g.add_argument("--rho-floor", type=cli.nonnegative_float, default=0.01,
                    help="RHO-LOSS floor, as a fraction of the mean of max(score, 0) added to every example; "
                         "bounds the importance weight by (1 + floor) / floor")
@@ -172,13 +175,13 @@ def config_info(ds, mask, ens, irr) -> dict:
 # ---------------------------------------------------------------- one job
 
 
-def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag):
+def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
     """Train the target with one method and seed; returns (tidy rows, summary dict)."""
     cfg = experiment.target_config(args)
     if method in online.RHO_METHODS:  # RHO targets train on the examples outside the holdout
-        d, y, m = online.keep_dataset(ds, irr.keep), labels[irr.keep], mask[irr.keep]
+        d, y, m, c = online.keep_dataset(ds, irr.keep), labels[irr.keep], mask[irr.keep], clean[irr.keep]
     else:
-        d, y, m = ds, labels, mask
+        d, y, m, c = ds, labels, mask, clean
     kw = {}
     if method == "dris":
         kw["disagreement"] = scores.ensemble_score(ens, "dris")   # 1/K rank variance (ddof 0)
@@ -218,7 +221,8 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag):
         "drawn_corrupt_mean": _nanmean([h.get("drawn_corrupt", np.nan) for h in hist]),
         "ess_mean": _nanmean(ess[:len(hist)]), "max_weight_max": _nanmax(maxw[:len(hist)]),
         "epochs_run": float(len(hist)), "seconds": float(res.seconds),
-        "nonfinite_refresh": float(sum(not c["finite"] for c in rlog.calls)),
+        "nonfinite_refresh": float(sum(not call["finite"] for call in rlog.calls)),
+        **experiment.fit_to_labels(res.model, d, y, c, m, cfg)[0],
     }
     rows += [{"metric": k, "value": v} for k, v in summary.items()]
     if ckpt is not None and ckpt.exists():
@@ -290,6 +294,7 @@ def write_report(run, args, ds, infos, wall):
              f"{args.epochs} epochs x ceil(N/{args.batch_size}) steps, lr {args.lr:g} (cosine), "
              f"wd {args.weight_decay:g}",
              f"proxies {','.join(args.proxy_list)} (E_p {args.proxy_epochs}, E_s {args.snapshot_epoch}); "
+             f"targeted-noise attacker {args.attacker} ({args.attacker_epochs} epochs); "
              f"gamma {args.gamma:g}; Standard IS floor {args.is_floor:g}, RHO floor {args.rho_floor:g} "
              "(relative to the mean score); "
              f"rho_faithful every {args.rho_every} epochs; irreducible {args.irreducible_model} "
@@ -299,7 +304,9 @@ def write_report(run, args, ds, infos, wall):
              "sampling mass on corrupted examples (mean over epochs; uniform = eps); drawn corrupt = "
              "fraction of drawn examples that were corrupted; ESS/N = 1/(N sum p^2), mean over epochs; "
              "max w = largest importance weight 1/(N p_i) any example could carry (max over epochs). "
-             "RHO methods train on N - holdout examples.",
+             "RHO methods train on N' = N - holdout examples (the holdout trains their reference model), "
+             "so they get N'/N of the data and of the steps per epoch: a RHO-vs-uniform gap mixes the "
+             "sampler with that smaller budget (DR-IS/README.md measures uniform SGD on N' examples).",
              "mean +- std (ddof 1) over seeds; paired t-test of final acc against uniform across seeds.", ""]
     for kind, rate in args.noise_configs:
         tag = experiment.noise_tag(kind, rate)
@@ -308,8 +315,13 @@ def write_report(run, args, ds, infos, wall):
             continue
         info = infos.get(tag, {})
         extra = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in info.items())
-        lines += [f"== noise {tag} ==", f"({extra})" if extra else "",
-                  config_table(sub, args.method_list), ""]
+        lines += [f"== noise {tag} ==", f"({extra})" if extra else ""]
+        if "holdout_size" in info:
+            n, h = info["n_train"], info["holdout_size"]
+            lines.append(f"RHO targets: N' = {n - h} of N = {n} examples ({100 * (n - h) / n:.1f} %), "
+                         f"{math.ceil((n - h) / args.batch_size)} vs {math.ceil(n / args.batch_size)} steps "
+                         "per epoch; the other methods train on all N")
+        lines += [config_table(sub, args.method_list), ""]
     lines.append(f"wall time of this invocation so far: {wall:.1f} s")
     run.write_text("res.txt", "\n".join(lines) + "\n")
     plot(run, df)
@@ -381,7 +393,7 @@ def run_online(args, ds=None, path=None):
             continue
         need_proxies = any(m in online.PROXY_METHODS for m, _ in todo)
         prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
-        labels, mask, ens = prep.labels, prep.mask, prep.ens
+        labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
         irr = (irreducible_for(args, ds, labels, mask, tag, run, n_hold)
                if labels is not None and any(m in online.RHO_METHODS for m, _ in todo) else None)
         with run.locked():   # re-read: other workers may have added their configurations
@@ -399,7 +411,7 @@ def run_online(args, ds=None, path=None):
                     job.finish(diverged_rows())
                     run.log(f"[{tag}] {method} seed {seed}: DIVERGED (no scores: {prep.diverged})")
                     continue
-                rows, s = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag)
+                rows, s = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
                 job.finish(rows)
             flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
             run.log(f"[{tag}] {method} seed {seed}: final acc {s['final_acc']:.2f}% "

@@ -69,6 +69,10 @@ def build_parser():
                         "in an extra class; an example is dropped if its AUM is below this percentile "
                         "(0-100) of the threshold samples' AUM in a run where it is not one (default "
                         f"{DEFAULT_TSR_PERCENTILE:g} when aum_tsr is listed in --methods)")
+    g.add_argument("--class-balanced", action="store_true",
+                   help="every score method keeps the top alpha of EACH class (by the noisy labels the "
+                        "target sees) instead of a global top alpha; our extension, not in the paper. "
+                        "random stays a uniform subset (class-balanced in expectation)")
     g.add_argument("--ddof", type=int, choices=(0, 1), default=0,
                    help="rank-variance normalisation: 0 = 1/K (SPEC default), 1 = 1/(K-1); same ranking")
     return p
@@ -140,12 +144,14 @@ def method_scores(ens, methods, lambdas=(), ddof: int = 0) -> dict:
     return out
 
 
-def select(method: str, score, n: int, alpha: float, seed: int, beta: float = 0.0) -> np.ndarray:
+def select(method: str, score, n: int, alpha: float, seed: int, beta: float = 0.0,
+           labels=None) -> np.ndarray:
     """Kept example ids (sorted) of one job.
 
     random: round(alpha*N) ids drawn uniformly with the target seed's own 'subset' stream;
     full: all ids; a score method: the top round(alpha*N) by score, of which a fraction beta
-    is drawn uniformly from the rest (its 'subset-mix' stream).  aum_tsr is handled apart.
+    is drawn uniformly from the rest (its 'subset-mix' stream); with `labels` given
+    (--class-balanced) the same within each class.  aum_tsr is handled apart.
     """
     key = int(round(alpha * 1_000_000))   # a different draw for every keep fraction
     if method == "full":
@@ -153,6 +159,8 @@ def select(method: str, score, n: int, alpha: float, seed: int, beta: float = 0.
     if method == "random":
         return sampling.random_subset(n, alpha, numpy_rng(seed, "subset", key))
     rng = numpy_rng(seed, "subset-mix", key) if beta > 0 else None
+    if labels is not None:
+        return sampling.keep_top_fraction_per_class(score, labels, alpha, rng=rng, beta=beta)
     return sampling.keep_top_fraction(score, alpha, rng=rng, beta=beta)
 
 
@@ -251,8 +259,8 @@ def config_table(fin, tag: str, alpha: float, methods) -> str:
     AUROC/AP of the discard order, paired t-test vs random."""
     d = fin[(fin["config"] == tag) & np.isclose(fin["panel"], alpha)]
     ref = d[d["method"] == "random"].set_index("seed")["test_acc"]
-    head = ["method", "kept", "acc % (mean +- std)", "vs random pp", "corrupt in subset", "AUROC", "AP",
-            "p vs random", "diverged", "n"]
+    head = ["method", "kept", "class kept", "acc % (mean +- std)", "vs random pp", "corrupt in subset",
+            "AUROC", "AP", "p vs random", "diverged", "n"]
     rows = []
     for m in methods:
         s = d[d["method"] == m]
@@ -266,7 +274,9 @@ def config_table(fin, tag: str, alpha: float, methods) -> str:
             diff = acc[common].to_numpy() - ref[common].to_numpy()
             delta = f"{diff.mean():+.2f}"
             p = f"{paired_p(acc[common], ref[common]):.3g}"
-        rows.append([m, f"{s['kept_fraction'].mean():.3f}", _pm(s["test_acc"], "{:.2f}"), delta,
+        cover = (f"{s['class_kept_min'].min():.2f}-{s['class_kept_max'].max():.2f}"
+                 if "class_kept_min" in s else "-")
+        rows.append([m, f"{s['kept_fraction'].mean():.3f}", cover, _pm(s["test_acc"], "{:.2f}"), delta,
                      _pm(s["corruption_in_subset"], "{:.3f}"), _pm(s["auroc"], "{:.3f}"),
                      _pm(s["ap"], "{:.3f}"), p,
                      f"{int(s['diverged'].fillna(0).sum()) if 'diverged' in s else 0}/{len(s)}", str(len(s))])
@@ -281,10 +291,12 @@ def write_report(run, args, info: dict) -> None:
     out = [f"DR-IS static pruning: {args.dataset}, target {args.target}, {args.epochs} epochs budget "
            f"(step parity: E/alpha passes over the subset), proxies {','.join(args.proxy_list)} "
            f"(E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}), beta {args.beta:g}, "
-           f"seeds {args.seeds}",
+           f"{'class-balanced' if args.class_balanced else 'global'} top-alpha selection, "
+           f"seeds {args.seeds}; targeted-noise attacker {args.attacker} ({args.attacker_epochs} epochs)",
            "acc: final test accuracy %, mean +- sample std over seeds;",
            "vs random: mean paired difference to random (pp);",
            "p vs random: paired t-test over seeds (scipy ttest_rel; nan with < 2 seeds);",
+           "class kept: smallest-largest fraction of a true class kept (all = alpha when balanced);",
            "corrupt in subset: fraction of kept examples that are corrupted (chance = eps);",
            "AUROC/AP: how well the method's discard order (lowest keep-score first) finds the corrupted",
            "examples: 0.5 / eps = chance, below = the score prefers to KEEP corrupted examples;",
@@ -359,7 +371,15 @@ def file_logger(run):
     return log
 
 
-def job_rows(res, ids, mask, score, eps, kind, rate) -> list[dict]:
+def class_coverage(ids, clean) -> tuple[float, float]:
+    """(smallest, largest) fraction of a true class that the subset keeps (alpha each when balanced)."""
+    clean = np.asarray(clean)
+    kept = np.bincount(clean[ids], minlength=clean.max() + 1)
+    frac = kept / np.maximum(np.bincount(clean, minlength=clean.max() + 1), 1)
+    return float(frac.min()), float(frac.max())
+
+
+def job_rows(res, ids, mask, score, eps, kind, rate, clean, fit: dict) -> list[dict]:
     """Tidy rows of one finished target run: per-epoch curves (epoch set) and final metrics."""
     nan = float("nan")
     rows = []
@@ -372,7 +392,8 @@ def job_rows(res, ids, mask, score, eps, kind, rate) -> list[dict]:
              "corruption_in_subset": theory.corruption_in_subset(ids, mask),
              "kept_fraction": len(ids) / len(mask), "n_kept": len(ids),
              "auroc": det["auroc"], "ap": det["ap"],
-             "eps": eps, "diverged": float(res.diverged), "seconds": res.seconds}
+             "class_kept_min": class_coverage(ids, clean)[0], "class_kept_max": class_coverage(ids, clean)[1],
+             "eps": eps, "diverged": float(res.diverged), "seconds": res.seconds, **fit}
     rows += [{"metric": k, "epoch": nan, "value": float(v)} for k, v in final.items()]
     return [{"kind": kind, "rate": rate, **r} for r in rows]
 
@@ -386,7 +407,7 @@ def diverged_rows(eps, kind, rate) -> list[dict]:
     return [{"kind": kind, "rate": rate, "metric": k, "epoch": nan, "value": v} for k, v in final.items()]
 
 
-def jobs_of(args, n: int, score_of: dict, tsr_keep, ready: bool = True):
+def jobs_of(args, n: int, score_of: dict, tsr_keep, labels=None, ready: bool = True):
     """(alpha, method, seed, kept ids, keep score or None) for one configuration, in run order.
 
     full runs once (alpha 1); aum_tsr runs once with its own keep fraction as its alpha.  With
@@ -398,8 +419,9 @@ def jobs_of(args, n: int, score_of: dict, tsr_keep, ready: bool = True):
                 continue
             for s in args.seed_list:
                 ok = ready and (m in NO_SCORE or m in score_of)
-                out.append((a, m, s, select(m, score_of.get(m), n, a, s, args.beta) if ok else None,
-                            score_of.get(m)))
+                ids = (select(m, score_of.get(m), n, a, s, args.beta, labels=labels if args.class_balanced else None)
+                       if ok else None)
+                out.append((a, m, s, ids, score_of.get(m)))
     for m in ("full", "aum_tsr"):
         if m in args.method_list:
             ids = np.arange(n) if m == "full" else tsr_keep
@@ -439,7 +461,7 @@ def run_static(args, ds=None, path=None):
         tag = experiment.noise_tag(kind, rate)
         need = any(m not in NO_SCORE for m in args.method_list)
         prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need)
-        labels, mask, ens = prep.labels, prep.mask, prep.ens
+        labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
         eps = float(mask.mean()) if mask is not None else float("nan")
         info[tag] = {"eps": eps, "n_corrupt": int(mask.sum()) if mask is not None else "?", "n": n}
         score_of = method_scores(ens, args.method_list, args.lambda_list, ddof=args.ddof)
@@ -466,7 +488,7 @@ def run_static(args, ds=None, path=None):
         if mask is not None:
             run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
         subsets, ran = {}, False
-        for alpha, m, seed, ids, score in jobs_of(args, n, score_of, tsr_keep, ready=labels is not None):
+        for alpha, m, seed, ids, score in jobs_of(args, n, score_of, tsr_keep, labels, ready=labels is not None):
             key = {"config": tag, "alpha": alpha, "method": m, "seed": seed}
             if ids is not None:
                 subsets[f"{m}-a{alpha:g}-s{seed}"] = ids
@@ -482,7 +504,10 @@ def run_static(args, ds=None, path=None):
                 res = train(args.target, ds, labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
                             corrupt_mask=mask, log=epoch_log, progress=args.progress,
                             desc=f"[{tag}] {m} a{alpha:g} s{seed}")
-                job.finish(job_rows(res, ids, mask, score, eps, kind, rate))
+                fit, pred = experiment.fit_to_labels(res.model, ds, labels, clean, mask, tcfg)
+                if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
+                    run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
+                job.finish(job_rows(res, ids, mask, score, eps, kind, rate, clean, fit))
                 ran = True
             run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: test acc {res.test_acc:.2f}%"
                     f"{' DIVERGED' if res.diverged else ''}, corruption in subset "

@@ -31,7 +31,8 @@ NAMES = {"uniform": "Uniform SGD", "grad-is": "Standard IS", "loss-is": "Loss IS
 # Paper Appendix G, test accuracy % (SPEC section 7); its generator is not recoverable.
 PAPER = {"Uniform SGD": "95.84 / 86.16 / 23.62 / 21.22", "Standard IS": "95.92 / 87.16 / 22.62 / 19.80",
          "Loss IS": "95.86 / 86.74 / 24.94 / 21.62", "DR-IS": "94.64 / 53.86 / 22.98 / 20.70"}
-QUICK = dict(n=200, n_test=400, d=5, noise="none:0,uniform:0.1", seeds="0,1", epochs=2)
+QUICK = dict(n=200, n_test=400, d=5, noise="none:0,uniform:0.1,targeted:0.25", seeds="0,1", epochs=2)
+COLLAPSE_PCT = 50.0  # a chain "collapsed" when its final clean test accuracy is <= this (coin flip)
 COLUMNS = ["noise", "rate", "method", "seed", "epoch", "metric", "value"]
 
 
@@ -66,6 +67,15 @@ def build_parser():
     g.add_argument("--ratio", type=cli.positive_float, default=20.0,
                    help="rare-cluster norm / common-cluster norm (dimensionless)")
     convex.add_sgd_args(p)
+    g = p.add_argument_group("targeted-noise attacker (paper: trained on the clean labels)")
+    g.add_argument("--attacker", choices=("sgd", "exact"), default="sgd",
+                   help="sgd: plain uniform SGD on the clean labels for --attacker-epochs (the paper's "
+                        "attacker, islab.convex.train_attacker); exact: the exact clean optimum (Newton), "
+                        "a documented variant under which the attack misses the rare cluster")
+    g.add_argument("--attacker-epochs", type=cli.nonnegative_int, default=2,
+                   help="epochs of the sgd attacker (one epoch = N // batch steps; same lambda, schedule and "
+                        "safe cap as the proxies). Default 2 = --proxy-epochs' default: the attacker trains "
+                        "as long as a proxy, as in every deep-learning preset")
     g = p.add_argument_group("run")
     g.add_argument("--results-root", type=cli.folder, default=str(runs.RESULTS_ROOT),
                    help="results folder; the run lands in <root>/DR-IS/synthetic/<name>")
@@ -101,19 +111,32 @@ def parse_args(argv=None):
     return args
 
 
-def problems(args) -> list:
-    """(kind, rate, seed, Problem) of every configuration and seed: data, noise and exact optima
-    (cheap).  A --lam too small for the data exits 2 here, before any folder exists."""
-    items = []
+def problems(args):
+    """(items, attacker test accuracy per seed): (kind, rate, seed, Problem) of every configuration
+    and seed, with data, SGD attackers, noise and exact optima (cheap; the summary reports them
+    all).  Settings under which these cannot be computed (a --lam too small for the exact
+    optimum, an attacker whose SGD diverges) exit 2 here, before any folder exists: they are the
+    data of the study, not one of its methods."""
+    cfg = convex.sgd_config(args)
     try:
-        for seed in args.seeds:
-            clean = convex.make_clean(args.n, args.n_test, args.d, args.rho, args.ratio, args.margin, seed,
-                                      args.lam)
-            items += [(k, r, seed, clean if k == "none" else convex.corrupt(clean, k, r, args.lam))
+        cleans = [convex.make_clean(args.n, args.n_test, args.d, args.rho, args.ratio, args.margin, seed,
+                                    args.lam) for seed in args.seeds]
+        attackers = [None] * len(cleans)
+        if args.attacker == "sgd" and any(k == "targeted" for k, _ in args.noise):
+            attackers = list(convex.train_attacker(cleans, cfg, args.attacker_epochs))
+            if not all(np.isfinite(w).all() for w in attackers):
+                cli.fail("the targeted-noise attacker's SGD diverged with these step sizes (--t0, --lam, "
+                         "--eta-max, --safe-step); the targeted labels cannot be drawn")
+        items = []
+        for seed, clean, w_att in zip(args.seeds, cleans, attackers):
+            items += [(k, r, seed, clean if k == "none" else
+                       convex.corrupt(clean, k, r, args.lam, attacker_w=w_att if k == "targeted" else None))
                       for k, r in args.noise]
     except convex.SolveError as e:
         cli.fail(str(e))
-    return items
+    att_acc = {seed: 100 * (1 - convex.test_error(w, c.X_test, c.y_test))
+               for seed, c, w in zip(args.seeds, cleans, attackers) if w is not None}
+    return items, att_acc
 
 
 def default_name(args) -> str:
@@ -152,17 +175,62 @@ def matrix(final, metric, methods, configs, fmt):
     return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
 
 
+def collapse_matrix(final, methods, configs):
+    """Rows methods, columns noise configurations, cells 'collapsed / seeds'."""
+    head = ["method"] + [label(k, r) for k, r in configs]
+    rows = []
+    for m in methods:
+        row = [NAMES.get(m, m)]
+        for k, r in configs:
+            d = final[(final["method"] == m) & (final["noise"] == k) & np.isclose(final["rate"], r)
+                      & (final["metric"] == "test_acc_pct")]["value"]
+            row.append(f"{int((d <= COLLAPSE_PCT).sum())}/{len(d)}" if len(d) else "-")
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
+
+
+def attack_section(df, args, configs) -> list:
+    """Where the flips landed (rows method == 'labels' of results.csv), per noise configuration."""
+    lab = df[df["method"] == "labels"]
+    n_rare = int(round(args.rho * args.n))
+    att = (f"SGD attacker, {args.attacker_epochs} epoch(s) of plain uniform SGD on the clean labels"
+           if args.attacker == "sgd" else "exact clean optimum (variant)")
+    out = [f"## where the flips landed: flipped examples in the rare cluster (of {n_rare} rare, "
+           f"N = {args.n}); targeted attacker: {att}; mean +- std over seeds [per seed]"]
+    for k, r in configs:
+        if k == "none":
+            continue
+        sub = lab[(lab["noise"] == k) & np.isclose(lab["rate"], r)]
+        fr = sub[sub["metric"] == "flips_in_rare"].sort_values("seed")["value"]
+        nf = sub[sub["metric"] == "flips"]["value"]
+        line = (f"{label(k, r)}: {cell(fr, '{:.1f}')} of {int(nf.max()) if len(nf) else '?'} flips "
+                f"[{', '.join(str(int(v)) for v in fr)}]")
+        acc = sub[sub["metric"] == "attacker_test_acc_pct"]["value"]
+        if len(acc):
+            line += f"; attacker clean test accuracy {cell(acc, '{:.2f}')} %"
+        out.append(line)
+    return out + [""]
+
+
 def write_summary(run, args, configs, optima):
     df = run.frame()
     final = df[df["epoch"] == df["epoch"].max()]
+    att = (f"SGD attacker ({args.attacker_epochs} epochs on the clean labels)" if args.attacker == "sgd"
+           else "exact clean optimum as attacker (variant)")
     text = [f"DR-IS synthetic study: ratio {args.ratio:g}, rho {args.rho:g}, N {args.n}, d {args.d}, "
-            f"{args.epochs} epochs, {len(args.seeds)} seeds; final epoch, mean +- std over seeds "
+            f"{args.epochs} epochs, {len(args.seeds)} seeds; targeted noise: {att}; Standard IS / Loss IS "
+            f"floor {args.floor:g} (relative); final epoch, mean +- std over seeds "
             "([k/n diverged]: k of n seeds' chains diverged, left out of the mean)", "",
             "## clean test accuracy (%)", matrix(final, "test_acc_pct", args.methods, configs, "{:.2f}"), "",
             "## sampling mass on corrupted examples (final epoch's distribution; uniform = the rate)",
             matrix(final, "mass_corrupt", args.methods, configs, "{:.3f}"), "",
             "## ||w - w*|| to the optimum of the noisy training objective",
             matrix(final, "dist_train", args.methods, configs, "{:.3g}"), ""]
+    text += ["## collapsed chains (final clean test accuracy <= %g %%, i.e. no better than a coin), "
+             "count / seeds" % COLLAPSE_PCT, collapse_matrix(final, args.methods, configs), ""]
+    text += attack_section(df, args, configs)
     if optima:
         text += ["## exact optimum of each training objective (Newton), mean over seeds",
                  "\n".join(f"{label(k, r)}: test acc {np.mean([o[0] for o in v]):.2f} %, corrupted in rare "
@@ -212,13 +280,28 @@ def plot(run, df, methods, configs):
 # ---------------------------------------------------------------- main
 
 
+def label_rows(items, kind, att_acc) -> list:
+    """Tidy rows (method 'labels', no epoch) of one noise configuration: per seed how many labels
+    were flipped, how many of them in the rare cluster, the exact noisy optimum's test accuracy,
+    and for targeted noise the SGD attacker's own clean test accuracy."""
+    rows = []
+    for _, _, seed, pr in items:
+        vals = {"flips": int(pr.corrupt.sum()), "flips_in_rare": int((pr.corrupt & pr.rare).sum()),
+                "opt_test_acc_pct": 100 * (1 - convex.test_error(pr.opt.w, pr.X_test, pr.y_test))}
+        if kind == "targeted" and seed in att_acc:
+            vals["attacker_test_acc_pct"] = att_acc[seed]
+        rows += [{"method": "labels", "seed": seed, "epoch": np.nan, "metric": m, "value": float(v)}
+                 for m, v in vals.items()]
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)  # every check happens here, before any folder exists
     import pandas as pd
 
     # every configuration's data, noise and exact optima (cheap; the summary reports them all),
     # but SGD chains only for the configurations not finished yet
-    items = problems(args)
+    items, att_acc = problems(args)
     run = runs.open_run(Path(args.results_root) / FAMILY / (args.name or default_name(args)), args,
                         seed=args.seeds[0])
     cfg = convex.sgd_config(args)
@@ -257,15 +340,20 @@ def main(argv=None):
                                 rare=np.stack([pr.rare for *_, pr in its]),
                                 w_star=np.stack([pr.opt.w for *_, pr in its]))
                 sub = df[(df["noise"] == k) & np.isclose(df["rate"], r)]
-                job.finish(sub.drop(columns=["noise", "rate"]).to_dict("records"),
-                           files=[run.path / labels_file])
+                rows = sub.drop(columns=["noise", "rate"]).to_dict("records") + label_rows(its, k, att_acc)
+                job.finish(rows, files=[run.path / labels_file])
                 last = sub[sub["epoch"] == args.epochs]
-                acc = last[last["metric"] == "test_acc_pct"].groupby("method", sort=False)["value"].mean()
+                acc = last[last["metric"] == "test_acc_pct"]
+                means = acc.groupby("method", sort=False)["value"].mean()
                 div = last[last["metric"] == "diverged"].groupby("method", sort=False)["value"].sum()
+                n_rare = np.mean([(pr.corrupt & pr.rare).sum() for *_, pr in its])
+                n_coll = int((acc["value"] <= COLLAPSE_PCT).sum())
                 run.log(f"  {label(k, r)}: final test accuracy % " +
-                        ", ".join(f"{NAMES.get(m, m)} {acc.get(m, float('nan')):.2f}"
+                        ", ".join(f"{NAMES.get(m, m)} {means.get(m, float('nan')):.2f}"
                                   + (f" ({int(div[m])} diverged)" if div.get(m, 0) else "")
-                                  for m in args.methods))
+                                  for m in args.methods) +
+                        f"; flips in the rare cluster {n_rare:.1f} (mean over seeds); "
+                        f"collapsed chains (acc <= {COLLAPSE_PCT:g} %) {n_coll}/{len(acc)}")
     with run.locked():   # from every worker's job files
         write_summary(run, args, args.noise, optima)
     run.log(f"done -> {run.path}")

@@ -165,9 +165,9 @@ def guarded(main, argv=None, signals: bool = True) -> int:
     runs = sys.modules.get("islab.runs")
     mark = len(runs._ACTIVE) if runs else 0   # run folders opened by this main() come after
     try:
-        main(argv)
+        status = main(argv)
         _close(mark)
-        return 0
+        return status if isinstance(status, int) and not isinstance(status, bool) else 0
     except SystemExit as e:   # argparse and fail() have printed their line
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         _discard_fresh(mark) if code == 2 else _close(mark)

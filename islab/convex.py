@@ -211,7 +211,8 @@ def make_clean(n, n_test, d, rho, ratio, margin, seed, lam) -> Problem:
 
 
 def attack_score(w, X, y) -> np.ndarray:
-    """Targeted-noise score: the rank of ||grad phi_i(w)|| at the clean optimum w.
+    """Targeted-noise score: the rank of ||grad phi_i(w)|| under the attacker w (the clean
+    optimum, or an SGD-trained attacker).
 
     Examples with margin >= 1 all have gradient 0, so when the attack asks for more flips than
     there are non-zero gradients the ties are broken by the smaller margin (closest to the
@@ -223,15 +224,39 @@ def attack_score(w, X, y) -> np.ndarray:
     return rank
 
 
-def corrupt(clean: Problem, flip: str, rate: float, lam: float) -> Problem:
+def train_attacker(cleans, cfg: "SGDConfig", epochs: int) -> np.ndarray:
+    """SGD-trained targeted-noise attackers, one per clean problem, as one vectorised run: (P, d).
+
+    The DR-IS paper's attacker is "trained on clean data ... exactly as in the main experiments",
+    i.e. an SGD model, not the exact optimum.  Each attacker runs plain uniform SGD (i.i.d.
+    draws, weight 1; the proxies' lam, step-size schedule, batch and safe cap) for `epochs`
+    epochs on its problem's CLEAN training labels; draws from purpose 'attacker' keyed by the
+    problem.  A briefly trained attacker still has small margins, so the largest gradient norms
+    2 (1 - m_i) ||x_i|| are those of the large-norm rare cluster; a converged one flips the
+    boundary points (see DR-IS/README.md, synthetic study).
+    """
+    P = len(cleans)
+    N = len(cleans[0].y_clean)
+    chains = Chains(data=np.arange(P), rule=["fixed"] * P, p=np.full((P, N), 1.0 / N),
+                    reweight=np.zeros(P, dtype=bool),
+                    rngs=[seeding.numpy_rng(c.seed, "attacker", c.key) for c in cleans])
+    Xs = np.stack([c.X for c in cleans])
+    ys = np.stack([c.y_clean for c in cleans])
+    return run_chains(Xs, ys, chains, cfg.lam, cfg.t0, cfg.eta_max, epochs, cfg.batch, safe=cfg.safe).W[-1]
+
+
+def corrupt(clean: Problem, flip: str, rate: float, lam: float, attacker_w=None) -> Problem:
     """Flip labels of a clean problem (islab.noise.binary_flip) and solve the noisy objective.
 
-    targeted: the top round(rate*N) by ||grad phi_i|| at the clean optimum (ties: lower index);
-    rare: uniformly inside the rare cluster; uniform: uniformly.  Noise stream: purpose
-    'noise' keyed by (flip, rate), so it is shared by every method and every ratio.
+    targeted: the top noise.n_corrupt(N, rate) by ||grad phi_i|| of the attacker (ties: smaller
+    margin first, then lower index); the attacker is `attacker_w` (d,) when given (e.g. from
+    `train_attacker`), else the exact clean optimum (SPEC section 2's binary rule).  rare:
+    uniformly inside the rare cluster; uniform: uniformly.  Noise stream: purpose 'noise' keyed by
+    (flip, rate), so it is shared by every method and every ratio.
     """
     rng = seeding.numpy_rng(clean.seed, "noise", label_key(f"{flip}|{rate!r}"))
-    score = attack_score(clean.opt_clean.w, clean.X, clean.y_clean) if flip == "targeted" else None
+    attacker = clean.opt_clean.w if attacker_w is None else np.asarray(attacker_w, dtype=np.float64)
+    score = attack_score(attacker, clean.X, clean.y_clean) if flip == "targeted" else None
     y, mask = noise.binary_flip(clean.y_clean, flip, rate, rng, score=score, rare=clean.rare)
     opt = solve(clean.X, y, lam) if mask.any() else clean.opt_clean
     ratio = clean.info["ratio"]
@@ -277,11 +302,12 @@ RULES = ("fixed", "loss", "gradnorm")  # fixed p, or refreshed every epoch at th
 
 
 def refreshed_probs(rule: str, w, X, y, floor: float) -> np.ndarray:
-    """Loss-IS / gradient-norm-IS distribution at iterate w: p ∝ score + floor * mean(score)."""
+    """Loss-IS / gradient-norm-IS distribution at iterate w: p ∝ score + floor * mean(score)
+    (islab.sampling.relative_floor_probs, the floor rule shared with the deep-learning family)."""
     if rule == "loss":
-        return sampling.smoothed_probs(losses(w, X, y), gamma=floor)
+        return sampling.relative_floor_probs(losses(w, X, y), floor)
     if rule == "gradnorm":
-        return sampling.smoothed_probs(example_grad_norms(w, X, y), gamma=floor)
+        return sampling.relative_floor_probs(example_grad_norms(w, X, y), floor)
     raise ValueError(f"rule {rule!r} is not a refreshed rule")
 
 
@@ -331,7 +357,7 @@ def safe_cap(p, X, reweight: bool, scale: float) -> float:
 
 @np.errstate(over="ignore", invalid="ignore")   # a diverging chain overflows; it is recorded, not warned
 def run_chains(Xs, ys, chains: Chains, lam: float, t0: float, eta_max: float, epochs: int,
-               batch: int = 1, floor: float = 0.1, corrupt=None, chunk: int = 128,
+               batch: int = 1, floor: float = sampling.IS_FLOOR, corrupt=None, chunk: int = 128,
                safe: float = 0.0) -> History:
     """Advance C importance-sampled SGD chains together (one numpy update per step).
 
@@ -405,7 +431,7 @@ def run_chains(Xs, ys, chains: Chains, lam: float, t0: float, eta_max: float, ep
 
 
 def reference_chain(X, y, rule: str, p, reweight: bool, rng, lam, t0, eta_max, epochs,
-                    batch=1, floor=0.1, safe=0.0) -> np.ndarray:
+                    batch=1, floor=sampling.IS_FLOOR, safe=0.0) -> np.ndarray:
     """The plain one-chain loop that `run_chains` vectorises; returns W (E+1, d).
 
     Draws exactly the same uniforms from `rng` (one (steps, batch) block per epoch).
@@ -456,7 +482,7 @@ class SGDConfig:
     eta_max: float = 0.0       # clamp on eta_t (0 = no clamp)
     epochs: int = 10
     batch: int = 1
-    floor: float = 0.1         # loss-is / grad-is floor, as a fraction of the mean score
+    floor: float = sampling.IS_FLOOR  # loss-is / grad-is floor, as a fraction of the mean score
     gamma: float = 0.1         # DR-IS smoothing (SPEC section 5)
     proxies: int = 3           # K linear proxies for DR-IS
     proxy_epochs: int = 2      # uniform-SGD epochs of each proxy
@@ -497,8 +523,9 @@ def add_sgd_args(p) -> None:
     g.add_argument("--epochs", type=cli.positive_int, default=10,
                    help="epochs (one epoch = N // batch steps)")
     g.add_argument("--batch", type=cli.positive_int, default=1, help="i.i.d. draws per step (examples)")
-    g.add_argument("--floor", type=cli.nonnegative_float, default=0.1,
-                   help="loss-is / grad-is floor, as a fraction of the mean score (dimensionless)")
+    g.add_argument("--floor", type=cli.nonnegative_float, default=sampling.IS_FLOOR,
+                   help="loss-is / grad-is floor, as a fraction of the mean score (dimensionless; "
+                        "islab.sampling.IS_FLOOR, the rule of DR-IS/online.py --is-floor too)")
     g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
                    help="DR-IS smoothing gamma: p ∝ s + gamma*mean(s) (dimensionless)")
     g.add_argument("--proxies", type=cli.positive_int, default=3, help="K linear proxies for DR-IS")

@@ -8,7 +8,8 @@ Registry (`load_dataset(name, ...)`):
   digits      sklearn's bundled 8x8 digits (offline), 1 channel, fixed stratified 1437/360 split
   cifar10     torchvision CIFAR-10 files, 3x32x32, 50000/10000
   cifar100    torchvision CIFAR-100 files (fine labels), 3x32x32, 50000/10000
-  mnist       torchvision MNIST files, 1x28x28, 60000/10000
+  mnist       MNIST idx files, 1x28x28, 60000/10000
+  fashion-mnist  Fashion-MNIST idx files, 1x28x28, 60000/10000 (offline: Debian's dataset-fashion-mnist)
   fake_cifar  a small generated, learnable CIFAR-shaped set for tests (10 classes, 512/256)
 
 Data that is not on disk is never fetched silently: without download=True a missing folder raises
@@ -26,7 +27,7 @@ import torch
 
 from islab.seeding import numpy_rng
 
-DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fake_cifar")
+DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "fake_cifar")
 
 # Normalisation constants, per channel, in units of x/255.
 # CIFAR: exactly those the chenyaofo/pytorch-cifar-models weights were trained with, so the
@@ -37,6 +38,9 @@ DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fake_cifar")
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 CIFAR100_MEAN, CIFAR100_STD = (0.5070, 0.4865, 0.4409), (0.2673, 0.2564, 0.2761)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+# Fashion-MNIST: mean and (population) std over all pixels of the 60,000 training images
+# (0.286041 and 0.353024; tests/test_data.py recomputes them when the real files are present).
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 # digits: mean and (population) std over all pixels of the fixed 1437-image training split after
 # the 0..16 -> 0..255 conversion: 0.305434 and 0.375957 (tests/test_data.py recomputes them).
 DIGITS_MEAN, DIGITS_STD = (0.3054,), (0.3760,)
@@ -85,7 +89,8 @@ class Dataset:
     input_shape: tuple   # (C, H, W)
     mean: tuple          # per channel, in units of x/255
     std: tuple           # per channel, in units of x/255
-    augment: str         # "crop_flip" (pad 4, random crop, horizontal flip) or "none"
+    augment: str         # "crop_flip" (zero-pad by crop_pad, random crop, horizontal flip) or "none"
+    crop_pad: int = 4    # pixels of zero padding before the random crop (CIFAR 4, 28x28 sets 2)
 
     def to(self, device) -> "Dataset":
         return replace(self, train=self.train.to(device), test=self.test.to(device))
@@ -140,7 +145,7 @@ def prepare_batch(ds: Dataset, x_uint8: torch.Tensor, train: bool,
     """A float32 normalised batch; augmented iff train and ds.augment == "crop_flip"."""
     if train and ds.augment == "crop_flip":
         assert generator is not None, "training batches of an augmented dataset need a generator"
-        x_uint8 = random_crop_flip(x_uint8, generator)
+        x_uint8 = random_crop_flip(x_uint8, generator, pad=ds.crop_pad)
     return normalise(x_uint8, ds.mean, ds.std)
 
 
@@ -220,11 +225,9 @@ def _missing_message(name, folder, expected, data_dir, by_hand) -> str:
             f"into {data_dir}, or {by_hand}.")
 
 
-def _torchvision_split(ds, channels_last_numpy: bool) -> Split:
-    if channels_last_numpy:   # CIFAR: numpy uint8 (N, H, W, C), a transposed view of (N, C, H, W)
-        x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
-    else:                     # MNIST: torch uint8 (N, H, W)
-        x = ds.data.unsqueeze(1).contiguous()
+def _cifar_split(ds) -> Split:
+    """torchvision's CIFAR arrays, numpy uint8 (N, H, W, C), as one (N, C, H, W) tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
     return Split(x, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64))
 
 
@@ -247,7 +250,7 @@ def _cifar(name: str, data_dir: str, download: bool) -> tuple[Split, Split]:
     except OSError as err:   # no network (URLError is an OSError), unwritable folder, ...
         raise DataMissing(f"{name}: downloading into {data_dir} failed ({err}); place the extracted "
                           f"{cls.base_folder} folder under {data_dir} instead.") from err
-    return _torchvision_split(train, True), _torchvision_split(test, True)
+    return _cifar_split(train), _cifar_split(test)
 
 
 def _damaged_cifar_file(cls, data_dir):
@@ -264,22 +267,106 @@ def _damaged_cifar_file(cls, data_dir):
     return None
 
 
-def _mnist(data_dir: str, download: bool) -> tuple[Split, Split]:
-    from torchvision.datasets import MNIST
+# The idx data sets (LeCun's format): where each is looked for, in this order.
+#   1. <data_dir>/<folder>/raw/   (torchvision's layout; plain or .gz files)
+#   2. the system copy, if the data set has one (Debian's package dataset-fashion-mnist)
+#   3. a torchvision download into <data_dir>/<folder>/raw/, only with download=True
+# The files are read in place (gzip-compressed or not): nothing is unpacked or written, so a
+# read-only system folder stays untouched.
+IDX_SETS = {  # name -> (torchvision class name = folder name, system folder or None, how to get it)
+    "mnist": ("MNIST", None, "place the idx files (plain or .gz) there"),
+    "fashion-mnist": ("FashionMNIST", "/usr/share/datasets/fashion-mnist",
+                      "Debian's copy: `apt-get install dataset-fashion-mnist` (or `make data`)"),
+}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
 
-    # torchvision reads the unpacked idx files from data_dir/MNIST/raw (existence only, no md5).
-    raw = Path(data_dir) / "MNIST" / "raw"
-    expected = [os.path.splitext(f)[0] for f, _ in MNIST.resources]
-    if not download and not all((raw / f).is_file() for f in expected):
-        raise DataMissing(_missing_message("mnist", raw, ", ".join(expected), data_dir,
-                                           "place the unpacked (un-gzipped) idx files there"))
+
+class DataDamaged(DataMissing):
+    """A data file exists but cannot be trusted (truncated, wrong header, wrong size)."""
+
+
+def read_idx(path) -> np.ndarray:
+    """One idx file (plain or .gz) as a uint8 array, checked in full.
+
+    Format: two zero bytes, the dtype code 0x08 (uint8), the number of dimensions d, then d
+    big-endian int32 sizes, then exactly prod(sizes) bytes.  Anything else (a truncated file,
+    a bad gzip stream, trailing bytes, another dtype) raises DataDamaged naming the file.
+    """
+    import gzip
+    import zlib
+
+    path = Path(path)
     try:
-        train = MNIST(root=str(data_dir), train=True, download=download)
-    except (OSError, RuntimeError) as err:   # torchvision reports failed mirrors as RuntimeError
-        raise DataMissing(f"mnist: downloading into {data_dir} failed ({err}); place the unpacked "
-                          f"idx files in {raw} instead.") from err
-    test = MNIST(root=str(data_dir), train=False, download=False)
-    return _torchvision_split(train, False), _torchvision_split(test, False)
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, OSError, zlib.error) as err:
+        raise DataDamaged(f"{path} is damaged ({err})") from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise DataDamaged(f"{path} is not a uint8 idx file (header {raw[:4].hex() or 'empty'})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataDamaged(f"{path} is truncated inside its header")
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + int(np.prod(dims))
+    if len(raw) != expected:
+        raise DataDamaged(f"{path} holds {len(raw)} bytes where its header {dims} needs {expected} "
+                          "(truncated or damaged)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def idx_folders(name: str, data_dir) -> list[Path]:
+    """The folders searched for data set `name`, in order (see IDX_SETS)."""
+    folder, system, _ = IDX_SETS[name]
+    out = [Path(os.path.expanduser(str(data_dir))) / folder / "raw"]
+    if system:
+        out.append(Path(system))
+    return out
+
+
+def _idx_dataset(name: str, data_dir, download: bool) -> tuple[Split, Split]:
+    folder_name, _, how = IDX_SETS[name]
+    folders = idx_folders(name, data_dir)
+    found = None
+    for folder in folders:
+        files = [_idx_file(folder, stem) for stem in IDX_FILES]
+        if all(files):
+            found = files
+            break
+    if found is None and download:
+        import torchvision.datasets as tvd
+
+        try:   # torchvision verifies each archive's md5 and unpacks into <data_dir>/<folder>/raw
+            getattr(tvd, folder_name)(root=str(data_dir), train=True, download=True)
+        except (OSError, RuntimeError) as err:   # no network; torchvision reports dead mirrors as RuntimeError
+            raise DataMissing(f"{name}: downloading into {data_dir} failed ({err}); "
+                              f"{how}") from err
+        found = [_idx_file(folders[0], stem) for stem in IDX_FILES]
+    if found is None or not all(found):
+        searched = " and ".join(str(f) for f in folders)
+        raise DataMissing(f"{name} not found: searched {searched} for {', '.join(IDX_FILES)} (plain or "
+                          f".gz); {how}, or rerun with --download to fetch it into {data_dir}.")
+    fix = (f"replace the file ({how}; or rerun with --download and an empty --data-dir)")
+    try:
+        x_tr, y_tr, x_te, y_te = (read_idx(f) for f in found)
+    except DataDamaged as err:
+        raise DataDamaged(f"{name}: {err}; {fix}") from err
+    for x, y, f in ((x_tr, y_tr, found[0]), (x_te, y_te, found[2])):
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataDamaged(f"{name}: {f} holds images of shape {x.shape} for labels of shape {y.shape}; "
+                              f"{fix}")
+
+    def split(x, y):
+        return Split(torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))
+
+    return split(x_tr, y_tr), split(x_te, y_te)
 
 
 def _fake_cifar(n_train: int, n_test: int = FAKE_CIFAR_TEST) -> tuple[Split, Split]:
@@ -312,10 +399,16 @@ _META = {
     "cifar10": (10, CIFAR10_MEAN, CIFAR10_STD, "crop_flip"),
     "cifar100": (100, CIFAR100_MEAN, CIFAR100_STD, "crop_flip"),
     "mnist": (10, MNIST_MEAN, MNIST_STD, "none"),
+    # Fashion-MNIST: garments are left-right symmetric, so a horizontal flip keeps the class; the
+    # objects fill the 28x28 frame, so the crop shifts by at most 2 pixels (pad 2).
+    "fashion-mnist": (10, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "crop_flip"),
     # fake_cifar: round numbers near the generated training set's statistics (measured per channel
     # on the default 512 images: mean 0.52/0.55/0.46, std 0.21/0.22/0.21).
     "fake_cifar": (FAKE_CIFAR_CLASSES, (0.5, 0.5, 0.5), (0.22, 0.22, 0.22), "crop_flip"),
 }
+
+
+CROP_PAD = {"fashion-mnist": 2}   # zero padding of the random crop; 4 (the CIFAR recipe) otherwise
 
 
 def load_dataset(name: str, data_dir="data", download: bool = False, device="cpu",
@@ -336,8 +429,8 @@ def load_dataset(name: str, data_dir="data", download: bool = False, device="cpu
         train, test = _digits()
     elif name in ("cifar10", "cifar100"):
         train, test = _cifar(name, data_dir, download)
-    elif name == "mnist":
-        train, test = _mnist(data_dir, download)
+    elif name in IDX_SETS:
+        train, test = _idx_dataset(name, data_dir, download)
     else:
         train, test = _fake_cifar(FAKE_CIFAR_TRAIN if train_size is None else int(train_size))
 
@@ -355,4 +448,4 @@ def load_dataset(name: str, data_dir="data", download: bool = False, device="cpu
 
     return Dataset(name=name, train=train, test=test, num_classes=num_classes,
                    input_shape=tuple(train.x.shape[1:]), mean=mean, std=std,
-                   augment=augment).to(device)
+                   augment=augment, crop_pad=CROP_PAD.get(name, 4)).to(device)

@@ -21,13 +21,15 @@ SCRIPTS = {
     "ablations": "DR-IS/ablations.py", "dlnoise": "DL-noise/is.py", "plot": "DL-noise/plot.py",
     "dlcorr": "DL-correlation/IS_01_corelations.py", "bench_digits": "benchmarks/digits.py",
     "bench_pipeline": "benchmarks/pipeline.py", "bench_convex": "benchmarks/convex_chains.py",
+    "nonconvex": "Convex-Noise/nonconvex_rr.py", "reproduce": "DR-IS/reproduce.py",
 }
 OUT = ["--results-root", "{root}", "--name", "x"]
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
       "--proxy-epochs", "1", "--snapshot-epoch", "1", "--attacker", "linear", "--seeds", "0", "--quiet",
       "--cache-dir", "{cache}", "--device", "cpu"]
 BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: the last one wins)
-    "convex": ["--quick", *OUT], "synthetic": ["--quick", *OUT],
+    "convex": ["--quick", *OUT], "synthetic": ["--quick", *OUT], "nonconvex": ["--quick", *OUT],
+    "reproduce": ["--preset", "digits", "--results-root", "{root}", "--report", "{tmp}/REPORT.md", "--dry-run"],
     "static": [*DL, "--noise", "clean", "--methods", "random", *OUT],
     "online": [*DL, "--noise", "clean", "--methods", "uniform", "--irreducible-model", "linear", *OUT],
     "diagnostics": [*DL, "--noise", "clean", "--k-values", "2", *OUT],
@@ -43,7 +45,8 @@ BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: t
     "plot": [], "bench_digits": ["--epochs", "1", "--seeds", "0"], "bench_pipeline": ["--n", "16"],
     "bench_convex": ["--epochs", "1"],
 }
-WITH_ROOT = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr"]
+WITH_ROOT = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr",
+             "nonconvex"]
 WITH_CACHE = ["static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr"]
 WITH_SEEDS = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise",
               "dlcorr", "bench_digits"]
@@ -103,6 +106,8 @@ def _cases():
     # the convex solver: settings where the exact optimum cannot be computed
     add("--lam too small", ["convex", "synthetic"], ["--lam", "1e-30"])
     add("--ratios too large", ["convex"], ["--ratios", "1e16"])
+    add("targeted-noise attacker diverges", ["synthetic"], ["--noise", "targeted:0.1", "--t0", "1e-308",
+                                                             "--safe-step", "0"])
     # --name must be one folder name
     add("--name ..", WITH_ROOT, ["--name", ".."])
     add("--name with a separator", WITH_ROOT, ["--name", "../../../../elsewhere/x"])
@@ -121,6 +126,13 @@ def _cases():
         add(f"plot.py on a {what.replace('_', ' ')} results.csv", ["plot"], [f"{{plots}}/{what}"])
     add("plot.py --out is a file", ["plot"], ["{plots}/good", "--out", "{file}"])
     add("plot.py missing folder", ["plot"], ["{tmp}/nowhere"])
+    # the non-convex examples and the reproduction driver
+    for flag, bad in [("--parts", "twowell,"), ("--parts", ""), ("--w-etas", "0.1,,0.2"), ("--mb-props", ""),
+                      ("--mb-props", "0.3,0.3"), ("--seed", "-1")]:
+        add(f"{flag} malformed", ["nonconvex"], [flag, bad])
+    for flag, bad in [("--stages", ""), ("--stages", "static,"), ("--stages", "nope"), ("--preset", "bogus"),
+                      ("--results-root", "")]:
+        add(f"reproduce {flag} bad", ["reproduce"], [flag, bad])
     # benchmarks
     add("benchmark bad --model", ["bench_digits", "bench_pipeline"], ["--model", "nope"])
     add("benchmark bad --device", ["bench_pipeline"], ["--device", "bogus"])
@@ -255,7 +267,7 @@ def test_every_base_command_is_valid(inputs, tmp_path):
     """The cases fail because of their bad flags only: each script accepts its base arguments."""
     where = {**{k: str(v) for k, v in inputs.items()}, "root": str(tmp_path / "res"),
              "cache": str(tmp_path / "cache"), "file": str(tmp_path / "file"), "tmp": str(tmp_path)}
-    for key in ("convex", "synthetic", "static", "online", "diagnostics", "food101", "dlnoise"):
+    for key in ("convex", "synthetic", "static", "online", "diagnostics", "food101", "dlnoise", "nonconvex"):
         module(key).parse_args([a.format(**where) for a in BASE[key]])
     args = module("dlcorr").build_parser().parse_args([a.format(**where) for a in BASE["dlcorr"]])
     module("dlcorr").resolve_args(args)

@@ -1,11 +1,14 @@
 """Tests of islab.data: the dataset registry, on-disk loaders (with tiny fake files) and the batch pipeline."""
+import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from islab.data import (DATASETS, DIGITS_MEAN, DIGITS_STD, DataMissing, Dataset, Split, load_dataset,
+from islab import data as data_mod
+from islab.data import (DATASETS, DIGITS_MEAN, DIGITS_STD, DataDamaged, DataMissing, Dataset, Split, load_dataset,
                         normalise, prepare_batch, random_crop_flip, split_indices, subset)
 from islab.seeding import numpy_rng
 
@@ -236,24 +239,90 @@ def write_idx(path, array):
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
+def write_idx_set(raw, n_train=7, n_test=4, gz=False, seed=0):
+    """The four idx files of an MNIST-style data set in `raw`; returns the arrays written."""
+    import gzip
+
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        x, y = rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n)
+        for stem, arr in ((f"{prefix}-images-idx3-ubyte", x), (f"{prefix}-labels-idx1-ubyte", y)):
+            write_idx(raw / stem, arr)
+            if gz:
+                (raw / (stem + ".gz")).write_bytes(gzip.compress((raw / stem).read_bytes()))
+                (raw / stem).unlink()
+        truth[prefix] = (x, y)
+    return truth
+
+
 def test_fake_mnist_files_round_trip_and_missing_folder(tmp_path):
     with pytest.raises(DataMissing, match="--download"):
         load_dataset("mnist", data_dir=tmp_path)
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    truth = {}
-    for prefix, n in (("train", 7), ("t10k", 4)):
-        x, y = rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
-        truth[prefix] = (x, y)
+    truth = write_idx_set(tmp_path / "MNIST" / "raw")
     ds = load_dataset("mnist", data_dir=tmp_path)
     assert ds.train.x.shape == (7, 1, 28, 28) and ds.test.x.shape == (4, 1, 28, 28)
     assert ds.train.x.dtype == torch.uint8 and ds.train.y.dtype == torch.int64
     assert np.array_equal(ds.train.x[:, 0].numpy(), truth["train"][0])
     assert ds.test.y.tolist() == truth["t10k"][1].tolist()
     assert (ds.mean, ds.std, ds.augment) == ((0.1307,), (0.3081,), "none")
+
+
+def test_fashion_mnist_reads_gzipped_idx_from_data_dir_first(tmp_path, monkeypatch):
+    # the system folder is searched second: point it at an empty place so only data_dir can match
+    monkeypatch.setitem(data_mod.IDX_SETS, "fashion-mnist",
+                        ("FashionMNIST", str(tmp_path / "system"), "install it"))
+    with pytest.raises(DataMissing) as err:
+        load_dataset("fashion-mnist", data_dir=tmp_path)
+    msg = str(err.value)
+    assert "--download" in msg and "install it" in msg and str(tmp_path / "system") in msg
+    truth = write_idx_set(tmp_path / "FashionMNIST" / "raw", gz=True)
+    ds = load_dataset("fashion-mnist", data_dir=tmp_path)
+    assert np.array_equal(ds.train.x[:, 0].numpy(), truth["train"][0])
+    assert ds.train.y.tolist() == truth["train"][1].tolist()
+    assert (ds.mean, ds.std, ds.augment, ds.crop_pad) == ((0.2860,), (0.3530,), "crop_flip", 2)
+    # the system copy is used when data_dir has nothing
+    sys_truth = write_idx_set(tmp_path / "system", n_train=5, gz=True, seed=1)
+    ds = load_dataset("fashion-mnist", data_dir=tmp_path / "elsewhere")
+    assert len(ds.train) == 5 and ds.test.y.tolist() == sys_truth["t10k"][1].tolist()
+
+
+@pytest.mark.parametrize("damage", ["truncated_data", "truncated_gzip", "bad_magic", "trailing_bytes", "empty"])
+def test_damaged_idx_file_raises_data_damaged_naming_the_file(tmp_path, damage):
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx_set(raw, gz=damage == "truncated_gzip")
+    name = "train-images-idx3-ubyte" + (".gz" if damage == "truncated_gzip" else "")
+    f = raw / name
+    data = f.read_bytes()
+    f.write_bytes({"truncated_data": data[:-100], "truncated_gzip": data[: len(data) // 2],
+                   "bad_magic": b"\x00\x00\x0d\x03" + data[4:], "trailing_bytes": data + b"x",
+                   "empty": b""}[damage])
+    with pytest.raises(DataDamaged) as err:
+        load_dataset("mnist", data_dir=tmp_path)
+    assert name in str(err.value) and "\n" not in str(err.value)
+    assert isinstance(err.value, DataMissing)      # scripts turn it into one line and exit 2
+
+
+def test_idx_header_and_size_known_answer(tmp_path):
+    arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a", arr)
+    assert (tmp_path / "a").read_bytes()[:16] == bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4])
+    assert np.array_equal(data_mod.read_idx(tmp_path / "a"), arr)
+
+
+REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not (REAL_FASHION / "train-images-idx3-ubyte.gz").exists() and not os.environ.get("CI"),
+                    reason="real Fashion-MNIST not installed (`make data`); CI always has it")
+def test_real_fashion_mnist_is_complete_balanced_with_the_documented_statistics():
+    ds = load_dataset("fashion-mnist", data_dir="/nonexistent")   # only the system copy can match
+    assert ds.train.x.shape == (60000, 1, 28, 28) and ds.test.x.shape == (10000, 1, 28, 28)
+    assert torch.bincount(ds.train.y).tolist() == [6000] * 10
+    assert torch.bincount(ds.test.y).tolist() == [1000] * 10
+    x = ds.train.x.double() / 255
+    assert abs(x.mean().item() - ds.mean[0]) < 5e-5 and abs(x.std(unbiased=False).item() - ds.std[0]) < 5e-5
 
 
 # ----------------------------------------------------------------------------- fake_cifar
@@ -299,3 +368,18 @@ def test_dataset_to_moves_both_splits():
     moved = ds.to("cpu")
     assert isinstance(moved, Dataset) and moved.train.x.device.type == "cpu"
     assert moved.mean == ds.mean and torch.equal(moved.test.y, ds.test.y)
+
+
+def test_prepare_batch_crops_with_the_data_sets_own_padding():
+    # crop_pad 0: a "crop" can only return the image itself, so every output is x or its mirror
+    x = torch.arange(2 * 16, dtype=torch.uint8).view(2, 1, 4, 4)
+    ds = Dataset("t", Split(x, torch.zeros(2, dtype=torch.int64)), Split(x, torch.zeros(2, dtype=torch.int64)),
+                 2, (1, 4, 4), (0.0,), (1 / 255,), "crop_flip", crop_pad=0)
+    out = prepare_batch(ds, x, train=True, generator=torch.Generator().manual_seed(0))
+    for i in range(2):
+        assert torch.equal(out[i], x[i].float()) or torch.equal(out[i], x[i].flip(-1).float())
+    # crop_pad 1: some draw shifts the image (a zero column or row appears at an edge)
+    ds1 = Dataset("t", ds.train, ds.test, 2, (1, 4, 4), (0.0,), (1 / 255,), "crop_flip", crop_pad=1)
+    g = torch.Generator().manual_seed(0)
+    shifted = [prepare_batch(ds1, x + 1, train=True, generator=g) for _ in range(20)]
+    assert any((s == 0).any() for s in shifted)

@@ -47,7 +47,8 @@ CASES = {
                                              "DL-correlation", "diverged"),
     "Convex-Noise, step size overflows": ("Convex-Noise/IS-noise.py", ["--quick", "--t0", "1e-308", "--safe-step",
                                                                         "0"], "Convex-Noise", "diverged]"),
-    "DR-IS synthetic, step size overflows": ("DR-IS/synthetic.py", ["--quick", "--t0", "1e-308", "--safe-step", "0"],
+    "DR-IS synthetic, step size overflows": ("DR-IS/synthetic.py", ["--quick", "--t0", "1e-308", "--safe-step", "0",
+                                                                     "--noise", "none:0,uniform:0.1"],
                                              "DR-IS/synthetic", "diverged]"),
 }
 

@@ -17,7 +17,8 @@ diag = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(diag)
 
 TINY = ["--train-size", "200", "--proxies", "mlp", "--proxy-epochs", "2", "--snapshot-epoch", "1",
-        "--attacker", "mlp", "--k-values", "2,3", "--noise", "clean,targeted:0.2", "--bins", "10", "--quiet"]
+        "--attacker", "mlp", "--attacker-epochs", "2", "--k-values", "2,3", "--noise", "clean,targeted:0.2",
+        "--bins", "10", "--quiet"]
 
 
 def cli(*args, root):

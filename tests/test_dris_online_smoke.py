@@ -12,7 +12,7 @@ from helpers import forget_jobs, job_files
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "DR-IS" / "online.py"
 TINY = ["--train-size", "300", "--epochs", "2", "--target", "mlp", "--proxies", "linear,mlp",
-        "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear",
+        "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear", "--attacker-epochs", "2",
         "--irreducible-model", "linear", "--irreducible-epochs", "2", "--rho-every", "1",
         "--noise", "clean,targeted:0.2", "--seeds", "0,1", "--quiet"]
 METHODS = ["uniform", "standard_is", "rho_approx", "rho_faithful", "dris"]
@@ -64,7 +64,11 @@ def test_outputs_and_per_epoch_records(run_dir):
         assert m in text
     irr = np.load(out / "irreducible-targeted0.2.npz")
     assert len(irr["holdout"]) == 60 and len(irr["keep"]) == 240   # default 20 % of the 300 training examples
-    assert json.loads((out / "config.json").read_text())["holdout"] == 0.2
+    config = json.loads((out / "config.json").read_text())
+    assert config["holdout"] == 0.2 and config["attacker_epochs"] == 2 and config["is_floor"] == 0.1
+    # what the holdout does to the RHO comparison, stated per configuration (batch 64)
+    assert "RHO targets: N' = 240 of N = 300 examples (80.0 %), 4 vs 5 steps per epoch" in text
+    assert "targeted-noise attacker linear (2 epochs)" in text
 
 
 def test_resume_skips_finished_jobs_and_redoes_a_missing_one(run_dir):

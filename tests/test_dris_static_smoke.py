@@ -25,8 +25,9 @@ def _load(path, name):
 static = _load(STATIC, "dris_static_under_test")
 
 TINY = ["--train-size", "200", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
-        "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear", "--seeds", "0,1",
-        "--noise", "clean,targeted:0.2", "--methods", "random,el2n,aum,dris,full", "--quiet"]
+        "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear", "--attacker-epochs", "2",
+        "--seeds", "0,1", "--noise", "clean,targeted:0.2", "--methods", "random,el2n,aum,dris,full",
+        "--quiet"]
 
 
 def cli(script, *args, root):
