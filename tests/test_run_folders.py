@@ -258,10 +258,16 @@ def single(tmp_path_factory):
 
 def test_four_workers_on_one_folder_equal_one_process(single):
     base, one = single
-    procs = [static(base / "four", "--name", "s", "--resume", wait=False) for _ in range(4)]
+    four = base / "four" / "DR-IS" / "static" / "s"
+    four.mkdir(parents=True)
+    # Hold the folder lock while the workers start: each blocks in open_run until all have
+    # had time to get there, so they race for the jobs together instead of the first one to
+    # import torch finishing the whole (tiny) sweep alone on a loaded machine.
+    with runs.folder_lock(four):
+        procs = [static(base / "four", "--name", "s", "--resume", wait=False) for _ in range(4)]
+        time.sleep(8)
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [o[1][-1500:] for o in outs]
-    four = base / "four" / "DR-IS" / "static" / "s"
     counts = trainings(four)
     workers = {json.loads(p.read_text())["worker"] for p in (four / "jobs").glob("*.json")}
     lost = N_JOBS - len(job_files(four))
