@@ -19,7 +19,7 @@ endif
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test venv check-env bench bench-gpu clean-venv data
+.PHONY: demo test venv check-env bench bench-gpu clean-venv data reproduce
 
 venv: .venv/.installed
 
@@ -68,6 +68,14 @@ demo: $(ENV_DEP)
 	@echo "  results/DR-IS/static/demo        results/DR-IS/online/demo"
 	@echo "  results/DR-IS/diagnostics/demo   results/DL-noise/r-b64"
 	@echo "  results/DL-correlation/demo"
+
+# The DR-IS paper's claims on Fashion-MNIST (and digits), then REPRODUCTION.md from the results.
+# Resumable: a second call finishes only what is missing.  REPRO_ARGS go to every stage
+# (e.g. REPRO_ARGS="--device cuda").
+REPRO_ARGS ?=
+reproduce: $(ENV_DEP) data
+	$(PY) DR-IS/reproduce.py --preset digits --no-report -- $(REPRO_ARGS)
+	$(PY) DR-IS/reproduce.py --preset fashion-mnist -- $(REPRO_ARGS)
 
 bench: $(ENV_DEP)
 	$(PY) benchmarks/convex_chains.py

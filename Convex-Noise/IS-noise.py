@@ -16,9 +16,9 @@ chain), res.txt (summary tables), summary.png, plus config/cmd/env provenance.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # standalone: find islab
@@ -57,9 +57,10 @@ def build_parser():
     convex.add_data_args(p, margin=0.1)
     convex.add_sgd_args(p)
     g = p.add_argument_group("run")
-    g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,
+    g.add_argument("--results-root", type=cli.folder, default=str(runs.RESULTS_ROOT),
                    help="results folder; the run lands in <root>/Convex-Noise/<name>")
-    g.add_argument("--name", default=None, help="run folder name (default: from the parameters)")
+    g.add_argument("--name", type=runs.check_name, default=None,
+                   help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true",
                    help="continue a run folder, skipping finished configurations")
     g.add_argument("--quick", action="store_true",
@@ -82,7 +83,10 @@ def parse_args(argv=None):
         cli.fail("--n must be at least 2 (ranks need two examples)")
     for opt in ("ratios", "flips", "rates", "methods", "seeds"):
         setattr(args, opt, list(dict.fromkeys(getattr(args, opt))))  # drop duplicates, keep order
-    configs(args)  # fails (exit 2) when a requested noise kind has no feasible rate
+    plan = configs(args)  # fails (exit 2) when a requested noise kind has no feasible rate
+    # every exact optimum of the sweep (~0.3 s for the default): a --lam too small for the data
+    # exits 2 here, before any folder exists, not half-way through the sweep
+    convex.check_args(args, lambda: [make_problems(args, ratio, plan) for ratio in args.ratios])
     return args
 
 
@@ -97,15 +101,14 @@ def configs(args) -> list[tuple[str, list[float]]]:
             continue
         rates = [r for r in args.rates if flip != "rare" or noise.n_corrupt(args.n, r) <= n_rare]
         if not rates:
-            cli.fail(f"'rare' noise needs round(rate*N) <= round(rho*N) = {n_rare}; no rate in "
+            cli.fail(f"'rare' noise needs n_corrupt(N, rate) <= round(rho*N) = {n_rare}; no rate in "
                      f"{args.rates} fits (raise --rho or lower --rates)")
         out.append((flip, rates))
     return out
 
 
 def default_name(args) -> str:
-    keys = {k: v for k, v in sorted(vars(args).items()) if k not in ("name", "resume", "results_root")}
-    digest = f"{zlib.crc32(repr(keys).encode()):08x}"[:6]
+    digest = runs.config_digest(args)
     return runs.run_name("quick" if args.quick else "sweep", f"n{args.n}", f"d{args.d}",
                          f"lam{args.lam:g}", f"ep{args.epochs}", digest)
 
@@ -154,6 +157,8 @@ def optimum_rows(items):
 
 # ---------------------------------------------------------------- writing one configuration
 
+CONFIG_FILES = ("res.txt", "results.csv", "labels.npz", "curves.png")   # per job, checksummed
+
 PLOT_METRICS = ("dist_train", "dist_clean", "gap", "test_err_pct", "mass_corrupt")
 PLOT_LABELS = {"dist_train": "||w - w*|| (noisy obj.)", "dist_clean": "||w - w*_clean||",
                "gap": "F(w) - F(w*)", "test_err_pct": "clean test error (%)",
@@ -162,7 +167,7 @@ PLOT_LABELS = {"dist_train": "||w - w*|| (noisy obj.)", "dist_clean": "||w - w*_
 
 def final_table(df, methods):
     last = df[df["epoch"] == df["epoch"].max()]
-    return runs.mean_std_table(last, ["rate", "method"], list(PLOT_METRICS), fmt="{:.3g}")
+    return runs.mean_std_table(last, ["rate", "method"], [*PLOT_METRICS, "diverged"], fmt="{:.3g}")
 
 
 def write_config(folder: Path, df, items, methods, ratio, flip, elapsed):
@@ -234,7 +239,8 @@ def plot_curves(path, df, methods, title):
                 ax.set_title(f"rate {rate:g}", fontsize=9)
             ax.tick_params(labelsize=7)
         axes[-1, j].set_xlabel("epoch", fontsize=8)
-    axes[0, 0].legend(fontsize=6)
+    if axes[0, 0].get_legend_handles_labels()[0]:   # empty when every chain diverged
+        axes[0, 0].legend(fontsize=6)
     fig.suptitle(title + " (mean +- std over seeds)", fontsize=10)
     # fixed margins: tight_layout costs more than the whole optimisation of a configuration
     fig.subplots_adjust(left=0.6 / fig.get_figwidth() + 0.08, right=0.97, top=1 - 0.75 / fig.get_figheight(),
@@ -247,22 +253,27 @@ def plot_curves(path, df, methods, title):
 
 
 def pivot_table(final, metric, methods, fmt="{:.2f}"):
-    """Rows (ratio, flip, rate), columns methods, cells mean +- std over seeds; '*' marks the best mean."""
+    """Rows (ratio, flip, rate), columns methods, cells mean +- std over seeds; '*' marks the best
+    mean; '[k/n diverged]' counts the seeds whose chain diverged (left out of the mean)."""
+    keys = ["ratio", "flip", "rate", "method"]
     d = final[final["metric"] == metric]
-    stats = d.groupby(["ratio", "flip", "rate", "method"])["value"].agg(["mean", "std"])
+    stats = d.groupby(keys)["value"].agg(["mean", "std"])
+    div = final[final["metric"] == "diverged"].groupby(keys)["value"].agg(["sum", "count"])
     head = ["ratio", "flip", "rate"] + methods
     rows = []
-    for (ratio, flip, rate), sub in stats.groupby(level=[0, 1, 2]):
+    for (ratio, flip, rate), sub in div.groupby(level=[0, 1, 2]):
         sub = sub.droplevel([0, 1, 2])
-        best = sub["mean"].idxmin() if metric != "mass_corrupt" else None
+        st = stats.loc[(ratio, flip, rate)] if (ratio, flip, rate) in stats.index.droplevel(-1) else stats.iloc[:0]
+        best = st["mean"].idxmin() if metric != "mass_corrupt" and len(st) else None
         cells = [f"{ratio:g}", flip, f"{rate:g}"]
         for m in methods:
-            if m not in sub.index:
-                cells.append("-")
+            k, n = (int(sub.loc[m, "sum"]), int(sub.loc[m, "count"])) if m in sub.index else (0, 0)
+            if m not in st.index:
+                cells.append("diverged" if k else "-")
                 continue
-            mu, sd = sub.loc[m, "mean"], sub.loc[m, "std"]
+            mu, sd = st.loc[m, "mean"], st.loc[m, "std"]
             text = fmt.format(mu) + ("" if np.isnan(sd) else " +- " + fmt.format(sd))
-            cells.append(text + ("*" if m == best else ""))
+            cells.append(text + ("*" if m == best else "") + (f" [{k}/{n} diverged]" if k else ""))
         rows.append(cells)
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
@@ -276,7 +287,8 @@ def write_summary(run, methods, total_s):
         return
     final = final[final["epoch"] == final["epoch"].max()]
     text = [f"Convex-Noise summary: final epoch {int(final['epoch'].max())}, mean +- std over seeds, "
-            "'*' = lowest mean in the row", ""]
+            "'*' = lowest mean in the row; [k/n diverged]: k of n seeds' chains diverged (non-finite "
+            "iterate; left out of the mean)", ""]
     for metric, what, fmt in (("test_err_pct", "clean test error (%)", "{:.2f}"),
                               ("dist_train", "||w - w*|| to the noisy-objective optimum", "{:.3g}"),
                               ("gap", "objective gap F(w) - F(w*)", "{:.3g}"),
@@ -324,7 +336,8 @@ def plot_summary(run, final, methods):
     for ax in axes.flat:
         if not ax.has_data():
             ax.axis("off")
-    axes[0, 0].legend(fontsize=7)
+    if axes[0, 0].get_legend_handles_labels()[0]:   # empty when every chain diverged
+        axes[0, 0].legend(fontsize=7)
     fig.suptitle("Convex-Noise: final clean test error (mean +- std over seeds)", fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.1, hspace=0.45, wspace=0.3)
     run.savefig(fig, "summary.png", dpi=80)
@@ -340,6 +353,7 @@ def main(argv=None):
     run = runs.open_run(Path(args.results_root) / FAMILY / name, args, seed=args.seeds[0])
     cfg = convex.sgd_config(args)
     plan = configs(args)
+    run.plan([{"ratio": ratio, "flip": f} for ratio in args.ratios for f, _ in plan])
     for flip in args.flips:
         if flip == "rare":
             dropped = [r for r in args.rates if r not in dict(plan)["rare"]]
@@ -348,34 +362,47 @@ def main(argv=None):
                         f"{int(round(args.rho * args.n))} rare examples)")
     t_start = time.perf_counter()
     for ratio in args.ratios:
-        todo = [(f, r) for f, r in plan if not run.is_done({"ratio": ratio, "flip": f})]
-        for f in sorted({f for f, _ in plan} - {f for f, _ in todo}):
-            run.log(f"ratio {ratio:g} flip {f}: done, skipped (--resume)")
-        if not todo:
-            continue
-        t0 = time.perf_counter()
-        items = make_problems(args, ratio, todo)
-        metrics = convex.run_methods([it[3] for it in items], args.methods, cfg)
-        elapsed = time.perf_counter() - t0
-        df = tidy(metrics, items, args.methods, ratio)
-        run.log(f"ratio {ratio:g}: {len(items)} problems x {len(args.methods)} methods = "
-                f"{len(items) * len(args.methods)} chains, {args.epochs} epochs in {elapsed:.2f} s")
-        for flip, _ in todo:
-            sub = df[df["flip"] == flip]
-            its = [it for it in items if it[0] == flip]
-            folder = run.path / f"scaled_{ratio:g}" / f"flip-{flip}"
-            write_config(folder, sub, its, args.methods, ratio, flip, elapsed)
-            last = sub[sub["epoch"] == args.epochs]
-            run.finish_job({"ratio": ratio, "flip": flip},
-                           last.drop(columns=["ratio", "flip"]).to_dict("records"))
-            err = last[last["metric"] == "test_err_pct"].groupby("method", sort=False)["value"].mean()
-            run.log(f"  {folder.relative_to(run.path)}: final test error % " +
-                    ", ".join(f"{m} {v:.2f}" for m, v in err.items()))
+        # one job per (ratio, flip); the pending ones of a ratio run as one vectorised update,
+        # so they are claimed together (another worker skips them and takes the next ratio)
+        with contextlib.ExitStack() as claims:
+            todo = []
+            for f, rates in plan:
+                job = claims.enter_context(run.claim({"ratio": ratio, "flip": f}))
+                if job is not None:
+                    todo.append((f, rates, job))
+                else:
+                    run.log(f"ratio {ratio:g} flip {f}: " + (
+                        "done, skipped (--resume)" if run.is_done({"ratio": ratio, "flip": f})
+                        else "running in another worker, skipped"))
+            if not todo:
+                continue
+            t0 = time.perf_counter()
+            items = make_problems(args, ratio, [(f, r) for f, r, _ in todo])
+            metrics = convex.run_methods([it[3] for it in items], args.methods, cfg)
+            elapsed = time.perf_counter() - t0
+            df = tidy(metrics, items, args.methods, ratio)
+            run.log(f"ratio {ratio:g}: {len(items)} problems x {len(args.methods)} methods = "
+                    f"{len(items) * len(args.methods)} chains, {args.epochs} epochs in {elapsed:.2f} s")
+            for flip, _, job in todo:
+                sub = df[df["flip"] == flip]
+                its = [it for it in items if it[0] == flip]
+                folder = run.path / f"scaled_{ratio:g}" / f"flip-{flip}"
+                write_config(folder, sub, its, args.methods, ratio, flip, elapsed)
+                last = sub[sub["epoch"] == args.epochs]
+                job.finish(last.drop(columns=["ratio", "flip"]).to_dict("records"),
+                           files=[folder / f for f in CONFIG_FILES])
+                err = last[last["metric"] == "test_err_pct"].groupby("method", sort=False)["value"].mean()
+                div = last[last["metric"] == "diverged"].groupby("method", sort=False)["value"].sum()
+                run.log(f"  {folder.relative_to(run.path)}: final test error % " +
+                        ", ".join(f"{m} {err.get(m, float('nan')):.2f}"
+                                  + (f" ({int(div[m])} diverged)" if div.get(m, 0) else "")
+                                  for m in args.methods))
     total = time.perf_counter() - t_start
-    write_summary(run, args.methods, total)
+    with run.locked():   # from every worker's job files
+        write_summary(run, args.methods, total)
     run.log(f"done in {total:.1f} s -> {run.path}")
     return run.path
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -34,7 +34,6 @@ labels-<noise>.npz, heat-<score>-<measure>.png, joint-loss-<proxy>.png, early.pn
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -77,10 +76,8 @@ def build_parser():
             a.help = "target model (default: the last of --models; appended to --models if missing)"
         elif a.dest == "seeds":
             a.help = "comma list of replicate seeds (trained models only; pretrained use the first)"
-        elif a.dest in ("proxies", "snapshot_epoch"):
+        elif a.dest in ("proxies", "snapshot_epoch", "proxy_epochs"):
             a.help = "unused here (models come from --models, snapshots from --early-epochs)"
-        elif a.dest == "proxy_epochs":
-            a.help = "training epochs of the targeted-noise attacker"
     g = p.add_argument_group("correlation study")
     g.add_argument("--models", help="comma list of models; the last is the target (default %(default)s: "
                    f"{DEFAULT_MODELS['small']} on digits/mnist, "
@@ -131,7 +128,8 @@ def resolve_args(args) -> None:
         args.source = "pretrained"
     args.zoo = zoo if args.source == "pretrained" else None
 
-    models = experiment.parse_list(args.models or DEFAULT_MODELS["cifar" if zoo else "small"])
+    models = experiment.parse_list(DEFAULT_MODELS["cifar" if zoo else "small"] if args.models is None else args.models,
+                                   "--models")
     if target_given:
         models = models if target_given in models else [*models, target_given]
     if len(set(models)) != len(models):
@@ -217,7 +215,7 @@ def load_zoo(args, ds) -> dict:
             model = build_pretrained(args.zoo, name, weights=weights, download=args.download)
         except PretrainedMissing as e:
             cli.fail(str(e))
-        except RuntimeError as e:  # a file of the wrong model / data set: strict loading fails
+        except (RuntimeError, ValueError) as e:  # a file of the wrong model / data set, or damaged
             cli.fail(f"cannot load the weights of {name}: {str(e).splitlines()[0]}")
         device = ds.train.x.device
         out[name] = device_format(model.to(device), device, experiment.target_config(args)).eval()
@@ -375,7 +373,7 @@ def matrix_table(df, order: list) -> str:
 
 
 def write_report(run, args, order, target, n_examples) -> None:
-    df = run.frame()
+    df = results_frame(run)
     if df.empty:
         return
     df = df.rename(columns={"measure": "metric"})
@@ -395,7 +393,7 @@ def write_report(run, args, order, target, n_examples) -> None:
         out += ["== models (test acc %: clean test set; split acc %: against the scored labels; "
                 "seconds: train+score)",
                 mean_std_table(models.rename(columns={"model_a": "model"}), ["model"],
-                               ["test_acc", "split_acc", "seconds"]), ""]
+                               ["test_acc", "split_acc", "seconds", "diverged"]), ""]
     pairs = df[df.job == "pairs"]
     if not pairs.empty:
         vs = pairs[(pairs.model_b == target) & pairs.metric.isin(MEASURES)]
@@ -441,7 +439,7 @@ def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
     from islab import plots
     from islab.runs import atomic_savefig
 
-    df = run.frame()
+    df = results_frame(run)
     pairs = df[df.job == "pairs"]
     n_rep = pairs.seed.nunique()
     for k in SCORES:
@@ -484,22 +482,45 @@ def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
 # ---------------------------------------------------------------- main
 
 
+TABLE_COLUMNS = ("job", "seed", "score", "model_a", "model_b", "measure", "value", "epoch")
+
+
+def results_frame(run):
+    """run.frame() with every column of the table present (a run whose every model diverged
+    has no score / model_b / epoch column)."""
+    df = run.frame()
+    for c in TABLE_COLUMNS:
+        if c not in df:
+            df[c] = np.nan
+    return df
+
+
+def reload_scores(run, key, file, arrays, label) -> bool:
+    """Load a finished model's per-example arrays (its job file checksums them) into arrays."""
+    if not run.is_done(key):
+        return False
+    with np.load(file) as z:
+        arrays[label] = {k: z[k] for k in z.files}
+    run.log(f"[seed {key['seed']}] {label}: done, per-example scores reloaded from {file.name}")
+    return True
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     resolve_args(args)
     ds = experiment.open_dataset(args)
     zoo = load_zoo(args, ds) if args.source == "pretrained" else {}
-    # flags that only change what is shown stay out of config.json, so a resume may change them
-    shown_only = ("no_plots", "quiet", "progress")
-    config = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in shown_only})
-    run = open_run(experiment.results_root(args, FAMILY) / (args.name or default_name(args)), config,
+    run = open_run(experiment.results_root(args, FAMILY) / (args.name or default_name(args)), args,
                    seed=args.seed_list[0], quiet=args.quiet)
 
     import torch
 
+    attacker_diverged = None
     if args.split == "train":
-        labels, mask, _, _ = experiment.configuration(args, ds, args.noise_kind, args.noise_rate, run=run,
-                                                      need_proxies=False)
+        prep = experiment.prepare(args, ds, args.noise_kind, args.noise_rate, run, need_proxies=False)
+        labels, mask, attacker_diverged = prep.labels, prep.mask, prep.diverged
+        if labels is None:   # the targeted-noise attacker diverged: nothing to score
+            labels, mask = ds.train.y.cpu().numpy(), np.zeros(len(ds.train), dtype=bool)
         x_split = ds.train.x
     else:
         labels, mask, x_split = ds.test.y.cpu().numpy(), np.zeros(len(ds.test), dtype=bool), ds.test.x
@@ -513,48 +534,72 @@ def main(argv=None):
                 f"{args.seed_list[0]}), the other --seeds are not used")
     run.log(f"{args.dataset}: scoring {len(labels)} {args.split} examples with "
             f"{', '.join(e[0] for e in entries)} (target {target}) on {ds.train.x.device}")
+    run.plan([k for seed in args.seed_list for k in
+              [*({"job": "model", "seed": seed, "model_a": e[0]} for e in entries), {"job": "pairs", "seed": seed}]])
 
     first = None
     for seed in args.seed_list:
         arrays = {}
         for label, arch, copy in entries:
             key = {"job": "model", "seed": seed, "model_a": label}
-            file = f"scores-{label.replace('#', '_c')}-s{seed}.npz"
-            if args.resume and run.is_done(key) and (run.path / file).exists():
-                with np.load(run.path / file) as z:
-                    arrays[label] = {k: z[k] for k in z.files}
-                run.log(f"[seed {seed}] {label}: done, per-example scores reloaded from {file}")
-                continue
-            arrays[label], rows = score_model(args, ds, arch, copy, seed, label, labels_np, mask, y_split,
-                                              x_split, zoo, run)
-            run.save_arrays(file, **arrays[label])
-            run.finish_job(key, rows)
-            write_report(run, args, [e[0] for e in entries], target, len(labels))
+            file = run.path / f"scores-{label.replace('#', '_c')}-s{seed}.npz"
+            with run.claim(key) as job:
+                if job is not None:
+                    if attacker_diverged:
+                        arrays[label], rows = {"diverged": np.array(True)}, [{"measure": "diverged", "value": 1.0}]
+                        run.log(f"[seed {seed}] {label}: not trained ({attacker_diverged})")
+                    else:
+                        arrays[label], rows = score_model(args, ds, arch, copy, seed, label, labels_np, mask,
+                                                          y_split, x_split, zoo, run)
+                    run.save_arrays(file.name, **arrays[label])
+                    job.finish(rows, files=[file])
+                    with run.locked():
+                        write_report(run, args, [e[0] for e in entries], target, len(labels))
+                    continue
+            if not reload_scores(run, key, file, arrays, label):
+                run.log(f"[seed {seed}] {label}: running in another worker, skipped")
+        for label, _, _ in entries:   # models other workers finished meanwhile
+            if label not in arrays:
+                reload_scores(run, {"job": "model", "seed": seed, "model_a": label},
+                              run.path / f"scores-{label.replace('#', '_c')}-s{seed}.npz", arrays, label)
+        if len(arrays) < len(entries):   # the worker that finishes the last model compares them
+            run.log(f"[seed {seed}] comparisons left to the worker that finishes its last model")
+            continue
         order = [e[0] for e in entries if "diverged" not in arrays[e[0]]]
-        if target not in order or len(order) < 2:
+        if target not in order or len(order) < 2:   # recorded, so the replicate counts as finished
+            with run.claim({"job": "pairs", "seed": seed}) as job:
+                if job is not None:
+                    job.finish([{"measure": "diverged", "value": 1.0}])
             run.log(f"[seed {seed}] the target or all proxies diverged: no comparisons for this replicate")
             continue
         final_epoch = args.epochs if args.source == "trained" else float("nan")
-        run.finish_job({"job": "pairs", "seed": seed},
-                       pair_rows(arrays, order, target, args.top_q, args.early_list, final_epoch, mask))
-        write_report(run, args, order, target, len(labels))
+        with run.claim({"job": "pairs", "seed": seed}) as job:
+            if job is not None:
+                job.finish(pair_rows(arrays, order, target, args.top_q, args.early_list, final_epoch, mask))
+        with run.locked():
+            write_report(run, args, order, target, len(labels))
         first = first or (seed, arrays, order)
 
     # figures are drawn once, from every finished replicate (res.txt is rewritten after each job)
     if first is not None and not args.no_plots:
         t0 = time.time()
-        draw_plots(run, args, first[2], target, first[1], mask, first[0])
+        with run.locked():
+            draw_plots(run, args, first[2], target, first[1], mask, first[0])
         run.log(f"plots drawn ({time.time() - t0:.1f}s)")
 
-    df = run.frame()
+    df = results_frame(run)
     vs = df[(df.job == "pairs") & (df.measure == "spearman") & (df.score == "loss") & (df.model_b == target)]
     for m, v in vs.groupby("model_a", sort=False)["value"]:
         spread = f" +- {v.std():.3f}" if len(v) > 1 else ""
         run.log(f"loss Spearman {m} vs {target}: {v.mean():.3f}{spread}")
+    if df.empty or not (df.job == "pairs").any():
+        run.log("no comparisons: every replicate lost its target or all its proxies to divergence"
+                if (df.measure == "diverged").any() and (df.value[df.measure == "diverged"] == 1).any()
+                else "no comparisons yet")
     figures = "" if args.no_plots else (
         ", heat-*.png, joint-loss-*.png" + (", early.png" if args.early_list else ""))
     run.log(f"results: {run.path} (res.txt, results.csv{figures})")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

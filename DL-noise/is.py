@@ -72,9 +72,10 @@ def parse_args(argv=None):
     args = build_parser().parse_args(argv)
     experiment.resolve(args)
     args.rate_list = list(dict.fromkeys(experiment.parse_rates(args.rates)))
-    if not args.rate_list:
-        cli.fail("--rates is empty")
     args.strategy_list = experiment.parse_choices(args.strategies, STRATEGIES, "strategy")
+    if "ambiguous" in args.strategy_list and len(args.proxy_list) < 2:
+        cli.fail("strategy ambiguous (rank disagreement) needs at least 2 proxies; "
+                 f"got --proxies {args.proxies}")
     return args
 
 
@@ -162,7 +163,8 @@ def write_report(run, args, ds, detection: list[dict], total_s: float | None = N
              f"target: {args.epochs} epochs of ceil(N/{args.batch_size}) steps, lr {args.lr:g} (cosine), "
              f"wd {args.weight_decay:g}, momentum {args.momentum:g}; seeds {args.seeds}",
              f"proxies: {', '.join(args.proxy_list)} ({args.proxy_epochs} epochs, scores at epoch "
-             f"{args.snapshot_epoch}), noise seed {args.noise_seed}",
+             f"{args.snapshot_epoch}), noise seed {args.noise_seed}; targeted-noise attacker {args.attacker} "
+             f"({args.attacker_epochs} epochs)",
              "columns: test accuracy % (final, best over epochs), final-epoch training loss (the weighted "
              "loss for sampled runs), fraction of drawn examples whose label was corrupted, sampling mass "
              "on corrupted examples (subset mode: their share of the subset)", ""]
@@ -170,16 +172,22 @@ def write_report(run, args, ds, detection: list[dict], total_s: float | None = N
         run.write_text("res.txt", "\n".join(lines + ["(no finished runs yet)"]) + "\n")
         return
     fin = df[df["epoch"].isna()] if "epoch" in df else df
-    wide = fin.pivot_table(index=["rate", "strategy", "seed"], columns="metric", values="value", sort=False)
+    # dropna=False: a metric that is NaN in every run (all diverged) keeps its column
+    wide = fin.pivot_table(index=["rate", "strategy", "seed"], columns="metric", values="value", sort=False,
+                           dropna=False)
     lines.append(f"{'rate':>6} {'strategy':<15} {'seed':>4} {'final_acc':>9} {'best_acc':>8} "
                  f"{'train_loss':>10} {'drawn_corr':>10} {'mass_corr':>9} {'s':>6}")
+    nan = float("nan")
     for (rate, strategy, seed), r in wide.iterrows():
         flag = "  DIVERGED" if r.get("diverged", 0) else ""
-        lines.append(f"{rate:>6g} {strategy:<15} {int(seed):>4} {r['final_test_acc']:>9.2f} "
-                     f"{r['best_test_acc']:>8.2f} {r['final_train_loss']:>10.4f} {r['drawn_corrupt']:>10.4f} "
-                     f"{r['mass_corrupt']:>9.4f} {r['seconds']:>6.1f}{flag}")
-    lines += ["", "mean +- std over seeds: test accuracy % and final training loss",
-              runs.mean_std_table(fin, ["rate", "strategy"], ["final_test_acc", "best_test_acc"]),
+        flag += " (proxies/attacker diverged: not trained)" if r.get("proxy_diverged", 0) == 1 else ""
+        lines.append(f"{rate:>6g} {strategy:<15} {int(seed):>4} {r.get('final_test_acc', nan):>9.2f} "
+                     f"{r.get('best_test_acc', nan):>8.2f} {r.get('final_train_loss', nan):>10.4f} "
+                     f"{r.get('drawn_corrupt', nan):>10.4f} {r.get('mass_corrupt', nan):>9.4f} "
+                     f"{r.get('seconds', nan):>6.1f}{flag}")
+    lines += ["", "mean +- std over seeds: test accuracy % and final training loss (diverged: fraction of "
+              "seeds whose run diverged; their accuracy is nan and left out of the mean)",
+              runs.mean_std_table(fin, ["rate", "strategy"], ["final_test_acc", "best_test_acc", "diverged"]),
               "", runs.mean_std_table(fin, ["rate", "strategy"],
                                       ["final_train_loss", "drawn_corrupt", "mass_corrupt"], fmt="{:.4f}")]
     if detection:
@@ -209,6 +217,14 @@ def load_plotter():
 # ---------------------------------------------------------------- main
 
 
+def diverged_rows() -> list[dict]:
+    """The record of a run that could not train because a proxy or the attacker diverged."""
+    nan = float("nan")
+    return [{"metric": m, "value": v} for m, v in
+            {"final_test_acc": nan, "best_test_acc": nan, "final_train_loss": nan, "drawn_corrupt": nan,
+             "mass_corrupt": nan, "diverged": 1.0, "proxy_diverged": 1.0, "seconds": 0.0}.items()]
+
+
 def main(argv=None):
     args = parse_args(argv)
     ds = experiment.open_dataset(args)
@@ -224,6 +240,8 @@ def main(argv=None):
     run.log(f"DL-noise {args.target} on {args.dataset} (N={len(ds.train)}), {args.noise_kind} noise at "
             f"{args.rate_list}, strategies {args.strategy_list}, mode {args.mode}, seeds {args.seed_list} "
             f"-> {run.path}")
+    run.plan([{"kind": args.noise_kind, "rate": r, "strategy": st, "seed": s}
+              for r in args.rate_list for st in args.strategy_list for s in args.seed_list])
     need_proxies = any(STRATEGIES[s] for s in args.strategy_list)
     detection: list[dict] = []
     ran_any = False
@@ -231,38 +249,49 @@ def main(argv=None):
     for rate in args.rate_list:
         kind = args.noise_kind
         tag = experiment.noise_tag(kind, rate)
-        labels, mask, _, ens = experiment.configuration(args, ds, kind, rate, run, need_proxies=need_proxies)
-        strat_scores = strategy_scores(ens, args.strategy_list) if need_proxies else {}
+        prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
+        labels, mask, ens = prep.labels, prep.mask, prep.ens
+        strat_scores = strategy_scores(ens, args.strategy_list) if ens is not None else {}
         if strat_scores:
             run.save_arrays(f"scores-{tag}.npz", **{s.replace("-", "_"): v for s, v in strat_scores.items()})
-        detection += [{"rate": rate, **r} for r in detection_rows(args, strat_scores, mask, ens)]
+        if mask is not None:
+            detection += [{"rate": rate, **r} for r in detection_rows(args, strat_scores, mask, ens)]
         ran = False
         for strategy in args.strategy_list:
             for seed in args.seed_list:
                 key = {"kind": kind, "rate": rate, "strategy": strategy, "seed": seed}
-                if args.resume and run.is_done(key):
-                    run.log(f"  {tag} {strategy} seed {seed}: done, skipped (--resume)")
-                    continue
-                ran = True
-                smp = make_sampling(args, strategy, strat_scores.get(strategy), len(ds.train), seed)
-                res = train(args.target, ds, labels, experiment.target_config(args), seed, sampling=smp,
-                            corrupt_mask=mask, progress=args.progress, log=file_log,
-                            desc=f"{tag} {strategy} s{seed}")
-                run.finish_job(key, run_rows(res))
+                with run.claim(key) as job:
+                    if job is None:
+                        run.log(f"  {tag} {strategy} seed {seed}: " + (
+                            "done, skipped (--resume)" if run.is_done(key) else "running in another worker, skipped"))
+                        continue
+                    ran = True
+                    if labels is None or (STRATEGIES[strategy] and ens is None):
+                        job.finish(diverged_rows())
+                        run.log(f"  {tag} {strategy} seed {seed}: DIVERGED (no scores: {prep.diverged})")
+                        continue
+                    smp = make_sampling(args, strategy, strat_scores.get(strategy), len(ds.train), seed)
+                    res = train(args.target, ds, labels, experiment.target_config(args), seed, sampling=smp,
+                                corrupt_mask=mask, progress=args.progress, log=file_log,
+                                desc=f"{tag} {strategy} s{seed}")
+                    job.finish(run_rows(res))
                 note = f" DIVERGED at epoch {res.diverged_epoch}" if res.diverged else ""
                 drawn = epoch_mean(res.history, "drawn_corrupt")
                 run.log(f"  {tag} {strategy} seed {seed}: test acc {res.test_acc:.2f}% (best "
                         f"{res.best_test_acc:.2f}%), drawn corrupted {drawn:.3f} ({res.seconds:.1f} s){note}")
-                write_report(run, args, ds, detection)
-        runs.atomic_write_text(run.path / "scores.csv", _frame(detection).to_csv(index=False))
-        write_report(run, args, ds, detection)
-        ran_any |= ran
-        if ran and rate != args.rate_list[-1]:
-            plotter.draw(run.path)  # after each noise rate, not each run: figures cost seconds
+                with run.locked():
+                    write_report(run, args, ds, detection)
+        with run.locked():
+            runs.atomic_write_text(run.path / "scores.csv", _frame(detection).to_csv(index=False))
+            write_report(run, args, ds, detection)
+            ran_any |= ran
+            if ran and rate != args.rate_list[-1]:
+                plotter.draw(run.path)  # after each noise rate, not each run: figures cost seconds
     total = time.perf_counter() - t_start
-    write_report(run, args, ds, detection, total)
-    if ran_any or not all((run.path / f).is_file() for f in plotter.FIGURES):
-        plotter.draw(run.path)
+    with run.locked():   # from every worker's job files
+        write_report(run, args, ds, detection, total)
+        if ran_any or not all((run.path / f).is_file() for f in plotter.FIGURES):
+            plotter.draw(run.path)
     run.log(f"done in {total:.1f} s -> {run.path}")
     return run.path
 
@@ -274,4 +303,4 @@ def _frame(rows):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

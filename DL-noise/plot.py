@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: find islab
 
-from islab import cli, plots  # noqa: E402
+from islab import cli, plots, runs  # noqa: E402
+from islab.cli import UsageError  # noqa: E402
 
 FIGURES = ("accuracy_vs_noise.png", "corrupted_vs_noise.png", "curves_test_acc.png", "curves_train_loss.png")
 
@@ -36,6 +37,38 @@ def errorbar_lines(ax, df, x: str, hue: str, ylabel: str, title: str = "") -> No
     ax.legend()
 
 
+REQUIRED = ("rate", "strategy", "seed", "metric", "value", "epoch")
+
+
+def load_results(folder):
+    """The tidy rows of a DL-noise run: from its checksummed job files when it has them, else from
+    results.csv.  Anything else (empty, header only, garbage, another script's table) raises
+    UsageError with one line."""
+    import pandas as pd
+
+    folder = Path(folder)
+    if (folder / "jobs").is_dir():
+        df = runs.read_frame(folder)
+        where = f"{folder} (job files)"
+    else:
+        where = folder / "results.csv"
+        try:
+            df = pd.read_csv(where)
+        except pd.errors.EmptyDataError:
+            raise UsageError(f"{where} is empty") from None
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+            raise UsageError(f"{where} is not a results table ({type(e).__name__})") from None
+    missing = [c for c in REQUIRED if c not in df]
+    if missing:
+        raise UsageError(f"{where} is not a DL-noise/is.py results table: no column {', '.join(missing)}")
+    if df["epoch"].notna().all():
+        raise UsageError(f"{where} holds no finished runs")
+    for c in ("rate", "value", "epoch"):
+        if not pd.api.types.is_numeric_dtype(df[c]):
+            raise UsageError(f"{where}: column {c} is not numeric")
+    return df
+
+
 def draw(run_dir, out=None) -> list[Path]:
     """Every figure of one DL-noise results folder; returns the written paths."""
     import matplotlib.pyplot as plt
@@ -43,7 +76,7 @@ def draw(run_dir, out=None) -> list[Path]:
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
-    df = pd.read_csv(run_dir / "results.csv")
+    df = load_results(run_dir)
     df["noise %"] = 100.0 * df["rate"]
     final = df[df["epoch"].isna()]
     per_epoch = df[df["epoch"].notna()]
@@ -79,7 +112,7 @@ def main(argv=None):
     p = cli.make_parser(__doc__.split("\n\n")[0])
     p.add_argument("path", nargs="?", help="results folder of DL-noise/is.py (holds results.csv)")
     p.add_argument("--run", help="the same folder as a flag (instead of the positional path)")
-    p.add_argument("--out", help="folder for the figures (default: the results folder)")
+    p.add_argument("--out", type=cli.folder, help="folder for the figures (default: the results folder)")
     args = p.parse_args(argv)
     folder = args.path or args.run
     if folder is None:
@@ -89,11 +122,14 @@ def main(argv=None):
     folder = Path(folder)
     if not folder.is_dir():
         cli.fail(f"results folder {folder} does not exist")
-    if not (folder / "results.csv").is_file():
+    if not (folder / "results.csv").is_file() and not (folder / "jobs").is_dir():
         cli.fail(f"{folder} holds no results.csv (run DL-noise/is.py first)")
+    load_results(folder)   # a bad table exits 2 before --out is created
+    if args.out:
+        runs.make_dirs(args.out, "--out")
     for path in draw(folder, args.out):
         print(path)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

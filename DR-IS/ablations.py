@@ -78,19 +78,19 @@ def build_parser():
                    help="K sweep: the longer proxy list whose first K are used (default: the preset's "
                         "proxies repeated up to the largest K; repeats get their own seeds)")
     g = p.add_argument_group("run (the sweep folder)")
-    g.add_argument("--results-root", default=None,
-                   help="where the sweep folder goes (default results/DR-IS/ablations)")
-    g.add_argument("--name", default=None,
-                   help="sweep folder name (default: <sweep>-<values>-<dataset>-<hash>)")
+    g.add_argument("--results-root", type=cli.folder, default=None,
+                   help="results folder; the sweep lands in <root>/DR-IS/ablations/<name> (default: the "
+                        "repository's results/)")
+    g.add_argument("--name", type=runs.check_name, default=None,
+                   help="sweep folder name, one folder (default: <sweep>-<values>-<dataset>-<hash>)")
     g.add_argument("--resume", action="store_true",
                    help="continue a sweep folder, skipping finished sub-runs")
     return p
 
 
 def sweep_values(args) -> list[str]:
-    values = experiment.parse_list(args.values or DEFAULTS[args.sweep]["values"])
-    if not values:
-        cli.fail("--values is empty")
+    values = experiment.parse_list(DEFAULTS[args.sweep]["values"] if args.values is None else args.values,
+                                   "--values")
     kind = {"K": cli.positive_int, "alpha": cli.fraction, "rate": cli.rate, "lambda": cli.unit_interval,
             "gamma": cli.nonnegative_float}.get(args.sweep)
     for v in values:
@@ -114,7 +114,7 @@ def plan(args, forward: list[str]) -> tuple[list[tuple[str, list[str]]], list[st
         base += ["--methods", d["methods"]]
     if sweep == "K":
         probe = experiment_args(base)
-        pool = experiment.parse_list(args.proxy_pool) if args.proxy_pool else probe.proxy_list
+        pool = experiment.parse_list(args.proxy_pool, "--proxy-pool") if args.proxy_pool else probe.proxy_list
         k_max = max(int(v) for v in values)
         pool = [pool[i % len(pool)] for i in range(max(k_max, len(pool)))] if not args.proxy_pool else pool
         if k_max > len(pool):
@@ -164,10 +164,11 @@ def final_rows(path: Path):
     """Final per-job metrics of a sub-run folder as a wide frame (config, alpha, method, seed, ...)."""
     import pandas as pd
 
-    f = path / "results.csv"
-    if not f.exists():
+    if not (path / "config.json").exists():
         return pd.DataFrame()
-    df = pd.read_csv(f)
+    df = runs.read_frame(path)   # the sub-run's job files (checksummed), not its derived results.csv
+    if df.empty:
+        return df
     # online.py names the configuration column 'noise' and the final accuracy 'final_acc'
     df = df.rename(columns={"noise": "config"}) if "config" not in df else df
     df["metric"] = df["metric"].replace({"final_acc": "test_acc"})
@@ -179,6 +180,18 @@ def final_rows(path: Path):
     if "config" not in wide:
         wide["config"] = "all"
     return wide
+
+
+def sub_frame(run, args, sub: str):
+    """The final rows of one sub-run (from its job files), labelled with the swept value."""
+    fin = final_rows(run.path / sub)
+    if len(fin):
+        fin["setting"] = setting_of(args.sweep, sub, fin)
+        if args.sweep == "rate":   # one block whose columns are the rates, not one block per rate
+            fin["config"] = f"{args.rate_kind} noise, rate ="
+        if args.sweep == "lambda":  # hybrid<l> rows become one 'hybrid' row over the lambda columns
+            fin["method"] = ["hybrid" if str(m).startswith("hybrid") else m for m in fin["method"]]
+    return fin
 
 
 def summary(fin, values, methods_order) -> str:
@@ -218,54 +231,59 @@ def main(argv=None):
     script = load_script(mod_name)
     if script is None:
         cli.fail(f"--sweep {args.sweep} needs DR-IS/{mod_name}.py, which does not exist yet")
-    # validate every sub-run before any folder exists (static exits 2 with one line)
+    # validate every sub-run before any folder exists (static exits 2 with one line), the
+    # data set included: a preset whose data is missing leaves no sweep folder
     parsed = {name: script.parse_args(sub) for name, sub in jobs}
-    dataset = next(iter(parsed.values())).dataset
+    for a in parsed.values():   # the sub-runs share the sweep's cache: <results-root>/cache
+        if not has_flag(forward, "--cache-dir"):
+            a.cache_dir = str(Path(args.results_root or runs.RESULTS_ROOT) / "cache")
+    first = next(iter(parsed.values()))
+    dataset = first.dataset
+    ds = experiment.open_dataset(first)
+    if mod_name == "online":
+        for a in parsed.values():
+            script.holdout_count(a, len(ds.train))
     root = experiment.results_root(args, "DR-IS/ablations")
     name = args.name or default_name(args, base, dataset)
     run = runs.open_run(root / name, args, seed=None)
     run.log(f"sweep {args.sweep} over {args.values_list}: {len(jobs)} sub-run(s) in {run.path}")
+    run.plan([{"subrun": sub} for sub, _ in jobs])
     import pandas as pd
 
-    frames = []
     for sub, sub_argv in jobs:
-        key = {"subrun": sub}
-        if not run.is_done(key):
+        with run.claim({"subrun": sub}) as job:
+            if job is None:
+                run.log(f"sub-run {sub}: " + ("done, skipped (--resume)" if run.is_done({"subrun": sub})
+                                              else "running in another worker, skipped"))
+                continue
             run.log(f"sub-run {sub}: {' '.join(sub_argv)}")
+            a = parsed[sub]
+            a.resume = args.resume
             if mod_name == "static":
-                a = parsed[sub]
-                a.results_root, a.name, a.resume = str(run.path), sub, args.resume
-                script.run_static(a)
+                script.run_static(a, ds=ds, path=run.path / sub)
             else:
-                script.main(sub_argv + ["--results-root", str(run.path), "--name", sub]
-                            + (["--resume"] if args.resume else []))
-        fin = final_rows(run.path / sub)
-        if len(fin):
-            fin["setting"] = setting_of(args.sweep, sub, fin)
-            if args.sweep == "rate":   # one block whose columns are the rates, not one block per rate
-                fin["config"] = f"{args.rate_kind} noise, rate ="
-            if args.sweep == "lambda":  # hybrid<l> rows become one 'hybrid' row over the lambda columns
-                fin["method"] = ["hybrid" if str(m).startswith("hybrid") else m for m in fin["method"]]
-            frames.append(fin)
-        if not run.is_done(key):
+                script.run_online(a, ds=ds, path=run.path / sub)
+            fin = sub_frame(run, args, sub)
             tidy = fin.melt(id_vars=[c for c in ("config", "alpha", "method", "seed", "setting") if c in fin],
                             value_vars=[c for c in ("test_acc", "corruption_in_subset", "auroc", "ap",
-                                                    "kept_fraction", "mass_corrupt_mean") if c in fin],
+                                                    "kept_fraction", "mass_corrupt_mean", "diverged") if c in fin],
                             var_name="metric", value_name="value") if len(fin) else pd.DataFrame()
-            run.finish_job(key, tidy.to_dict("records"))
-    fin = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if len(fin):
-        # rows that do not depend on the swept value (full in an alpha sweep, random/dris in a
-        # lambda sweep) are the same runs in every column
-        fixed = fin[fin["setting"].isna()]
-        fin = pd.concat([fin[fin["setting"].notna()]] + [fixed.assign(setting=v) for v in args.values_list],
-                        ignore_index=True)
-        methods = list(dict.fromkeys(fin["method"]))
-        head = (f"DR-IS ablation: sweep {args.sweep} over {', '.join(args.values_list)}; sub-runs: "
-                f"{', '.join(s for s, _ in jobs)} (each a run folder here with its full res.txt)\n"
-                f"shared flags: {' '.join(base)}\n\n")
-        run.write_text("summary.txt", head + summary(fin, args.values_list, methods))
-        write_plots(run, fin, args)
+            job.finish(tidy.to_dict("records"))
+    with run.locked():   # the summary from every sub-run as it is now (other workers' included)
+        frames = [f for f in (sub_frame(run, args, sub) for sub, _ in jobs) if len(f)]
+        fin = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if len(fin):
+            # rows that do not depend on the swept value (full in an alpha sweep, random/dris in a
+            # lambda sweep) are the same runs in every column
+            fixed = fin[fin["setting"].isna()]
+            fin = pd.concat([fin[fin["setting"].notna()]] + [fixed.assign(setting=v) for v in args.values_list],
+                            ignore_index=True)
+            methods = list(dict.fromkeys(fin["method"]))
+            head = (f"DR-IS ablation: sweep {args.sweep} over {', '.join(args.values_list)}; sub-runs: "
+                    f"{', '.join(s for s, _ in jobs)} (each a run folder here with its full res.txt)\n"
+                    f"shared flags: {' '.join(base)}\n\n")
+            run.write_text("summary.txt", head + summary(fin, args.values_list, methods))
+            write_plots(run, fin, args)
     run.log(f"done -> {run.path}")
     return run.path
 
@@ -294,4 +312,4 @@ def pd_categorical(series, order):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -30,7 +30,6 @@ so the numbers are single draws (no std).
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import sys
@@ -51,8 +50,6 @@ DEFAULT_NOISE = "clean,targeted:0.25"
 DEFAULT_POOL = {"digits": "cnn,mlp"}
 SAMPLERS = ("uniform", "standard_is", "loss_is", "dris")
 SUBSET_SCORES = ("dris", "consensus", "el2n")
-RUN_FLAGS = ("name", "resume", "quiet", "progress", "results_root", "cache_dir", "data_dir", "download",
-             "device", "torch_device", "compile", "seeds", "seed_list")
 
 
 # ---------------------------------------------------------------- arguments
@@ -108,7 +105,8 @@ def parse_args(argv=None):
         cli.fail(f"--delta must lie in (0, 1), got {args.delta:g}")
     if args.tail_fraction >= 1:
         cli.fail(f"--tail-fraction must lie in [0, 1), got {args.tail_fraction:g}")
-    base = experiment.parse_list(given_proxies or DEFAULT_POOL.get(args.preset, args.proxies))
+    base = experiment.parse_list(DEFAULT_POOL.get(args.preset, args.proxies) if given_proxies is None else given_proxies,
+                                 "--proxies")
     from islab.models import MODELS
 
     cli.check_choices(base, list(MODELS), "model")
@@ -118,8 +116,8 @@ def parse_args(argv=None):
 
 
 def default_name(args) -> str:
-    cfg = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_FLAGS}
-    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    # --seeds trains nothing here: left out of the name (it stays in config.json)
+    digest = runs.config_digest({k: v for k, v in vars(args).items() if k not in ("seeds", "seed_list")})
     return runs.run_name("diag", args.dataset, f"n{args.train_size}" if args.train_size else None,
                          "K" + "_".join(map(str, args.k_list)), f"a{args.alpha:g}", digest)
 
@@ -199,7 +197,8 @@ def write_report(run, args, verdicts: dict, info: dict) -> None:
     df = run.frame()
     norm = "1/K" if args.ddof == 0 else "1/(K-1)"
     out = [f"DR-IS diagnostics: {args.dataset} (N = {info.get('n', '?')}), proxy pool "
-           f"{','.join(args.proxy_list)} (E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}), "
+           f"{','.join(args.proxy_list)} (E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}; "
+           f"attacker {args.attacker}, {args.attacker_epochs} epochs), "
            f"s = {norm} variance of normalised loss ranks; alpha {args.alpha:g}, delta {args.delta:g}, "
            f"rho {args.tail_fraction:g}, eta {args.eta:g}, gamma {args.gamma:g}",
            "r: McDiarmid radius (theory.mcdiarmid_radius); q_bnd: lowest s of the round(alpha N) clean",
@@ -281,6 +280,17 @@ def write_plots(run, args) -> None:
 # ---------------------------------------------------------------- main
 
 
+def load_verdicts(run, args, info: dict, verdicts: dict) -> None:
+    """The verdicts of every finished configuration, whichever worker wrote them (their files
+    are checksummed by the job records, so is_done verifies them)."""
+    for kind, rate in args.noise_list:
+        tag = experiment.noise_tag(kind, rate)
+        saved = run.path / f"verdict-{tag}.json"
+        if tag not in verdicts and run.is_done({"config": tag}):
+            d = json.loads(saved.read_text())
+            info[tag], verdicts[tag] = d["info"], d["verdict"]
+
+
 def run_diagnostics(args):
     from islab import plots
 
@@ -291,35 +301,52 @@ def run_diagnostics(args):
     n = len(ds.train)
     run.log(f"run folder {run.path}; {n} training examples, proxy pool {','.join(args.proxy_list)}, "
             f"K in {args.k_list}, device {args.torch_device}")
+    run.plan([{"config": experiment.noise_tag(k, r)} for k, r in args.noise_list])
     info, verdicts, t_all = {"n": n}, {}, time.time()
     for kind, rate in args.noise_list:
         tag = experiment.noise_tag(kind, rate)
         key = {"config": tag}
         saved = run.path / f"verdict-{tag}.json"
-        if run.is_done(key) and saved.exists():
-            info[tag], verdicts[tag] = (lambda d: (d["info"], d["verdict"]))(json.loads(saved.read_text()))
-            run.log(f"[{tag}] done, skipped (--resume)")
-            continue
-        t0 = time.time()
-        labels, mask, _, ens = experiment.configuration(args, ds, kind, rate, run, need_proxies=True)
-        info[tag] = {"eps": float(mask.mean()),
-                     "proxy_acc": ", ".join(f"{nm} {a:.1f}" for nm, a in zip(ens.names, ens.test_acc))}
-        rows, s_of, last = diagnose(ens, mask, args)
-        run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask,
-                        mean_loss=scores.ensemble_score(ens, "loss"),
-                        **{f"s_K{k}": s for k, s in s_of.items()})
-        for k, s in s_of.items():
-            groups = np.where(mask, "corrupted", "clean")
-            plots.hist_by_group(s, groups, run.path / f"hist-{tag}-K{k}.png", bins=args.bins,
-                                title=f"{tag}, K = {k}", xlabel="rank disagreement s_i")
-        verdicts[tag] = theory.verdict(last["checks"], last["masses"], last["aligned"])
-        runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
-        run.finish_job(key, [{"kind": kind, "rate": rate, **r} for r in rows])
+        with run.claim(key) as job:
+            if job is None:
+                run.log(f"[{tag}] " + ("done, skipped (--resume)" if run.is_done(key)
+                                       else "running in another worker, skipped"))
+                continue
+            t0 = time.time()
+            prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=True)
+            mask, ens = prep.mask, prep.ens
+            eps = float(mask.mean()) if mask is not None else float("nan")
+            if ens is None:   # a proxy (or the attacker) diverged: no s_i, recorded as such
+                info[tag] = {"eps": eps, "diverged": prep.diverged}
+                verdicts[tag] = f"DIVERGED: {prep.diverged}; no diagnostics for this configuration"
+                runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
+                job.finish([{"kind": kind, "rate": rate, "K": k, "metric": m, "value": v}
+                             for k in args.k_list for m, v in (("eps", eps), ("diverged", 1.0))], files=[saved])
+                run.log(f"[{tag}] {verdicts[tag]}")
+                continue
+            info[tag] = {"eps": eps,
+                         "proxy_acc": ", ".join(f"{nm} {a:.1f}" for nm, a in zip(ens.names, ens.test_acc))}
+            rows, s_of, last = diagnose(ens, mask, args)
+            run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask,
+                            mean_loss=scores.ensemble_score(ens, "loss"),
+                            **{f"s_K{k}": s for k, s in s_of.items()})
+            for k, s in s_of.items():
+                groups = np.where(mask, "corrupted", "clean")
+                plots.hist_by_group(s, groups, run.path / f"hist-{tag}-K{k}.png", bins=args.bins,
+                                    title=f"{tag}, K = {k}", xlabel="rank disagreement s_i")
+            verdicts[tag] = theory.verdict(last["checks"], last["masses"], last["aligned"])
+            runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
+            job.finish([{"kind": kind, "rate": rate, **r} for r in rows],
+                       files=[saved, run.path / f"scores-{tag}.npz"])
         run.log(f"[{tag}] {len(args.k_list)} ensemble sizes in {time.time() - t0:.1f}s\n{verdicts[tag]}")
+        with run.locked():
+            load_verdicts(run, args, info, verdicts)
+            write_report(run, args, verdicts, info)
+            write_plots(run, args)
+    with run.locked():   # from every worker's job files
+        load_verdicts(run, args, info, verdicts)
         write_report(run, args, verdicts, info)
         write_plots(run, args)
-    write_report(run, args, verdicts, info)
-    write_plots(run, args)
     run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
     return run.path
 
@@ -329,4 +356,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

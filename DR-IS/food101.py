@@ -8,8 +8,9 @@ Pipeline (islab/features.py holds the pieces):
   2. Per backbone (--backbones, torchvision DEFAULT ImageNet weights): penultimate features
      extracted ONCE and cached on disk, keyed by backbone, weights and a data fingerprint.
   3. Noise per configuration (--noise): E1 = clean (only the data set's natural noise), E2 =
-     natural + injected targeted noise; the attacker is a linear probe on the first backbone's
-     features trained on the unmodified labels (the paper briefly trains a ResNet-18).
+     natural + injected targeted noise (default: 25 %, the paper's "E2 (+25% Targeted)"); the
+     attacker is a linear probe on the first backbone's features trained --attacker-epochs on the
+     unmodified labels (the paper briefly trains a ResNet-18).
   4. Proxies: one linear probe per backbone (islab.train, registry model `linear`, on the
      quantised features), --probe-epochs epochs; losses snapshotted at --probe-snapshot.
   5. Scores -> keep the top round(alpha N) (SPEC section 4; random = uniform subset) -> the
@@ -26,9 +27,6 @@ metric, value, epoch), scores-<config>.npz, labels-<config>.npz, accuracy.png, p
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -43,22 +41,11 @@ from islab.seeding import numpy_rng  # noqa: E402
 FAMILY = "DR-IS/food101"
 SCORE_METHODS = ("dris", "consensus", "el2n", "aum", "forgetting")   # islab.scores.ensemble_score names
 METHODS = ("random",) + SCORE_METHODS + ("full",)
-DEFAULT_NOISE = "clean,targeted:0.1"   # E1, E2 (injected rate: our default; the paper's was lost)
+DEFAULT_NOISE = "clean,targeted:0.25"  # the paper's Table 4: E1 (natural noise) and E2 (+25% Targeted)
 FAKE_IMAGE_SIZE = 64
-RUN_FLAGS = ("name", "resume", "quiet", "progress", "results_root", "cache_dir", "data_dir", "download",
-             "device", "torch_device", "weights_dir", "feature_batch")
 
 
 # ---------------------------------------------------------------- arguments
-
-
-def comma_list(kind):
-    def parse(text):
-        items = [t.strip() for t in str(text).split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("empty list")
-        return list(dict.fromkeys(kind(t) for t in items))
-    return parse
 
 
 def build_parser():
@@ -70,7 +57,7 @@ def build_parser():
     g.add_argument("--download", action="store_true", help="download missing data and ImageNet weights")
     g.add_argument("--fake", action="store_true",
                    help="use a tiny GENERATED stand-in (written under --cache-dir) and untrained networks")
-    g.add_argument("--fake-classes", type=cli.positive_int, default=4, help="--fake: number of classes")
+    g.add_argument("--fake-classes", type=cli.positive_int, default=4, help="--fake: number of classes (>= 2)")
     g.add_argument("--fake-per-class", type=cli.positive_int, default=24,
                    help="--fake: training images per class (test: a third of it, at least 2)")
     g.add_argument("--image-size", type=cli.positive_int, default=None,
@@ -83,7 +70,7 @@ def build_parser():
                    help="folder holding torchvision's ImageNet .pth files "
                         "(default: $TORCH_HOME/hub/checkpoints)")
     g = p.add_argument_group("proxies (linear probes on frozen features)")
-    g.add_argument("--backbones", type=comma_list(str), default=list(BACKBONES),
+    g.add_argument("--backbones", type=cli.comma_list(str, unique=True), default=list(BACKBONES),
                    help=f"ImageNet backbones, one probe proxy each, from {', '.join(BACKBONES)}")
     g.add_argument("--probe-epochs", type=cli.positive_int, default=10,
                    help="probe training epochs (paper: 10)")
@@ -95,15 +82,19 @@ def build_parser():
     g.add_argument("--probe-batch", type=cli.positive_int, default=256, help="probe examples per SGD step")
     g.add_argument("--probe-weight-decay", type=cli.nonnegative_float, default=5e-4,
                    help="probe L2 coefficient")
+    g.add_argument("--attacker-epochs", type=cli.positive_int, default=10,
+                   help="epochs the targeted-noise attacker (a linear probe on the first backbone's "
+                        "features, clean labels) trains; its other settings are the probes'. Default 10 = "
+                        "the --probe-epochs default, which the attacker used before it had its own flag")
     g.add_argument("--feature-batch", type=cli.positive_int, default=256,
                    help="images per feature-extraction pass")
     g = p.add_argument_group("static pruning and target")
     g.add_argument("--noise", default=DEFAULT_NOISE,
                    help="noise configurations on top of the natural noise: clean | uniform:RATE | "
                         "targeted:RATE | pair:RATE (RATE = fraction of N relabelled, in [0, 1))")
-    g.add_argument("--alpha", type=comma_list(cli.fraction), default=[0.3],
+    g.add_argument("--alpha", type=cli.comma_list(cli.fraction, unique=True), default=[0.3],
                    help="keep fractions in (0, 1], comma list")
-    g.add_argument("--methods", type=comma_list(str), default=["random", "dris"],
+    g.add_argument("--methods", type=cli.comma_list(str, unique=True), default=["random", "dris"],
                    help=f"methods, from {', '.join(METHODS)}")
     g.add_argument("--target-arch", choices=TARGETS, default="resnet50",
                    help="target network (layer4 + a new fc trained, the rest frozen)")
@@ -119,10 +110,13 @@ def build_parser():
     g = p.add_argument_group("run")
     g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds")
     g.add_argument("--noise-seed", type=int, default=0, help="seed of the label-noise draw")
-    g.add_argument("--cache-dir", default="results/cache", help="image / feature / probe cache folder")
-    g.add_argument("--results-root", default=None,
-                   help="where run folders go (default: repo results/DR-IS/food101)")
-    g.add_argument("--name", default=None, help="run folder name (default: from the parameters)")
+    g.add_argument("--cache-dir", type=cli.folder, default=None,
+                   help="image / feature / probe cache folder (default: <results-root>/cache)")
+    g.add_argument("--results-root", type=cli.folder, default=None,
+                   help="results folder; runs land in <root>/DR-IS/food101/<name> (default: the repository's "
+                        "results/)")
+    g.add_argument("--name", type=runs.check_name, default=None,
+                   help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true",
                    help="continue an existing run folder, skipping finished jobs")
     g.add_argument("--quiet", action="store_true", help="log to log.txt only")
@@ -138,6 +132,9 @@ def parse_args(argv=None):
     from islab.train import pick_device
 
     args = build_parser().parse_args(argv)
+    experiment.resolve_cache_dir(args)
+    if args.fake and args.fake_classes < 2:
+        cli.fail(f"--fake-classes must be at least 2 (one class has nothing to classify), got {args.fake_classes}")
     cli.check_choices(args.backbones, BACKBONES, "backbone")
     cli.check_choices(args.methods, METHODS, "method")
     if any(m in ("dris", "consensus") for m in args.methods) and len(args.backbones) < 2:
@@ -165,8 +162,7 @@ def parse_args(argv=None):
 
 
 def default_name(args) -> str:
-    cfg = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_FLAGS}
-    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    digest = runs.config_digest(args)
     return runs.run_name("fake" if args.fake else "food101", args.target_arch, f"e{args.epochs}",
                          "a" + "_".join(f"{a:g}" for a in args.alpha),
                          f"n{args.train_size}" if args.train_size else None, digest)
@@ -177,6 +173,13 @@ def probe_config(args):
 
     return TrainConfig(epochs=args.probe_epochs, batch_size=args.probe_batch, lr=args.probe_lr,
                        momentum=args.momentum, weight_decay=args.probe_weight_decay, amp=not args.no_amp)
+
+
+def attacker_config(args):
+    """The probes' settings for --attacker-epochs epochs (the epochs are part of its cache key)."""
+    from dataclasses import replace
+
+    return replace(probe_config(args), epochs=args.attacker_epochs)
 
 
 def target_config(args):
@@ -202,7 +205,9 @@ def write_report(run, args, info: dict) -> None:
             f"{info.get('n_test', '?')} test images at {args.image_size}px, "
             f"{info.get('classes', '?')} classes",
             f"proxies: linear probes ({args.probe_epochs} epochs, ranks at epoch {args.probe_snapshot}) on "
-            f"{', '.join(args.backbones)} features; target {args.target_arch} (layer4 + fc trained), "
+            f"{', '.join(args.backbones)} features; targeted-noise attacker: linear probe on "
+            f"{args.backbones[0]} ({args.attacker_epochs} epochs); target {args.target_arch} "
+            "(layer4 + fc trained), "
             f"{args.epochs} epochs budget (E/alpha passes over the subset), seeds {args.seeds}",
             "acc: final test accuracy % (mean +- sample std over seeds); corruption_in_subset: fraction",
             "of kept examples whose label was injected-corrupted (natural noise is unknown; chance = eps);",
@@ -214,7 +219,8 @@ def write_report(run, args, info: dict) -> None:
         if len(d):
             d = d[d["value"].notna()]   # random has no score: its AUROC shows '-', and n counts seeds
             head.append(runs.mean_std_table(d, ["alpha", "method"],
-                                            ["test_acc", "corruption_in_subset", "auroc"], fmt="{:.3f}"))
+                                            ["test_acc", "corruption_in_subset", "auroc", "diverged"],
+                                            fmt="{:.3f}"))
         head.append("")
     run.write_text("res.txt", "\n".join(head) + "\n")
 
@@ -239,10 +245,10 @@ def write_plot(run) -> None:
 # ---------------------------------------------------------------- main
 
 
-def run_food101(args):
+def load_data(args):
+    """The Food-101 set (or the generated stand-in) on the device; exit 2 with one line when it
+    is missing, damaged or has fewer than 2 classes."""
     from islab import features
-    from islab.proxies import STAT_NAMES, ProxyEnsemble, fingerprint, noisy_labels, train_proxy
-    from islab.train import Sampling, train
 
     if args.fake:   # the generated stand-in, written once per cache folder
         features.make_fake_food101(args.data_root, classes=args.fake_classes,
@@ -253,80 +259,124 @@ def run_food101(args):
                                    cache_dir=args.cache_dir, train_size=args.train_size,
                                    test_size=args.test_size, device=args.torch_device,
                                    name="fake_food101" if args.fake else "food101")
-    except Exception as e:  # noqa: BLE001  DataMissing, or a failed download
+    except Exception as e:  # noqa: BLE001  DataMissing, a damaged meta file, a failed download
         cli.fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if ds.num_classes < 2 or len(np.unique(ds.train.y.cpu().numpy())) < 2:
+        cli.fail(f"{args.data_root}: the training set holds {len(np.unique(ds.train.y.cpu().numpy()))} class(es); "
+                 "classification needs at least 2")
+    return ds
+
+
+def diverged_rows(eps) -> list[dict]:
+    """The record of a job that could not train because a probe (or the attacker) diverged."""
+    nan = float("nan")
+    return [{"metric": q, "epoch": nan, "value": v} for q, v in
+            {"test_acc": nan, "corruption_in_subset": nan, "kept_fraction": nan, "auroc": nan, "eps": eps,
+             "diverged": 1.0, "proxy_diverged": 1.0, "seconds": 0.0}.items()]
+
+
+def run_food101(args):
+    from islab import features
+    from islab.proxies import STAT_NAMES, ProxyDiverged, ProxyEnsemble, fingerprint, noisy_labels, train_proxy
+    from islab.train import Sampling, train
+
+    # real data is loaded (and checked) before any folder exists; the generated stand-in is
+    # written into the cache folder, which open_run has checked first
+    ds = None if args.fake else load_data(args)
     run = runs.open_run(experiment.results_root(args, FAMILY) / (args.name or default_name(args)), args,
                         seed=args.seed_list[0], quiet=args.quiet)
+    ds = ds if ds is not None else load_data(args)
     n = len(ds.train)
     info = {"n": n, "n_test": len(ds.test), "classes": ds.num_classes, "configs": {}}
     run.log(f"run folder {run.path}; {n} train / {len(ds.test)} test images, {ds.num_classes} classes, "
             f"device {args.torch_device}{' (FAKE stand-in)' if args.fake else ''}")
+    run.plan([{"config": experiment.noise_tag(k, r), "alpha": a, "method": m, "seed": s}
+              for k, r in args.noise_list for a in args.alpha for m in args.methods for s in args.seed_list])
     pretrained = not args.fake
     data_fp = fingerprint(ds.train.x, ds.test.x)   # hashed once, shared by every backbone's cache key
     feat_ds = {}
     for b in args.backbones:
-        tr, te = features.cached_features(b, ds, pretrained, args.weights_dir, args.cache_dir,
-                                          args.feature_batch, amp=not args.no_amp, log=run.log,
-                                          data_fingerprint=data_fp)
+        try:
+            tr, te = features.cached_features(b, ds, pretrained, args.weights_dir, args.cache_dir,
+                                              args.feature_batch, amp=not args.no_amp, log=run.log,
+                                              data_fingerprint=data_fp)
+        except ValueError as e:   # damaged weights or weights of another network: exit 2, one line
+            cli.fail(str(e))
         feat_ds[b] = features.feature_dataset(tr, te, ds, b)
     pcfg, tcfg = probe_config(args), target_config(args)
     t_all = time.time()
     for kind, rate in args.noise_list:
         tag = experiment.noise_tag(kind, rate)
-        labels, mask, clean = noisy_labels(feat_ds[args.backbones[0]], kind, rate, args.noise_seed,
-                                           attacker_model="linear", attacker_cfg=pcfg,
-                                           cache_dir=args.cache_dir, log=run.log)
-        run.save_arrays(f"labels-{tag}.npz", noisy=labels, clean=clean, corrupt=mask)
-        stats, accs, seeds = {s: [] for s in STAT_NAMES}, [], []
-        for k, b in enumerate(args.backbones):
-            seed = experiment.proxy_seed(args, k)
-            out, acc = train_proxy(feat_ds[b], labels, "linear", seed, pcfg, args.probe_snapshot,
-                                   cache_dir=args.cache_dir, log=run.log)
-            for s in STAT_NAMES:
-                stats[s].append(out[s])
-            accs.append(acc)
-            seeds.append(seed)
-        ens = ProxyEnsemble(list(args.backbones), seeds, {s: np.stack(v) for s, v in stats.items()},
-                            np.asarray(accs))
-        eps = float(mask.mean())
-        info["configs"][tag] = {"eps": eps,
-                                "probe_acc": ", ".join(f"{b} {a:.1f}" for b, a in zip(args.backbones, accs))}
-        score_of = {m: scores.ensemble_score(ens, m) for m in args.methods if m in SCORE_METHODS}
-        run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
+        diverged, ens, labels, mask = None, None, None, None
+        try:
+            labels, mask, clean = noisy_labels(feat_ds[args.backbones[0]], kind, rate, args.noise_seed,
+                                               attacker_model="linear", attacker_cfg=attacker_config(args),
+                                               cache_dir=args.cache_dir, log=run.log)
+            run.save_arrays(f"labels-{tag}.npz", noisy=labels, clean=clean, corrupt=mask)
+            stats, accs, seeds = {s: [] for s in STAT_NAMES}, [], []
+            for k, b in enumerate(args.backbones):
+                seed = experiment.proxy_seed(args, k)
+                out, acc = train_proxy(feat_ds[b], labels, "linear", seed, pcfg, args.probe_snapshot,
+                                       cache_dir=args.cache_dir, log=run.log)
+                for s in STAT_NAMES:
+                    stats[s].append(out[s])
+                accs.append(acc)
+                seeds.append(seed)
+            ens = ProxyEnsemble(list(args.backbones), seeds, {s: np.stack(v) for s, v in stats.items()},
+                                np.asarray(accs))
+        except ProxyDiverged as e:
+            diverged = str(e)
+            run.log(f"[{tag}] {e}: the jobs that need it are recorded as diverged")
+        eps = float(mask.mean()) if mask is not None else float("nan")
+        info["configs"][tag] = {"eps": eps, "probe_acc": ", ".join(
+            f"{b} {a:.1f}" for b, a in zip(args.backbones, ens.test_acc)) if ens is not None else f"DIVERGED: {diverged}"}
+        score_of = ({m: scores.ensemble_score(ens, m) for m in args.methods if m in SCORE_METHODS}
+                    if ens is not None else {})
+        if mask is not None:
+            run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
         for alpha in args.alpha:
             for m in args.methods:
                 for seed in args.seed_list:
                     key = {"config": tag, "alpha": alpha, "method": m, "seed": seed}
-                    if run.is_done(key):
-                        run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: done, skipped (--resume)")
-                        continue
-                    if m == "full":
-                        ids = np.arange(n)
-                    elif m == "random":
-                        rng = numpy_rng(seed, "subset", int(round(alpha * 1e6)))   # own draw per alpha
-                        ids = sampling.random_subset(n, alpha, rng)
-                    else:
-                        ids = sampling.keep_top_fraction(score_of[m], alpha)
-                    model = features.build_target(args.target_arch, ds.num_classes, seed, args.torch_device,
-                                                  pretrained, args.weights_dir)
-                    res = train(model, ds, labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
-                                corrupt_mask=mask, progress=args.progress,
-                                desc=f"[{tag}] {m} a{alpha:g} s{seed}")
-                    det = theory.detection_metrics(-score_of[m], mask) if m in score_of else {"auroc": np.nan}
-                    rows = [{"metric": f"epoch_{q}", "epoch": h["epoch"], "value": h[q]}
-                            for h in res.history for q in ("test_acc", "train_loss") if q in h]
-                    final = {"test_acc": res.test_acc,
-                             "corruption_in_subset": theory.corruption_in_subset(ids, mask),
-                             "kept_fraction": len(ids) / n, "auroc": det["auroc"], "eps": eps,
-                             "diverged": float(res.diverged), "seconds": res.seconds}
-                    rows += [{"metric": q, "epoch": np.nan, "value": float(v)} for q, v in final.items()]
-                    run.finish_job(key, rows)
-                    run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: test acc {res.test_acc:.2f}%, "
-                            f"corruption in subset {final['corruption_in_subset']:.3f} (eps {eps:.3f}), "
-                            f"{res.seconds:.1f}s")
-                    write_report(run, args, info)
-        write_report(run, args, info)
-        write_plot(run)
+                    with run.claim(key) as job:
+                        if job is None:
+                            run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: " + (
+                                "done, skipped (--resume)" if run.is_done(key)
+                                else "running in another worker, skipped"))
+                            continue
+                        if labels is None or (m in SCORE_METHODS and m not in score_of):
+                            job.finish(diverged_rows(eps))
+                            run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: DIVERGED (no scores: {diverged})")
+                            continue
+                        if m == "full":
+                            ids = np.arange(n)
+                        elif m == "random":
+                            rng = numpy_rng(seed, "subset", int(round(alpha * 1e6)))   # own draw per alpha
+                            ids = sampling.random_subset(n, alpha, rng)
+                        else:
+                            ids = sampling.keep_top_fraction(score_of[m], alpha)
+                        model = features.build_target(args.target_arch, ds.num_classes, seed, args.torch_device,
+                                                      pretrained, args.weights_dir)
+                        res = train(model, ds, labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
+                                    corrupt_mask=mask, progress=args.progress,
+                                    desc=f"[{tag}] {m} a{alpha:g} s{seed}")
+                        det = theory.detection_metrics(-score_of[m], mask) if m in score_of else {"auroc": np.nan}
+                        rows = [{"metric": f"epoch_{q}", "epoch": h["epoch"], "value": h[q]}
+                                for h in res.history for q in ("test_acc", "train_loss") if q in h]
+                        final = {"test_acc": res.test_acc,
+                                 "corruption_in_subset": theory.corruption_in_subset(ids, mask),
+                                 "kept_fraction": len(ids) / n, "auroc": det["auroc"], "eps": eps,
+                                 "diverged": float(res.diverged), "seconds": res.seconds}
+                        rows += [{"metric": q, "epoch": np.nan, "value": float(v)} for q, v in final.items()]
+                        job.finish(rows)
+                    run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: test acc {res.test_acc:.2f}%"
+                            f"{' DIVERGED' if res.diverged else ''}, corruption in subset "
+                            f"{final['corruption_in_subset']:.3f} (eps {eps:.3f}), {res.seconds:.1f}s")
+                    with run.locked():
+                        write_report(run, args, info)
+        with run.locked():   # from every worker's job files
+            write_report(run, args, info)
+            write_plot(run)
     run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
     return run.path
 
@@ -336,4 +386,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -23,7 +23,6 @@ import json
 import math
 import sys
 import time
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from islab import cli, experiment, online, runs, scores, theory  # noqa: E402
 from islab.models import MODELS  # noqa: E402
+from islab.sampling import IS_FLOOR  # noqa: E402
 from islab.train import train  # noqa: E402
 
 FAMILY = "DR-IS/online"
@@ -42,9 +42,6 @@ DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"
 IRREDUCIBLE_DEFAULTS = {"cifar10": ("resnet20", 5000), "cifar100": ("resnet20", 5000), "digits": ("cnn", 0.2)}
 COLLAPSE_MARGIN = 5.0    # a run "collapsed" when its final test accuracy <= chance + this (points)
 EPOCH_METRICS = ("test_acc", "test_loss", "train_loss", "mass_corrupt", "drawn_corrupt")
-# keys that do not change results: left out of the default run name
-RUN_MECHANICS = ("name", "resume", "results_root", "quiet", "progress", "cache_dir", "checkpoint", "device",
-                 "torch_device")
 
 
 # ---------------------------------------------------------------- arguments
@@ -74,9 +71,11 @@ def build_parser():
                         "(RATE = fraction of N corrupted, in [0, 1))")
     g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
                    help="DR-IS smoothing: c = gamma * mean(s) added to every rank variance s_i (unitless)")
-    g.add_argument("--is-floor", type=cli.nonnegative_float, default=0.0,
+    g.add_argument("--is-floor", type=cli.nonnegative_float, default=IS_FLOOR,
                    help="Standard IS floor, as a fraction of the mean gradient-norm bound added to every "
-                        "example (0 = the plain gradient-norm rule of the paper)")
+                        "example (dimensionless; islab.sampling.IS_FLOOR, the rule of the convex "
+                        "family's Standard IS and Loss IS too; bounds the weight by (1 + floor) / floor; "
+                        "0 = the plain gradient-norm rule)")
     g.add_argument("--rho-floor", type=cli.nonnegative_float, default=0.01,
                    help="RHO-LOSS floor, as a fraction of the mean of max(score, 0) added to every example; "
                         "bounds the importance weight by (1 + floor) / floor")
@@ -104,10 +103,13 @@ def parse_args(argv=None):
     args.noise_configs = list(dict.fromkeys(experiment.parse_noise_configs(args.noise)))
     args.seed_list = list(dict.fromkeys(args.seed_list))
     model, hold = IRREDUCIBLE_DEFAULTS.get(args.preset, ("cnn", 0.2))
-    args.irreducible_model = args.irreducible_model or model
+    args.irreducible_model = model if args.irreducible_model is None else args.irreducible_model
     args.holdout = hold if args.holdout is None else args.holdout
     if args.irreducible_model not in MODELS:
         cli.fail(f"unknown --irreducible-model {args.irreducible_model!r}; choose from {', '.join(MODELS)}")
+    if "dris" in args.method_list and len(args.proxy_list) < 2:
+        cli.fail("dris needs at least 2 proxies (a rank disagreement over one is 0); "
+                 f"got --proxies {args.proxies}")
     return args
 
 
@@ -124,8 +126,7 @@ def holdout_count(args, n: int) -> int:
 
 
 def default_name(args) -> str:
-    keys = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_MECHANICS}
-    digest = f"{zlib.crc32(repr(keys).encode()):08x}"[:6]
+    digest = runs.config_digest(args)
     size = f"n{args.train_size}" if args.train_size else None
     return runs.run_name(args.dataset, args.target, f"e{args.epochs}", size, digest)
 
@@ -137,12 +138,16 @@ def irreducible_for(args, ds, labels, mask, tag, run, n_hold):
     """The RHO-LOSS reference for one noise configuration, read back from the run folder when
     a previous invocation already trained it (--resume)."""
     path = run.path / f"irreducible-{tag}.npz"
+    irr = None
     if path.exists():
-        with np.load(path) as z:
-            irr = online.Irreducible(z["keep"], z["holdout"], z["loss"], float(z["test_acc"]),
-                                     bool(z["diverged"]))
-        run.log(f"[{tag}] irreducible model: read from {path.name}")
-    else:
+        try:
+            with np.load(path) as z:
+                irr = online.Irreducible(z["keep"], z["holdout"], z["loss"], float(z["test_acc"]),
+                                         bool(z["diverged"]))
+            run.log(f"[{tag}] irreducible model: read from {path.name}")
+        except Exception as e:  # noqa: BLE001  truncated or foreign file: never trusted, trained again
+            run.log(f"[{tag}] {path.name} is damaged ({type(e).__name__}): the irreducible model is trained again")
+    if irr is None:
         cfg = replace(experiment.target_config(args), epochs=args.irreducible_epochs)
         irr = online.train_irreducible(ds, labels, n_hold, args.irreducible_model, cfg,
                                        seed=2000 + args.noise_seed, log=lambda m: run.log(f"[{tag}] {m}"),
@@ -289,6 +294,7 @@ def write_report(run, args, ds, infos, wall):
              f"{args.epochs} epochs x ceil(N/{args.batch_size}) steps, lr {args.lr:g} (cosine), "
              f"wd {args.weight_decay:g}",
              f"proxies {','.join(args.proxy_list)} (E_p {args.proxy_epochs}, E_s {args.snapshot_epoch}); "
+             f"targeted-noise attacker {args.attacker} ({args.attacker_epochs} epochs); "
              f"gamma {args.gamma:g}; Standard IS floor {args.is_floor:g}, RHO floor {args.rho_floor:g} "
              "(relative to the mean score); "
              f"rho_faithful every {args.rho_every} epochs; irreducible {args.irreducible_model} "
@@ -298,7 +304,9 @@ def write_report(run, args, ds, infos, wall):
              "sampling mass on corrupted examples (mean over epochs; uniform = eps); drawn corrupt = "
              "fraction of drawn examples that were corrupted; ESS/N = 1/(N sum p^2), mean over epochs; "
              "max w = largest importance weight 1/(N p_i) any example could carry (max over epochs). "
-             "RHO methods train on N - holdout examples.",
+             "RHO methods train on N' = N - holdout examples (the holdout trains their reference model), "
+             "so they get N'/N of the data and of the steps per epoch: a RHO-vs-uniform gap mixes the "
+             "sampler with that smaller budget (DR-IS/README.md measures uniform SGD on N' examples).",
              "mean +- std (ddof 1) over seeds; paired t-test of final acc against uniform across seeds.", ""]
     for kind, rate in args.noise_configs:
         tag = experiment.noise_tag(kind, rate)
@@ -307,8 +315,13 @@ def write_report(run, args, ds, infos, wall):
             continue
         info = infos.get(tag, {})
         extra = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in info.items())
-        lines += [f"== noise {tag} ==", f"({extra})" if extra else "",
-                  config_table(sub, args.method_list), ""]
+        lines += [f"== noise {tag} ==", f"({extra})" if extra else ""]
+        if "holdout_size" in info:
+            n, h = info["n_train"], info["holdout_size"]
+            lines.append(f"RHO targets: N' = {n - h} of N = {n} examples ({100 * (n - h) / n:.1f} %), "
+                         f"{math.ceil((n - h) / args.batch_size)} vs {math.ceil(n / args.batch_size)} steps "
+                         "per epoch; the other methods train on all N")
+        lines += [config_table(sub, args.method_list), ""]
     lines.append(f"wall time of this invocation so far: {wall:.1f} s")
     run.write_text("res.txt", "\n".join(lines) + "\n")
     plot(run, df)
@@ -331,19 +344,45 @@ def plot(run, df):
 # ---------------------------------------------------------------- main
 
 
+def read_infos(path) -> dict:
+    """configs.json (per-configuration facts for res.txt); a damaged copy counts as empty and is
+    rewritten when the configuration is next prepared."""
+    try:
+        d = json.loads(path.read_text()) if path.exists() else {}
+        return d if isinstance(d, dict) else {}
+    except (ValueError, OSError):
+        return {}
+
+
+def diverged_rows() -> list[dict]:
+    """The record of a job that could not train because a proxy or the attacker diverged."""
+    nan = float("nan")
+    return [{"metric": k, "value": v} for k, v in
+            {"final_acc": nan, "best_acc": nan, "diverged": 1.0, "proxy_diverged": 1.0, "collapsed": nan,
+             "mass_corrupt_mean": nan, "drawn_corrupt_mean": nan, "ess_mean": nan, "max_weight_max": nan,
+             "epochs_run": 0.0, "seconds": 0.0, "nonfinite_refresh": nan}.items()]
+
+
 def main(argv=None):
     args = parse_args(argv)
-    ds = experiment.open_dataset(args)
+    return run_online(args)
+
+
+def run_online(args, ds=None, path=None):
+    """Every noise configuration x method x seed job of parsed args (the data set and the run
+    folder path may be given, as DR-IS/ablations.py does)."""
+    ds = ds if ds is not None else experiment.open_dataset(args)
     n_hold = holdout_count(args, len(ds.train))   # last check: exit 2 before any folder exists
-    name = args.name or default_name(args)
+    path = path or experiment.results_root(args, FAMILY) / (args.name or default_name(args))
     run_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "torch_device"})
-    run = runs.open_run(experiment.results_root(args, FAMILY) / name, run_args, seed=args.seed_list[0],
-                        quiet=args.quiet)
+    run = runs.open_run(path, run_args, seed=args.seed_list[0], quiet=args.quiet)
     info_file = run.path / "configs.json"
-    infos = json.loads(info_file.read_text()) if info_file.exists() else {}
+    infos = read_infos(info_file)
     t_start = time.time()
     run.log(f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods {args.method_list}; "
             f"seeds {args.seed_list}; device {args.torch_device}")
+    run.plan([{"noise": experiment.noise_tag(k, r), "method": m, "seed": s}
+              for k, r in args.noise_configs for m in args.method_list for s in args.seed_list])
     for kind, rate in args.noise_configs:
         tag = experiment.noise_tag(kind, rate)
         jobs = [(m, s) for m in args.method_list for s in args.seed_list]
@@ -353,25 +392,39 @@ def main(argv=None):
         if not todo:
             continue
         need_proxies = any(m in online.PROXY_METHODS for m, _ in todo)
-        labels, mask, clean, ens = experiment.configuration(args, ds, kind, rate, run,
-                                                            need_proxies=need_proxies)
+        prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
+        labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
         irr = (irreducible_for(args, ds, labels, mask, tag, run, n_hold)
-               if any(m in online.RHO_METHODS for m, _ in todo) else None)
-        infos[tag] = {**infos.get(tag, {}), **config_info(ds, mask, ens, irr)}
-        runs.atomic_write_json(info_file, infos)
+               if labels is not None and any(m in online.RHO_METHODS for m, _ in todo) else None)
+        with run.locked():   # re-read: other workers may have added their configurations
+            infos = {**infos, **read_infos(info_file)}
+            infos[tag] = {**infos.get(tag, {}), **(config_info(ds, mask, ens, irr) if mask is not None else {}),
+                          **({"diverged": prep.diverged} if prep.diverged else {})}
+            runs.atomic_write_json(info_file, infos)
         for method, seed in todo:
-            rows, s = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
-            run.finish_job({"noise": tag, "method": method, "seed": seed}, rows)
+            blocked = labels is None or (ens is None and method in online.PROXY_METHODS)
+            with run.claim({"noise": tag, "method": method, "seed": seed}) as job:
+                if job is None:
+                    run.log(f"[{tag}] {method} seed {seed}: running in another worker, skipped")
+                    continue
+                if blocked:   # its proxies or the attacker diverged: recorded, not trained
+                    job.finish(diverged_rows())
+                    run.log(f"[{tag}] {method} seed {seed}: DIVERGED (no scores: {prep.diverged})")
+                    continue
+                rows, s = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
+                job.finish(rows)
             flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
             run.log(f"[{tag}] {method} seed {seed}: final acc {s['final_acc']:.2f}% "
                     f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "
                     f"drawn corrupted {s['drawn_corrupt_mean']:.3f}, "
                     f"ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}")
-            write_report(run, args, ds, infos, time.time() - t_start)
-    write_report(run, args, ds, infos, time.time() - t_start)
+            with run.locked():
+                write_report(run, args, ds, infos, time.time() - t_start)
+    with run.locked():   # from every worker's job files
+        write_report(run, args, ds, infos, time.time() - t_start)
     run.log(f"done in {time.time() - t_start:.1f} s -> {run.path}")
     return run.path
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -22,9 +22,6 @@ job), labels-<tag>.npz, accuracy.png, corruption.png, config.json/cmd.txt/env.js
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import sys
 import time
 from dataclasses import replace
@@ -36,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from islab import cli, experiment, runs, sampling, scores, theory  # noqa: E402
 from islab.noise import top_indices  # noqa: E402
+from islab.proxies import ProxyDiverged  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
 
 FAMILY = "DR-IS/static"
@@ -45,22 +43,9 @@ EXTRA_METHODS = ("hybrid", "aum_tsr")   # need --hybrid-lambda / an AUM threshol
 NO_SCORE = ("random", "full")           # methods without a per-example score (no proxies needed)
 DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"  # SPEC section 7 (our default)
 DEFAULT_TSR_PERCENTILE = 99.0           # Pleiss et al.: flag AUM below the 99th threshold percentile
-# Flags that never change a result: left out of the run-name hash.
-RUN_FLAGS = ("name", "resume", "quiet", "progress", "results_root", "cache_dir", "data_dir", "download",
-             "device", "torch_device", "compile")
 
 
 # ---------------------------------------------------------------- arguments
-
-
-def comma_list(kind):
-    """argparse type: a comma-separated list, each item parsed (and checked) by `kind`."""
-    def parse(text):
-        items = [t.strip() for t in str(text).split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("empty list")
-        return list(dict.fromkeys(kind(t) for t in items))   # drop repeats, keep order
-    return parse
 
 
 def build_parser():
@@ -70,14 +55,14 @@ def build_parser():
     g.add_argument("--noise", default=DEFAULT_NOISE,
                    help="noise configurations, comma list of clean | uniform:RATE | targeted:RATE | "
                         "pair:RATE (RATE = fraction of N relabelled, in [0, 1)); one shared proxy run each")
-    g.add_argument("--alpha", type=comma_list(cli.fraction), default=[0.3],
+    g.add_argument("--alpha", type=cli.comma_list(cli.fraction, unique=True), default=[0.3],
                    help="keep fractions in (0, 1] (fraction of N kept), comma list")
-    g.add_argument("--methods", type=comma_list(str), default=list(BASE_METHODS),
+    g.add_argument("--methods", type=cli.comma_list(str, unique=True), default=list(BASE_METHODS),
                    help=f"methods, from {', '.join(BASE_METHODS + EXTRA_METHODS)}")
     g.add_argument("--beta", type=cli.unit_interval, default=0.0,
                    help="uniform mix: fraction of each score method's subset drawn uniformly from the "
                         "rest instead (paper D.6), in [0, 1]")
-    g.add_argument("--hybrid-lambda", type=comma_list(cli.unit_interval), default=None,
+    g.add_argument("--hybrid-lambda", type=cli.comma_list(cli.unit_interval, unique=True), default=None,
                    help="adds method hybrid<l> = (1-l) rank(dris) + l rank(gradnorm) for each l in [0, 1]")
     g.add_argument("--aum-threshold", type=float, default=None, metavar="PERCENTILE",
                    help="adds method aum_tsr: proxies retrained twice each with N//C threshold samples "
@@ -130,8 +115,7 @@ def hybrid_name(lam: float) -> str:
 
 def default_name(args) -> str:
     """Run folder name: the main parameters plus a short hash of every result-changing flag."""
-    cfg = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_FLAGS}
-    digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    digest = runs.config_digest(args)
     parts = ["static", args.dataset, args.target, f"e{args.epochs}",
              "a" + "_".join(f"{a:g}" for a in args.alpha_list),
              f"beta{args.beta:g}" if args.beta else None,
@@ -276,7 +260,7 @@ def config_table(fin, tag: str, alpha: float, methods) -> str:
     d = fin[(fin["config"] == tag) & np.isclose(fin["panel"], alpha)]
     ref = d[d["method"] == "random"].set_index("seed")["test_acc"]
     head = ["method", "kept", "class kept", "acc % (mean +- std)", "vs random pp", "corrupt in subset",
-            "AUROC", "AP", "p vs random", "n"]
+            "AUROC", "AP", "p vs random", "diverged", "n"]
     rows = []
     for m in methods:
         s = d[d["method"] == m]
@@ -294,7 +278,8 @@ def config_table(fin, tag: str, alpha: float, methods) -> str:
                  if "class_kept_min" in s else "-")
         rows.append([m, f"{s['kept_fraction'].mean():.3f}", cover, _pm(s["test_acc"], "{:.2f}"), delta,
                      _pm(s["corruption_in_subset"], "{:.3f}"), _pm(s["auroc"], "{:.3f}"),
-                     _pm(s["ap"], "{:.3f}"), p, str(len(s))])
+                     _pm(s["ap"], "{:.3f}"), p,
+                     f"{int(s['diverged'].fillna(0).sum()) if 'diverged' in s else 0}/{len(s)}", str(len(s))])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
@@ -307,7 +292,7 @@ def write_report(run, args, info: dict) -> None:
            f"(step parity: E/alpha passes over the subset), proxies {','.join(args.proxy_list)} "
            f"(E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}), beta {args.beta:g}, "
            f"{'class-balanced' if args.class_balanced else 'global'} top-alpha selection, "
-           f"seeds {args.seeds}",
+           f"seeds {args.seeds}; targeted-noise attacker {args.attacker} ({args.attacker_epochs} epochs)",
            "acc: final test accuracy %, mean +- sample std over seeds;",
            "vs random: mean paired difference to random (pp);",
            "p vs random: paired t-test over seeds (scipy ttest_rel; nan with < 2 seeds);",
@@ -315,7 +300,9 @@ def write_report(run, args, info: dict) -> None:
            "corrupt in subset: fraction of kept examples that are corrupted (chance = eps);",
            "AUROC/AP: how well the method's discard order (lowest keep-score first) finds the corrupted",
            "examples: 0.5 / eps = chance, below = the score prefers to KEEP corrupted examples;",
-           "random and full have no score (nan; a random order has expected AUROC 0.5 and AP eps).", ""]
+           "random and full have no score (nan; a random order has expected AUROC 0.5 and AP eps);",
+           "diverged: runs whose training loss became non-finite, or that could not train because a proxy",
+           "or the attacker diverged (their accuracy is nan and left out of the mean).", ""]
     if len(fin):
         fin = panels(fin, args.alpha_list)
         for kind, rate in args.noise_list:
@@ -323,6 +310,8 @@ def write_report(run, args, info: dict) -> None:
             if tag not in set(fin["config"]):
                 continue
             meta = info.get(tag, {})
+            if meta.get("diverged"):
+                out.append(f"== {tag}: DIVERGED before training: {meta['diverged']}")
             out.append(f"== {tag}: eps = {meta.get('eps', float('nan')):.3f} "
                        f"({meta.get('n_corrupt', '?')} of {meta.get('n', '?')} corrupted)"
                        + (f"; proxy test acc % {meta['proxy_acc']}" if meta.get("proxy_acc") else ""))
@@ -357,7 +346,7 @@ def write_plots(run, args) -> None:
             sns.barplot(data=d, x="config", y=metric, hue="method", order=order, hue_order=hue, errorbar="sd",
                         ax=ax, capsize=0.1, err_kws={"linewidth": 1})
             if metric == "test_acc":
-                lo = np.nanmin(d[metric]) if len(d) else 0
+                lo = np.nanmin(d[metric]) if np.isfinite(d[metric].to_numpy(dtype=float)).any() else 0
                 ax.set_ylim(max(0.0, lo - 10), 100)
             else:
                 eps = d.groupby("config")["eps"].first()
@@ -409,35 +398,61 @@ def job_rows(res, ids, mask, score, eps, kind, rate, clean, fit: dict) -> list[d
     return [{"kind": kind, "rate": rate, **r} for r in rows]
 
 
-def jobs_of(args, n: int, score_of: dict, tsr_keep, labels=None):
+def diverged_rows(eps, kind, rate) -> list[dict]:
+    """The record of a job that could not train because its proxies (or the attacker) diverged."""
+    nan = float("nan")
+    final = {"test_acc": nan, "best_test_acc": nan, "corruption_in_subset": nan, "kept_fraction": nan,
+             "n_kept": nan, "auroc": nan, "ap": nan, "eps": eps, "diverged": 1.0, "proxy_diverged": 1.0,
+             "seconds": 0.0}
+    return [{"kind": kind, "rate": rate, "metric": k, "epoch": nan, "value": v} for k, v in final.items()]
+
+
+def jobs_of(args, n: int, score_of: dict, tsr_keep, labels=None, ready: bool = True):
     """(alpha, method, seed, kept ids, keep score or None) for one configuration, in run order.
 
-    full runs once (alpha 1); aum_tsr runs once with its own keep fraction as its alpha."""
+    full runs once (alpha 1); aum_tsr runs once with its own keep fraction as its alpha.  With
+    ready=False (diverged proxies or attacker) the ids are None: the jobs are recorded as diverged."""
     out = []
     for a in args.alpha_list:
         for m in args.method_list:
             if m in ("full", "aum_tsr"):
                 continue
             for s in args.seed_list:
-                out.append((a, m, s, select(m, score_of.get(m), n, a, s, args.beta,
-                                            labels=labels if args.class_balanced else None), score_of.get(m)))
+                ok = ready and (m in NO_SCORE or m in score_of)
+                ids = (select(m, score_of.get(m), n, a, s, args.beta, labels=labels if args.class_balanced else None)
+                       if ok else None)
+                out.append((a, m, s, ids, score_of.get(m)))
     for m in ("full", "aum_tsr"):
         if m in args.method_list:
             ids = np.arange(n) if m == "full" else tsr_keep
+            alpha = round(len(ids) / n, 4) if ids is not None else (1.0 if m == "full" else float("nan"))
             for s in args.seed_list:
-                out.append((round(len(ids) / n, 4), m, s, ids, score_of.get(m)))
+                out.append((alpha, m, s, ids if ready else None, score_of.get(m)))
     return out
 
 
-def run_static(args):
-    """Every configuration x method x alpha x seed job of a parsed, validated args."""
+def planned_keys(args) -> list[dict]:
+    """Every job key known before any proxy is trained (aum_tsr's alpha is learnt later)."""
+    keys = []
+    for kind, rate in args.noise_list:
+        tag = experiment.noise_tag(kind, rate)
+        keys += [{"config": tag, "alpha": a, "method": m, "seed": s} for a in args.alpha_list
+                 for m in args.method_list if m not in ("full", "aum_tsr") for s in args.seed_list]
+        if "full" in args.method_list:
+            keys += [{"config": tag, "alpha": 1.0, "method": "full", "seed": s} for s in args.seed_list]
+    return keys
+
+
+def run_static(args, ds=None, path=None):
+    """Every configuration x method x alpha x seed job of a parsed, validated args (data set and
+    run folder path may be given, as ablations.py does for its sub-runs)."""
     from islab.train import Sampling, train
 
-    ds = experiment.open_dataset(args)   # a missing data set exits 2 before any folder exists
-    name = args.name or default_name(args)
-    run = runs.open_run(experiment.results_root(args, FAMILY) / name, args, seed=args.seed_list[0],
-                        quiet=args.quiet)
+    ds = ds if ds is not None else experiment.open_dataset(args)   # missing data: exit 2, no folder
+    path = path or experiment.results_root(args, FAMILY) / (args.name or default_name(args))
+    run = runs.open_run(path, args, seed=args.seed_list[0], quiet=args.quiet)
     run.log(f"run folder {run.path}; {len(ds.train)} training examples, device {args.torch_device}")
+    run.plan(planned_keys(args))
     tcfg = experiment.target_config(args)
     epoch_log = file_logger(run)
     n = len(ds.train)
@@ -445,44 +460,66 @@ def run_static(args):
     for kind, rate in args.noise_list:
         tag = experiment.noise_tag(kind, rate)
         need = any(m not in NO_SCORE for m in args.method_list)
-        labels, mask, clean, ens = experiment.configuration(args, ds, kind, rate, run, need_proxies=need)
-        eps = float(mask.mean())
-        info[tag] = {"eps": eps, "n_corrupt": int(mask.sum()), "n": n}
+        prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need)
+        labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
+        eps = float(mask.mean()) if mask is not None else float("nan")
+        info[tag] = {"eps": eps, "n_corrupt": int(mask.sum()) if mask is not None else "?", "n": n}
         score_of = method_scores(ens, args.method_list, args.lambda_list, ddof=args.ddof)
         tsr_keep = None
+        if prep.diverged:
+            info[tag]["diverged"] = prep.diverged
         if ens is not None:
             info[tag]["proxy_acc"] = ", ".join(f"{nm} {a:.1f}" for nm, a in zip(ens.names, ens.test_acc))
-        if "aum_tsr" in args.method_list:
-            aum_runs, thr_runs = threshold_sample_runs(args, ds, labels, log=run.log)
-            score_of["aum_tsr"], flagged = tsr_scores(aum_runs, thr_runs, args.aum_threshold)
-            tsr_keep = np.flatnonzero(~flagged)
-            if len(tsr_keep) == 0:   # every example flagged: keep the top-alpha by margin instead
-                run.log(f"[{tag}] aum_tsr flagged every example; keeping the top alpha by margin")
-                tsr_keep = top_indices(score_of["aum_tsr"], max(1, round(args.alpha_list[0] * n)))
-            bad = float(mask[flagged].mean()) if flagged.any() else float("nan")
-            run.log(f"[{tag}] aum_tsr: {int(flagged.sum())} of {n} flagged (percentile "
-                    f"{args.aum_threshold:g}), corruption among flagged {bad:.3f}")
-        run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
-        subsets = {}
-        for alpha, m, seed, ids, score in jobs_of(args, n, score_of, tsr_keep, labels):
-            subsets[f"{m}-a{alpha:g}-s{seed}"] = ids
+        if "aum_tsr" in args.method_list and ens is not None:
+            try:
+                aum_runs, thr_runs = threshold_sample_runs(args, ds, labels, log=run.log)
+            except ProxyDiverged as e:
+                run.log(f"[{tag}] aum_tsr: {e}; its jobs are recorded as diverged")
+                aum_runs = None
+            if aum_runs is not None:
+                score_of["aum_tsr"], flagged = tsr_scores(aum_runs, thr_runs, args.aum_threshold)
+                tsr_keep = np.flatnonzero(~flagged)
+                if len(tsr_keep) == 0:   # every example flagged: keep the top-alpha by margin instead
+                    run.log(f"[{tag}] aum_tsr flagged every example; keeping the top alpha by margin")
+                    tsr_keep = top_indices(score_of["aum_tsr"], max(1, round(args.alpha_list[0] * n)))
+                bad = float(mask[flagged].mean()) if flagged.any() else float("nan")
+                run.log(f"[{tag}] aum_tsr: {int(flagged.sum())} of {n} flagged (percentile "
+                        f"{args.aum_threshold:g}), corruption among flagged {bad:.3f}")
+        if mask is not None:
+            run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
+        subsets, ran = {}, False
+        for alpha, m, seed, ids, score in jobs_of(args, n, score_of, tsr_keep, labels, ready=labels is not None):
             key = {"config": tag, "alpha": alpha, "method": m, "seed": seed}
-            if run.is_done(key):
-                run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: done, skipped (--resume)")
-                continue
-            res = train(args.target, ds, labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
-                        corrupt_mask=mask, log=epoch_log, progress=args.progress,
-                        desc=f"[{tag}] {m} a{alpha:g} s{seed}")
-            fit, pred = experiment.fit_to_labels(res.model, ds, labels, clean, mask, tcfg)
-            if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
-                run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
-            rows = job_rows(res, ids, mask, score, eps, kind, rate, clean, fit)
-            run.finish_job(key, rows)
+            if ids is not None:
+                subsets[f"{m}-a{alpha:g}-s{seed}"] = ids
+            with run.claim(key) as job:
+                if job is None:
+                    run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: " + (
+                        "done, skipped (--resume)" if run.is_done(key) else "running in another worker, skipped"))
+                    continue
+                if ids is None:   # its proxies or the attacker diverged: recorded, not trained
+                    job.finish(diverged_rows(eps, kind, rate))
+                    run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: DIVERGED (no scores: {prep.diverged})")
+                    continue
+                res = train(args.target, ds, labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
+                            corrupt_mask=mask, log=epoch_log, progress=args.progress,
+                            desc=f"[{tag}] {m} a{alpha:g} s{seed}")
+                fit, pred = experiment.fit_to_labels(res.model, ds, labels, clean, mask, tcfg)
+                if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
+                    run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
+                job.finish(job_rows(res, ids, mask, score, eps, kind, rate, clean, fit))
+                ran = True
             run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: test acc {res.test_acc:.2f}%"
                     f"{' DIVERGED' if res.diverged else ''}, corruption in subset "
                     f"{theory.corruption_in_subset(ids, mask):.3f} (eps {eps:.3f}), {res.seconds:.1f}s")
-            write_report(run, args, info)
-        run.save_arrays(f"subsets-{tag}.npz", **subsets)
+            with run.locked():
+                write_report(run, args, info)
+        if subsets:
+            run.save_arrays(f"subsets-{tag}.npz", **subsets)
+        if ran and (kind, rate) != args.noise_list[-1]:   # figures cost seconds: after a configuration
+            with run.locked():
+                write_plots(run, args)
+    with run.locked():   # from every worker's job files
         write_report(run, args, info)
         write_plots(run, args)
     run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
@@ -494,4 +531,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

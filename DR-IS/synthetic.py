@@ -15,9 +15,9 @@ config/cmd/env provenance.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # standalone: find islab
@@ -31,7 +31,8 @@ NAMES = {"uniform": "Uniform SGD", "grad-is": "Standard IS", "loss-is": "Loss IS
 # Paper Appendix G, test accuracy % (SPEC section 7); its generator is not recoverable.
 PAPER = {"Uniform SGD": "95.84 / 86.16 / 23.62 / 21.22", "Standard IS": "95.92 / 87.16 / 22.62 / 19.80",
          "Loss IS": "95.86 / 86.74 / 24.94 / 21.62", "DR-IS": "94.64 / 53.86 / 22.98 / 20.70"}
-QUICK = dict(n=200, n_test=400, d=5, noise="none:0,uniform:0.1", seeds="0,1", epochs=2)
+QUICK = dict(n=200, n_test=400, d=5, noise="none:0,uniform:0.1,targeted:0.25", seeds="0,1", epochs=2)
+COLLAPSE_PCT = 50.0  # a chain "collapsed" when its final clean test accuracy is <= this (coin flip)
 COLUMNS = ["noise", "rate", "method", "seed", "epoch", "metric", "value"]
 
 
@@ -66,10 +67,20 @@ def build_parser():
     g.add_argument("--ratio", type=cli.positive_float, default=20.0,
                    help="rare-cluster norm / common-cluster norm (dimensionless)")
     convex.add_sgd_args(p)
+    g = p.add_argument_group("targeted-noise attacker (paper: trained on the clean labels)")
+    g.add_argument("--attacker", choices=("sgd", "exact"), default="sgd",
+                   help="sgd: plain uniform SGD on the clean labels for --attacker-epochs (the paper's "
+                        "attacker, islab.convex.train_attacker); exact: the exact clean optimum (Newton), "
+                        "a documented variant under which the attack misses the rare cluster")
+    g.add_argument("--attacker-epochs", type=cli.nonnegative_int, default=2,
+                   help="epochs of the sgd attacker (one epoch = N // batch steps; same lambda, schedule and "
+                        "safe cap as the proxies). Default 2 = --proxy-epochs' default: the attacker trains "
+                        "as long as a proxy, as in every deep-learning preset")
     g = p.add_argument_group("run")
-    g.add_argument("--results-root", type=Path, default=runs.RESULTS_ROOT,
+    g.add_argument("--results-root", type=cli.folder, default=str(runs.RESULTS_ROOT),
                    help="results folder; the run lands in <root>/DR-IS/synthetic/<name>")
-    g.add_argument("--name", default=None, help="run folder name (default: from the parameters)")
+    g.add_argument("--name", type=runs.check_name, default=None,
+                   help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true",
                    help="continue a run folder, skipping finished noise configurations")
     g.add_argument("--quick", action="store_true",
@@ -96,12 +107,40 @@ def parse_args(argv=None):
                      f"has {n_rare}")
     for opt in ("noise", "methods", "seeds"):
         setattr(args, opt, list(dict.fromkeys(getattr(args, opt))))
+    convex.check_args(args)   # dr-is needs >= 2 proxies; the optima are checked in problems()
     return args
 
 
+def problems(args):
+    """(items, attacker test accuracy per seed): (kind, rate, seed, Problem) of every configuration
+    and seed, with data, SGD attackers, noise and exact optima (cheap; the summary reports them
+    all).  Settings under which these cannot be computed (a --lam too small for the exact
+    optimum, an attacker whose SGD diverges) exit 2 here, before any folder exists: they are the
+    data of the study, not one of its methods."""
+    cfg = convex.sgd_config(args)
+    try:
+        cleans = [convex.make_clean(args.n, args.n_test, args.d, args.rho, args.ratio, args.margin, seed,
+                                    args.lam) for seed in args.seeds]
+        attackers = [None] * len(cleans)
+        if args.attacker == "sgd" and any(k == "targeted" for k, _ in args.noise):
+            attackers = list(convex.train_attacker(cleans, cfg, args.attacker_epochs))
+            if not all(np.isfinite(w).all() for w in attackers):
+                cli.fail("the targeted-noise attacker's SGD diverged with these step sizes (--t0, --lam, "
+                         "--eta-max, --safe-step); the targeted labels cannot be drawn")
+        items = []
+        for seed, clean, w_att in zip(args.seeds, cleans, attackers):
+            items += [(k, r, seed, clean if k == "none" else
+                       convex.corrupt(clean, k, r, args.lam, attacker_w=w_att if k == "targeted" else None))
+                      for k, r in args.noise]
+    except convex.SolveError as e:
+        cli.fail(str(e))
+    att_acc = {seed: 100 * (1 - convex.test_error(w, c.X_test, c.y_test))
+               for seed, c, w in zip(args.seeds, cleans, attackers) if w is not None}
+    return items, att_acc
+
+
 def default_name(args) -> str:
-    keys = {k: v for k, v in sorted(vars(args).items()) if k not in ("name", "resume", "results_root")}
-    digest = f"{zlib.crc32(repr(keys).encode()):08x}"[:6]
+    digest = runs.config_digest(args)
     return runs.run_name("quick" if args.quick else "study", f"ratio{args.ratio:g}", f"n{args.n}",
                          f"ep{args.epochs}", digest)
 
@@ -125,25 +164,73 @@ def matrix(final, metric, methods, configs, fmt):
     for m in methods:
         row = [NAMES.get(m, m)]
         for k, r in configs:
-            d = final[(final["method"] == m) & (final["noise"] == k) & np.isclose(final["rate"], r)
-                      & (final["metric"] == metric)]
-            row.append(cell(d["value"], fmt) if len(d) else "-")
+            sel = (final["method"] == m) & (final["noise"] == k) & np.isclose(final["rate"], r)
+            d = final[sel & (final["metric"] == metric)]
+            div = final[sel & (final["metric"] == "diverged")]["value"]   # seeds whose chain diverged
+            tag = f" [{int(div.sum())}/{len(div)} diverged]" if div.sum() else ""
+            row.append(cell(d["value"], fmt) + tag if len(d) else ("diverged" if tag else "-"))
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
     return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
 
 
+def collapse_matrix(final, methods, configs):
+    """Rows methods, columns noise configurations, cells 'collapsed / seeds'."""
+    head = ["method"] + [label(k, r) for k, r in configs]
+    rows = []
+    for m in methods:
+        row = [NAMES.get(m, m)]
+        for k, r in configs:
+            d = final[(final["method"] == m) & (final["noise"] == k) & np.isclose(final["rate"], r)
+                      & (final["metric"] == "test_acc_pct")]["value"]
+            row.append(f"{int((d <= COLLAPSE_PCT).sum())}/{len(d)}" if len(d) else "-")
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
+
+
+def attack_section(df, args, configs) -> list:
+    """Where the flips landed (rows method == 'labels' of results.csv), per noise configuration."""
+    lab = df[df["method"] == "labels"]
+    n_rare = int(round(args.rho * args.n))
+    att = (f"SGD attacker, {args.attacker_epochs} epoch(s) of plain uniform SGD on the clean labels"
+           if args.attacker == "sgd" else "exact clean optimum (variant)")
+    out = [f"## where the flips landed: flipped examples in the rare cluster (of {n_rare} rare, "
+           f"N = {args.n}); targeted attacker: {att}; mean +- std over seeds [per seed]"]
+    for k, r in configs:
+        if k == "none":
+            continue
+        sub = lab[(lab["noise"] == k) & np.isclose(lab["rate"], r)]
+        fr = sub[sub["metric"] == "flips_in_rare"].sort_values("seed")["value"]
+        nf = sub[sub["metric"] == "flips"]["value"]
+        line = (f"{label(k, r)}: {cell(fr, '{:.1f}')} of {int(nf.max()) if len(nf) else '?'} flips "
+                f"[{', '.join(str(int(v)) for v in fr)}]")
+        acc = sub[sub["metric"] == "attacker_test_acc_pct"]["value"]
+        if len(acc):
+            line += f"; attacker clean test accuracy {cell(acc, '{:.2f}')} %"
+        out.append(line)
+    return out + [""]
+
+
 def write_summary(run, args, configs, optima):
     df = run.frame()
     final = df[df["epoch"] == df["epoch"].max()]
+    att = (f"SGD attacker ({args.attacker_epochs} epochs on the clean labels)" if args.attacker == "sgd"
+           else "exact clean optimum as attacker (variant)")
     text = [f"DR-IS synthetic study: ratio {args.ratio:g}, rho {args.rho:g}, N {args.n}, d {args.d}, "
-            f"{args.epochs} epochs, {len(args.seeds)} seeds; final epoch, mean +- std over seeds", "",
+            f"{args.epochs} epochs, {len(args.seeds)} seeds; targeted noise: {att}; Standard IS / Loss IS "
+            f"floor {args.floor:g} (relative); final epoch, mean +- std over seeds "
+            "([k/n diverged]: k of n seeds' chains diverged, left out of the mean)", "",
             "## clean test accuracy (%)", matrix(final, "test_acc_pct", args.methods, configs, "{:.2f}"), "",
             "## sampling mass on corrupted examples (final epoch's distribution; uniform = the rate)",
             matrix(final, "mass_corrupt", args.methods, configs, "{:.3f}"), "",
             "## ||w - w*|| to the optimum of the noisy training objective",
             matrix(final, "dist_train", args.methods, configs, "{:.3g}"), ""]
+    text += ["## collapsed chains (final clean test accuracy <= %g %%, i.e. no better than a coin), "
+             "count / seeds" % COLLAPSE_PCT, collapse_matrix(final, args.methods, configs), ""]
+    text += attack_section(df, args, configs)
     if optima:
         text += ["## exact optimum of each training objective (Newton), mean over seeds",
                  "\n".join(f"{label(k, r)}: test acc {np.mean([o[0] for o in v]):.2f} %, corrupted in rare "
@@ -182,7 +269,8 @@ def plot(run, df, methods, configs):
         axes[1, j].set_xlabel("epoch", fontsize=8)
     axes[0, 0].set_ylabel("clean test accuracy (%)", fontsize=8)
     axes[1, 0].set_ylabel("sampling mass on corrupted", fontsize=8)
-    axes[0, 0].legend(fontsize=7)
+    if axes[0, 0].get_legend_handles_labels()[0]:   # empty when every chain diverged
+        axes[0, 0].legend(fontsize=7)
     fig.suptitle("DR-IS synthetic study (mean +- std over seeds)", fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.1, hspace=0.3, wspace=0.3)
     run.savefig(fig, "synthetic.png", dpi=80)
@@ -192,57 +280,85 @@ def plot(run, df, methods, configs):
 # ---------------------------------------------------------------- main
 
 
+def label_rows(items, kind, att_acc) -> list:
+    """Tidy rows (method 'labels', no epoch) of one noise configuration: per seed how many labels
+    were flipped, how many of them in the rare cluster, the exact noisy optimum's test accuracy,
+    and for targeted noise the SGD attacker's own clean test accuracy."""
+    rows = []
+    for _, _, seed, pr in items:
+        vals = {"flips": int(pr.corrupt.sum()), "flips_in_rare": int((pr.corrupt & pr.rare).sum()),
+                "opt_test_acc_pct": 100 * (1 - convex.test_error(pr.opt.w, pr.X_test, pr.y_test))}
+        if kind == "targeted" and seed in att_acc:
+            vals["attacker_test_acc_pct"] = att_acc[seed]
+        rows += [{"method": "labels", "seed": seed, "epoch": np.nan, "metric": m, "value": float(v)}
+                 for m, v in vals.items()]
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)  # every check happens here, before any folder exists
     import pandas as pd
 
+    # every configuration's data, noise and exact optima (cheap; the summary reports them all),
+    # but SGD chains only for the configurations not finished yet
+    items, att_acc = problems(args)
     run = runs.open_run(Path(args.results_root) / FAMILY / (args.name or default_name(args)), args,
                         seed=args.seeds[0])
     cfg = convex.sgd_config(args)
-    todo = [(k, r) for k, r in args.noise if not run.is_done({"noise": k, "rate": r})]
-    for k, r in args.noise:
-        if (k, r) not in todo:
-            run.log(f"{label(k, r)}: done, skipped (--resume)")
-    # every configuration's data, noise and exact optima (cheap; the summary reports them all),
-    # but SGD chains only for the configurations not finished yet
-    items = []
-    for seed in args.seeds:
-        clean = convex.make_clean(args.n, args.n_test, args.d, args.rho, args.ratio, args.margin, seed,
-                                  args.lam)
-        items += [(k, r, seed, clean if k == "none" else convex.corrupt(clean, k, r, args.lam))
-                  for k, r in args.noise]
+    run.plan([{"noise": k, "rate": r} for k, r in args.noise])
     optima = {(k, r): [(100 * (1 - convex.test_error(pr.opt.w, pr.X_test, pr.y_test)),
                         int((pr.corrupt & pr.rare).sum()), pr.opt.grad_norm)
                        for k2, r2, _, pr in items if (k2, r2) == (k, r)] for k, r in args.noise}
-    items = [it for it in items if (it[0], it[1]) in todo]
-    if items:
-        t0 = time.perf_counter()
-        metrics = convex.run_methods([it[3] for it in items], args.methods, cfg)
-        metrics["test_acc_pct"] = 100.0 - metrics["test_err_pct"]
-        elapsed = time.perf_counter() - t0
-        per_problem = {"noise": [it[0] for it in items], "rate": [it[1] for it in items],
-                       "seed": [it[2] for it in items]}
-        df = pd.DataFrame(convex.long_format(metrics, per_problem, args.methods))[COLUMNS]
-        run.log(f"{len(items)} problems x {len(args.methods)} methods = "
-                f"{len(items) * len(args.methods)} chains, {args.epochs} epochs in {elapsed:.2f} s")
-        for k, r in todo:
-            its = [it for it in items if (it[0], it[1]) == (k, r)]
-            run.save_arrays(f"labels_{k}-{r:g}.npz", seeds=np.array([it[2] for it in its]),
-                            y_clean=np.stack([pr.y_clean for *_, pr in its]),
-                            y_noisy=np.stack([pr.y for *_, pr in its]),
-                            corrupt=np.stack([pr.corrupt for *_, pr in its]),
-                            rare=np.stack([pr.rare for *_, pr in its]),
-                            w_star=np.stack([pr.opt.w for *_, pr in its]))
-            sub = df[(df["noise"] == k) & np.isclose(df["rate"], r)]
-            run.finish_job({"noise": k, "rate": r}, sub.drop(columns=["noise", "rate"]).to_dict("records"))
-            acc = sub[(sub["metric"] == "test_acc_pct") & (sub["epoch"] == args.epochs)]
-            means = acc.groupby("method", sort=False)["value"].mean()
-            run.log(f"  {label(k, r)}: final test accuracy % " +
-                    ", ".join(f"{NAMES.get(m, m)} {v:.2f}" for m, v in means.items()))
-    write_summary(run, args, args.noise, optima)
+    # the pending configurations run as one vectorised update: claimed together
+    with contextlib.ExitStack() as claims:
+        jobs = {}
+        for k, r in args.noise:
+            job = claims.enter_context(run.claim({"noise": k, "rate": r}))
+            if job is not None:
+                jobs[(k, r)] = job
+            else:
+                run.log(f"{label(k, r)}: " + ("done, skipped (--resume)" if run.is_done({"noise": k, "rate": r})
+                                              else "running in another worker, skipped"))
+        items = [it for it in items if (it[0], it[1]) in jobs]
+        if items:
+            t0 = time.perf_counter()
+            metrics = convex.run_methods([it[3] for it in items], args.methods, cfg)
+            metrics["test_acc_pct"] = 100.0 - metrics["test_err_pct"]
+            elapsed = time.perf_counter() - t0
+            per_problem = {"noise": [it[0] for it in items], "rate": [it[1] for it in items],
+                           "seed": [it[2] for it in items]}
+            df = pd.DataFrame(convex.long_format(metrics, per_problem, args.methods))[COLUMNS]
+            run.log(f"{len(items)} problems x {len(args.methods)} methods = "
+                    f"{len(items) * len(args.methods)} chains, {args.epochs} epochs in {elapsed:.2f} s")
+            for (k, r), job in jobs.items():
+                its = [it for it in items if (it[0], it[1]) == (k, r)]
+                labels_file = f"labels_{k}-{r:g}.npz"
+                run.save_arrays(labels_file, seeds=np.array([it[2] for it in its]),
+                                y_clean=np.stack([pr.y_clean for *_, pr in its]),
+                                y_noisy=np.stack([pr.y for *_, pr in its]),
+                                corrupt=np.stack([pr.corrupt for *_, pr in its]),
+                                rare=np.stack([pr.rare for *_, pr in its]),
+                                w_star=np.stack([pr.opt.w for *_, pr in its]))
+                sub = df[(df["noise"] == k) & np.isclose(df["rate"], r)]
+                rows = sub.drop(columns=["noise", "rate"]).to_dict("records") + label_rows(its, k, att_acc)
+                job.finish(rows, files=[run.path / labels_file])
+                last = sub[sub["epoch"] == args.epochs]
+                acc = last[last["metric"] == "test_acc_pct"]
+                means = acc.groupby("method", sort=False)["value"].mean()
+                div = last[last["metric"] == "diverged"].groupby("method", sort=False)["value"].sum()
+                n_rare = np.mean([(pr.corrupt & pr.rare).sum() for *_, pr in its])
+                n_coll = int((acc["value"] <= COLLAPSE_PCT).sum())
+                run.log(f"  {label(k, r)}: final test accuracy % " +
+                        ", ".join(f"{NAMES.get(m, m)} {means.get(m, float('nan')):.2f}"
+                                  + (f" ({int(div[m])} diverged)" if div.get(m, 0) else "")
+                                  for m in args.methods) +
+                        f"; flips in the rare cluster {n_rare:.1f} (mean over seeds); "
+                        f"collapsed chains (acc <= {COLLAPSE_PCT:g} %) {n_coll}/{len(acc)}")
+    with run.locked():   # from every worker's job files
+        write_summary(run, args, args.noise, optima)
     run.log(f"done -> {run.path}")
     return run.path
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -18,21 +18,24 @@ import torch  # noqa: E402
 
 from islab import cli  # noqa: E402
 from islab.data import load_dataset  # noqa: E402
+from islab.models import MODELS  # noqa: E402
 from islab.train import TrainConfig, train  # noqa: E402
 
 
 def main(argv=None):
     p = cli.make_parser(__doc__.split("\n")[0])
-    p.add_argument("--model", default="cnn", help="registry model name")
+    p.add_argument("--model", default="cnn", choices=sorted(MODELS), metavar="MODEL",
+                   help=f"registry model name, one of {', '.join(MODELS)}")
     p.add_argument("--epochs", type=cli.positive_int, default=15, help="training epochs")
     p.add_argument("--batch-size", type=cli.positive_int, default=64, help="examples per step")
     p.add_argument("--lr", type=cli.positive_float, default=0.05, help="peak learning rate (cosine)")
-    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
+    p.add_argument("--seeds", type=cli.comma_list(cli.nonnegative_int, unique=True), default="0,1,2",
+                   help="comma list of seeds")
     p.add_argument("--threads", type=cli.positive_int, default=2, help="torch CPU threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = load_dataset("digits")
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    for seed in args.seeds:
         t = time.perf_counter()
         res = train(args.model, ds, ds.train.y.numpy(), TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                                                     lr=args.lr), seed)
@@ -41,4 +44,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -25,6 +25,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from islab import cli  # noqa: E402
 from islab.data import load_dataset, prepare_batch  # noqa: E402
+from islab.models import MODELS  # noqa: E402
 from islab.seeding import torch_generator  # noqa: E402
 from islab.train import new_model, pick_device  # noqa: E402
 
@@ -101,7 +102,8 @@ def main(argv=None):
     p = cli.make_parser(__doc__.split("\n")[0])
     p.add_argument("--preset", choices=["cpu", "cifar"], default="cpu",
                    help="cpu: resnet20 on 1,024 generated images; cifar: vgg19_bn on 50,000 generated CIFAR-shaped images")
-    p.add_argument("--model", help="registry model (default: the preset's)")
+    p.add_argument("--model", choices=sorted(MODELS), metavar="MODEL",
+                   help=f"registry model (default: the preset's), one of {', '.join(MODELS)}")
     p.add_argument("--n", type=cli.positive_int, help="training images (default: the preset's)")
     p.add_argument("--batch-size", type=cli.positive_int, default=128, help="images per step")
     p.add_argument("--epochs", type=cli.positive_int, default=1, help="timed passes over the images")
@@ -111,7 +113,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     model_name = args.model or {"cpu": "resnet20", "cifar": "vgg19_bn"}[args.preset]
     n = args.n or {"cpu": 1024, "cifar": 50000}[args.preset]
-    device = pick_device(args.device)
+    try:
+        device = pick_device(args.device)
+    except ValueError as e:
+        cli.fail(str(e))
     amp = device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -131,4 +136,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     np.set_printoptions(precision=3)
-    main()
+    cli.run_main(main)

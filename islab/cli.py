@@ -1,16 +1,29 @@
-"""Argument parsing shared by every script: one-line errors with exit status 2, typed values.
+"""Argument parsing shared by every script: one-line errors with exit status 2, typed values,
+and the one top-level guard every script's `if __name__ == "__main__"` goes through.
 
 Every script builds its parser with `make_parser`, so `--help` shows each default, and invalid
 input ends with one clear line on stderr and status 2 before any run folder is created.
+`run_main(main)` turns what escapes `main` into one line and an exit status:
+  UsageError, OSError (a path the user gave: unwritable, a file where a folder belongs, ...)  2
+  Ctrl-C (SIGINT)                                                                           130
+  SIGTERM (kill, Slurm preemption or time limit)                                            143
+The interrupt line says how many jobs of the open run folder are finished; their job files
+are kept and `--resume` continues.  Set ISLAB_TRACEBACK=1 to see the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 
 class UsageError(Exception):
     """Invalid user input discovered after parsing (e.g. a missing data folder)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt (not caught by `except Exception`)."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -96,11 +109,107 @@ def check_choices(values, allowed, what: str) -> None:
         fail(f"unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
 
 
-def comma_list(kind):
-    """argparse type: a comma-separated list whose items are parsed (and checked) by `kind`."""
+def folder(text: str) -> str:
+    """argparse type of a folder flag (--results-root, --cache-dir, --out): not empty."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return text
+
+
+def split_items(text) -> list[str]:
+    """The stripped items of a comma list; an empty list or an empty item raises ValueError
+    (so '', '0,,0.1' and '0.1,' are refused, never silently shortened)."""
+    items = [t.strip() for t in str(text).split(",")]
+    if items == [""]:
+        raise ValueError("empty list")
+    if "" in items:
+        raise ValueError(f"empty item in {text!r}")
+    return items
+
+
+def comma_list(kind=str, unique: bool = False):
+    """argparse type: a comma list whose items are parsed (and checked) by `kind`; `unique`
+    drops repeats (keeping the order).  Empty lists and empty items are errors."""
     def parse(text):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("empty list")
-        return [kind(t) for t in items]
+        try:
+            items = split_items(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        values = [kind(t) for t in items]
+        return list(dict.fromkeys(values)) if unique else values
     return parse
+
+
+def parse_list(text, what: str, kind=str, unique: bool = False) -> list:
+    """A comma list checked after argparse (exit 2 with one line naming `what`, e.g. '--seeds')."""
+    try:
+        return comma_list(kind, unique)(text)
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        fail(f"{what}: {e}")
+
+
+# ---------------------------------------------------------------- the top-level guard
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def guarded(main, argv=None, signals: bool = True) -> int:
+    """Run main(argv) and return the exit status (see the module doc); one line on stderr for
+    every failure that is not a bug in the code."""
+    prog = (sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "islab")
+    if signals:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    show = os.environ.get("ISLAB_TRACEBACK") == "1"
+    runs = sys.modules.get("islab.runs")
+    mark = len(runs._ACTIVE) if runs else 0   # run folders opened by this main() come after
+    try:
+        status = main(argv)
+        _close(mark)
+        return status if isinstance(status, int) and not isinstance(status, bool) else 0
+    except SystemExit as e:   # argparse and fail() have printed their line
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        _discard_fresh(mark) if code == 2 else _close(mark)
+        return code
+    except (KeyboardInterrupt, Terminated) as e:
+        if show:
+            raise
+        from islab import runs
+
+        sys.stderr.write(f"{prog}: {runs.interrupt_line()}\n")
+        _close(mark)
+        return 130 if isinstance(e, KeyboardInterrupt) else 143
+    except (UsageError, OSError) as e:
+        if show:
+            raise
+        text = str(e) if isinstance(e, UsageError) else _os_error_line(e)
+        sys.stderr.write(f"{prog}: error: {' '.join(text.split())}\n")
+        _discard_fresh(mark)
+        return 2
+    except BaseException:
+        _close(mark)
+        raise
+
+
+def _discard_fresh(mark: int) -> None:
+    """Bad input found after a run folder was made: remove it if it holds nothing (runs.discard_fresh)."""
+    if "islab.runs" in sys.modules:
+        sys.modules["islab.runs"].discard_fresh(mark)
+
+
+def _close(mark: int) -> None:
+    if "islab.runs" in sys.modules:
+        sys.modules["islab.runs"].close_since(mark)
+
+
+def _os_error_line(e: OSError) -> str:
+    where = f": {e.filename}" if getattr(e, "filename", None) else ""
+    return f"{e.strerror or type(e).__name__}{where}" if e.strerror else (str(e) or type(e).__name__)
+
+
+def run_main(main) -> None:
+    """`if __name__ == "__main__": cli.run_main(main)` in every script."""
+    status = guarded(main)
+    sys.stdout.flush()
+    raise SystemExit(status)

@@ -122,6 +122,10 @@ class Optimum:
     iterations: int
 
 
+class SolveError(ValueError):
+    """The exact optimum of a problem cannot be computed (settings outside the solver's range)."""
+
+
 def solve(X, y, lam: float, tol: float = 1e-12, max_iter: int = 100) -> Optimum:
     """Exact minimiser of F by the generalised Newton method (deterministic, float64).
 
@@ -140,7 +144,12 @@ def solve(X, y, lam: float, tol: float = 1e-12, max_iter: int = 100) -> Optimum:
     while it < max_iter and np.linalg.norm(g) > tol:
         act = margins(w, X, y) < 1.0
         H = 2.0 / n * (X[act].T @ X[act]) + lam * np.eye(d)
-        step = np.linalg.solve(H, -g)
+        try:
+            step = np.linalg.solve(H, -g)
+        except np.linalg.LinAlgError:
+            raise SolveError(f"the exact optimum cannot be computed: the Newton system is singular "
+                             f"(lambda {lam:g} is too small for data of norm up to "
+                             f"{np.linalg.norm(X, axis=1).max():.3g}); raise --lam") from None
         slope = float(g @ step)
         s = 1.0
         while s > 1e-12:
@@ -154,6 +163,9 @@ def solve(X, y, lam: float, tol: float = 1e-12, max_iter: int = 100) -> Optimum:
         w, f = w_new, f_new
         g = gradient(w, X, y, lam)
         it += 1
+    if not (np.isfinite(w).all() and np.isfinite(f)):
+        raise SolveError(f"the exact optimum cannot be computed: Newton's iterate is not finite "
+                         f"(lambda {lam:g}, data norm up to {np.linalg.norm(X, axis=1).max():.3g})")
     return Optimum(w=w, value=f, grad_norm=float(np.linalg.norm(g)), iterations=it)
 
 
@@ -199,7 +211,8 @@ def make_clean(n, n_test, d, rho, ratio, margin, seed, lam) -> Problem:
 
 
 def attack_score(w, X, y) -> np.ndarray:
-    """Targeted-noise score: the rank of ||grad phi_i(w)|| at the clean optimum w.
+    """Targeted-noise score: the rank of ||grad phi_i(w)|| under the attacker w (the clean
+    optimum, or an SGD-trained attacker).
 
     Examples with margin >= 1 all have gradient 0, so when the attack asks for more flips than
     there are non-zero gradients the ties are broken by the smaller margin (closest to the
@@ -211,15 +224,39 @@ def attack_score(w, X, y) -> np.ndarray:
     return rank
 
 
-def corrupt(clean: Problem, flip: str, rate: float, lam: float) -> Problem:
+def train_attacker(cleans, cfg: "SGDConfig", epochs: int) -> np.ndarray:
+    """SGD-trained targeted-noise attackers, one per clean problem, as one vectorised run: (P, d).
+
+    The DR-IS paper's attacker is "trained on clean data ... exactly as in the main experiments",
+    i.e. an SGD model, not the exact optimum.  Each attacker runs plain uniform SGD (i.i.d.
+    draws, weight 1; the proxies' lam, step-size schedule, batch and safe cap) for `epochs`
+    epochs on its problem's CLEAN training labels; draws from purpose 'attacker' keyed by the
+    problem.  A briefly trained attacker still has small margins, so the largest gradient norms
+    2 (1 - m_i) ||x_i|| are those of the large-norm rare cluster; a converged one flips the
+    boundary points (see DR-IS/README.md, synthetic study).
+    """
+    P = len(cleans)
+    N = len(cleans[0].y_clean)
+    chains = Chains(data=np.arange(P), rule=["fixed"] * P, p=np.full((P, N), 1.0 / N),
+                    reweight=np.zeros(P, dtype=bool),
+                    rngs=[seeding.numpy_rng(c.seed, "attacker", c.key) for c in cleans])
+    Xs = np.stack([c.X for c in cleans])
+    ys = np.stack([c.y_clean for c in cleans])
+    return run_chains(Xs, ys, chains, cfg.lam, cfg.t0, cfg.eta_max, epochs, cfg.batch, safe=cfg.safe).W[-1]
+
+
+def corrupt(clean: Problem, flip: str, rate: float, lam: float, attacker_w=None) -> Problem:
     """Flip labels of a clean problem (islab.noise.binary_flip) and solve the noisy objective.
 
-    targeted: the top round(rate*N) by ||grad phi_i|| at the clean optimum (ties: lower index);
-    rare: uniformly inside the rare cluster; uniform: uniformly.  Noise stream: purpose
-    'noise' keyed by (flip, rate), so it is shared by every method and every ratio.
+    targeted: the top noise.n_corrupt(N, rate) by ||grad phi_i|| of the attacker (ties: smaller
+    margin first, then lower index); the attacker is `attacker_w` (d,) when given (e.g. from
+    `train_attacker`), else the exact clean optimum (SPEC section 2's binary rule).  rare:
+    uniformly inside the rare cluster; uniform: uniformly.  Noise stream: purpose 'noise' keyed by
+    (flip, rate), so it is shared by every method and every ratio.
     """
     rng = seeding.numpy_rng(clean.seed, "noise", label_key(f"{flip}|{rate!r}"))
-    score = attack_score(clean.opt_clean.w, clean.X, clean.y_clean) if flip == "targeted" else None
+    attacker = clean.opt_clean.w if attacker_w is None else np.asarray(attacker_w, dtype=np.float64)
+    score = attack_score(attacker, clean.X, clean.y_clean) if flip == "targeted" else None
     y, mask = noise.binary_flip(clean.y_clean, flip, rate, rng, score=score, rare=clean.rare)
     opt = solve(clean.X, y, lam) if mask.any() else clean.opt_clean
     ratio = clean.info["ratio"]
@@ -265,11 +302,12 @@ RULES = ("fixed", "loss", "gradnorm")  # fixed p, or refreshed every epoch at th
 
 
 def refreshed_probs(rule: str, w, X, y, floor: float) -> np.ndarray:
-    """Loss-IS / gradient-norm-IS distribution at iterate w: p ∝ score + floor * mean(score)."""
+    """Loss-IS / gradient-norm-IS distribution at iterate w: p ∝ score + floor * mean(score)
+    (islab.sampling.relative_floor_probs, the floor rule shared with the deep-learning family)."""
     if rule == "loss":
-        return sampling.smoothed_probs(losses(w, X, y), gamma=floor)
+        return sampling.relative_floor_probs(losses(w, X, y), floor)
     if rule == "gradnorm":
-        return sampling.smoothed_probs(example_grad_norms(w, X, y), gamma=floor)
+        return sampling.relative_floor_probs(example_grad_norms(w, X, y), floor)
     raise ValueError(f"rule {rule!r} is not a refreshed rule")
 
 
@@ -287,19 +325,21 @@ class Chains:
     p: np.ndarray
     reweight: np.ndarray
     rngs: list
+    dead: np.ndarray | None = None   # (C,) bool: chains diverged before they start (NaN proxies)
 
 
 @dataclass
 class History:
-    W: np.ndarray      # (E+1, C, d): iterate after each epoch, W[0] = the start (0)
+    W: np.ndarray      # (E+1, C, d): iterate after each epoch, W[0] = the start (0); NaN once diverged
     P_mass: np.ndarray | None  # (E, C): mass of epoch e's distribution on corrupted examples
+    diverged_epoch: np.ndarray | None = None  # (C,) first epoch with a non-finite iterate, 0 = never
 
 
 def _epoch_probs(chains: Chains, W, Xs, ys, floor):
     """(C, N) distributions for this epoch: fixed rows, or refreshed at each chain's iterate."""
     P = chains.p.copy()
     for c, rule in enumerate(chains.rule):
-        if rule != "fixed":
+        if rule != "fixed" and np.isfinite(W[c]).all():   # a diverged chain keeps its last p
             P[c] = refreshed_probs(rule, W[c], Xs[chains.data[c]], ys[chains.data[c]], floor)
     return P
 
@@ -315,8 +355,9 @@ def safe_cap(p, X, reweight: bool, scale: float) -> float:
     return scale / float(np.max(w * L))
 
 
+@np.errstate(over="ignore", invalid="ignore")   # a diverging chain overflows; it is recorded, not warned
 def run_chains(Xs, ys, chains: Chains, lam: float, t0: float, eta_max: float, epochs: int,
-               batch: int = 1, floor: float = 0.1, corrupt=None, chunk: int = 128,
+               batch: int = 1, floor: float = sampling.IS_FLOOR, corrupt=None, chunk: int = 128,
                safe: float = 0.0) -> History:
     """Advance C importance-sampled SGD chains together (one numpy update per step).
 
@@ -338,7 +379,12 @@ def run_chains(Xs, ys, chains: Chains, lam: float, t0: float, eta_max: float, ep
     radius = ball_radius(lam)
     r2 = radius * radius
     W = np.zeros((C, d))
+    diverged = np.zeros(C, dtype=np.int64)
+    if chains.dead is not None:
+        W[chains.dead] = np.nan
+        diverged[chains.dead] = 1
     W_hist = np.zeros((epochs + 1, C, d))
+    W_hist[0] = W
     mass = np.zeros((epochs, C)) if corrupt is not None else None
     rows = np.arange(C)
     t = 0
@@ -370,17 +416,22 @@ def run_chains(Xs, ys, chains: Chains, lam: float, t0: float, eta_max: float, ep
                 eta = np.minimum(step_size(t, lam, t0, 0.0), cap)     # (C,)
                 W = W - eta[:, None] * g
                 n2 = np.einsum("cd,cd->c", W, W)
-                if n2.max() > r2:  # project the rows outside the ball (rows inside scale by 1.0)
+                # project the rows outside the ball (rows inside scale by 1.0); a diverged
+                # (NaN) row compares False and stays NaN without touching the others
+                if (n2 > r2).any():
                     W *= np.minimum(1.0, radius / np.sqrt(n2))[:, None]
                 t += 1
-        # the projection bounds every iterate, so a non-finite value can only be a bug upstream
-        assert np.isfinite(W).all(), f"non-finite iterate after epoch {e + 1}"
+        # the projection bounds every finite iterate; a step size that overflows (e.g. a tiny
+        # t0) makes a chain non-finite: it is recorded as diverged at this epoch, never dropped
+        bad = ~np.isfinite(W).all(axis=1)
+        diverged[bad & (diverged == 0)] = e + 1
+        W[bad] = np.nan
         W_hist[e + 1] = W
-    return History(W=W_hist, P_mass=mass)
+    return History(W=W_hist, P_mass=mass, diverged_epoch=diverged)
 
 
 def reference_chain(X, y, rule: str, p, reweight: bool, rng, lam, t0, eta_max, epochs,
-                    batch=1, floor=0.1, safe=0.0) -> np.ndarray:
+                    batch=1, floor=sampling.IS_FLOOR, safe=0.0) -> np.ndarray:
     """The plain one-chain loop that `run_chains` vectorises; returns W (E+1, d).
 
     Draws exactly the same uniforms from `rng` (one (steps, batch) block per epoch).
@@ -431,7 +482,7 @@ class SGDConfig:
     eta_max: float = 0.0       # clamp on eta_t (0 = no clamp)
     epochs: int = 10
     batch: int = 1
-    floor: float = 0.1         # loss-is / grad-is floor, as a fraction of the mean score
+    floor: float = sampling.IS_FLOOR  # loss-is / grad-is floor, as a fraction of the mean score
     gamma: float = 0.1         # DR-IS smoothing (SPEC section 5)
     proxies: int = 3           # K linear proxies for DR-IS
     proxy_epochs: int = 2      # uniform-SGD epochs of each proxy
@@ -472,14 +523,32 @@ def add_sgd_args(p) -> None:
     g.add_argument("--epochs", type=cli.positive_int, default=10,
                    help="epochs (one epoch = N // batch steps)")
     g.add_argument("--batch", type=cli.positive_int, default=1, help="i.i.d. draws per step (examples)")
-    g.add_argument("--floor", type=cli.nonnegative_float, default=0.1,
-                   help="loss-is / grad-is floor, as a fraction of the mean score (dimensionless)")
+    g.add_argument("--floor", type=cli.nonnegative_float, default=sampling.IS_FLOOR,
+                   help="loss-is / grad-is floor, as a fraction of the mean score (dimensionless; "
+                        "islab.sampling.IS_FLOOR, the rule of DR-IS/online.py --is-floor too)")
     g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
                    help="DR-IS smoothing gamma: p ∝ s + gamma*mean(s) (dimensionless)")
     g.add_argument("--proxies", type=cli.positive_int, default=3, help="K linear proxies for DR-IS")
     g.add_argument("--proxy-epochs", type=cli.positive_int, default=2,
                    help="uniform-SGD epochs of each proxy (on its bootstrap resample; same lambda "
                         "and schedule)")
+
+
+def check_args(args, problems_of=None) -> None:
+    """Checks shared by Convex-Noise and DR-IS/synthetic, before any folder exists (UsageError):
+    dr-is needs K >= 2 proxies (a rank variance over one proxy is 0), and every exact optimum
+    must be computable (`problems_of()` builds every problem of the run; a too small --lam
+    makes the Newton system singular)."""
+    from islab.cli import UsageError
+
+    if "dr-is" in args.methods and args.proxies < 2:
+        raise UsageError(f"dr-is needs at least 2 proxies (a rank disagreement over one is 0); "
+                         f"got --proxies {args.proxies}")
+    if problems_of is not None:
+        try:
+            problems_of()
+        except SolveError as e:
+            raise UsageError(str(e)) from None
 
 
 def sgd_config(args) -> SGDConfig:
@@ -531,15 +600,19 @@ def method_chains(problems, methods, cfg: SGDConfig) -> Chains:
     N = len(problems[0].y)
     need_proxies = "dr-is" in methods
     pl = proxy_losses(problems, cfg) if need_proxies else None
-    data, rule, probs, rngs = [], [], [], []
+    data, rule, probs, rngs, dead = [], [], [], [], []
     for p, pr in enumerate(problems):
         G = gradient_bound(pr.X, cfg.lam)
         for m in methods:
             assert m in METHODS, f"unknown method {m!r}"
+            # a diverged proxy has no losses: its DR-IS chain is recorded as diverged
+            dead.append(m == "dr-is" and not np.isfinite(pl[p]).all())
             if m == "is-norm":
                 q = sampling.proportional_probs(G)
             elif m == "partial-is":
                 q = sampling.partially_biased_probs(G)
+            elif m == "dr-is" and dead[-1]:
+                q = sampling.uniform_probs(N)
             elif m == "dr-is":
                 q = dr_is_probs(pl[p], cfg.gamma)
             else:  # uniform; loss-is / grad-is start from it (their rows are refreshed anyway)
@@ -549,10 +622,10 @@ def method_chains(problems, methods, cfg: SGDConfig) -> Chains:
             probs.append(q)
             rngs.append(seeding.numpy_rng(pr.seed, "sampler", pr.key, METHODS.index(m)))
     return Chains(data=np.array(data), rule=rule, p=np.array(probs),
-                  reweight=np.ones(len(data), dtype=bool), rngs=rngs)
+                  reweight=np.ones(len(data), dtype=bool), rngs=rngs, dead=np.array(dead, dtype=bool))
 
 
-METRICS = ("dist_train", "dist_clean", "gap", "test_err_pct", "mass_corrupt")
+METRICS = ("dist_train", "dist_clean", "gap", "test_err_pct", "mass_corrupt", "diverged")
 
 
 def chain_metrics(hist: History, problems, chains: Chains, lam: float) -> dict:
@@ -560,7 +633,9 @@ def chain_metrics(hist: History, problems, chains: Chains, lam: float) -> dict:
 
     dist_train = ||w - w*|| (corrupted objective), dist_clean = ||w - w*_clean||,
     gap = F(w) - F(w*) on the corrupted training objective, test_err_pct = clean test error in %,
-    mass_corrupt = mass of the epoch's distribution on corrupted examples (NaN at epoch 0).
+    mass_corrupt = mass of the epoch's distribution on corrupted examples (NaN at epoch 0),
+    diverged = 1 from the epoch a chain's iterate became non-finite (its other metrics are NaN
+    from then on), else 0.
     """
     E1, C, d = hist.W.shape
     out = {k: np.full((E1, C), np.nan) for k in METRICS}
@@ -578,6 +653,10 @@ def chain_metrics(hist: History, problems, chains: Chains, lam: float) -> dict:
         out["test_err_pct"][:, cs] = 100.0 * (mt <= 0).mean(axis=0)
         if hist.P_mass is not None:
             out["mass_corrupt"][1:, cs] = hist.P_mass[:, cs]
+        bad = ~np.isfinite(Wp).all(axis=-1)                  # (E+1, k): diverged by then
+        for k in METRICS[:-1]:
+            out[k][:, cs] = np.where(bad, np.nan, out[k][:, cs])
+        out["diverged"][:, cs] = bad.astype(np.float64)
     return out
 
 

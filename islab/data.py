@@ -323,11 +323,30 @@ def _cifar(name: str, data_dir: str, download: bool) -> tuple[Split, Split]:
             f"extract {cls.filename} there yourself (it unpacks to {cls.base_folder}/)"))
     try:
         train = cls(root=str(data_dir), train=True, download=download)
+        test = cls(root=str(data_dir), train=False, download=False)
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, UnicodeDecodeError,
+            AttributeError) as err:   # a truncated or foreign batch file (the md5 check is bypassed)
+        raise DataMissing(f"{name}: {_damaged_cifar_file(cls, data_dir) or 'a batch file'} is damaged or not "
+                          f"a CIFAR batch ({type(err).__name__}); delete it and rerun with --download, or "
+                          f"extract {cls.filename} again") from None
     except OSError as err:   # no network (URLError is an OSError), unwritable folder, ...
         raise DataMissing(f"{name}: downloading into {data_dir} failed ({err}); place the extracted "
                           f"{cls.base_folder} folder under {data_dir} instead.") from err
-    test = cls(root=str(data_dir), train=False, download=False)
     return _cifar_split(train), _cifar_split(test)
+
+
+def _damaged_cifar_file(cls, data_dir):
+    """The first CIFAR file under data_dir that does not unpickle into a batch (or the meta dict)."""
+    folder = Path(os.path.expanduser(str(data_dir))) / cls.base_folder
+    for name in _cifar_files(cls):
+        try:
+            with open(folder / name, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            if not isinstance(entry, dict):
+                return folder / name
+        except Exception:  # noqa: BLE001  any failure names the file
+            return folder / name
+    return None
 
 
 # The idx data sets (LeCun's format): where each is looked for, in this order.

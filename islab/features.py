@@ -211,8 +211,15 @@ def _torchvision_model(name: str, pretrained: bool, weights_dir=None) -> nn.Modu
     model = get_model(name, weights=None)
     if pretrained:
         folder = str(Path(weights_dir) if weights_dir else Path(torch.hub.get_dir()) / "checkpoints")
-        state = _weights_enum(name).get_state_dict(model_dir=folder, progress=False)
-        model.load_state_dict(state, strict=True)
+        # check_hash: a download must match the SHA-256 prefix in its file name
+        try:
+            state = _weights_enum(name).get_state_dict(model_dir=folder, progress=False, check_hash=True)
+        except (RuntimeError, EOFError, OSError) as e:   # a truncated or foreign cached file
+            raise ValueError(f"cannot read the ImageNet weights of {name} in {folder} "
+                             f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})") from None
+        from islab.models import load_state_checked
+
+        load_state_checked(model, state, f"ImageNet weights of {name}")
     return model
 
 

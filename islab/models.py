@@ -531,22 +531,54 @@ def load_pretrained(model: nn.Module, dataset: str, name: str, weights: str | No
     if weights is not None:
         if not os.path.isfile(weights):
             raise PretrainedMissing(f"weights file not found: {weights}")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state, source = _read_state(weights), weights
     else:
         url = pretrained_url(dataset, name)
         filename = url.rsplit("/", 1)[1]
         folder = os.path.join(torch.hub.get_dir(), "checkpoints")
         cached = os.path.join(folder, filename)
         if os.path.isfile(cached):
-            state = torch.load(cached, map_location="cpu", weights_only=True)
+            state, source = _read_state(cached), cached
         elif download:
-            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=False)
+            # check_hash: the download must match the SHA-256 prefix in its file name (a corrupt or
+            # substituted file is refused, not loaded)
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True)
+            source = url
         else:
             raise PretrainedMissing(
                 f"pretrained weights {filename} not found in {folder}; place the file there (from {url}), "
                 f"pass weights=<path>, or allow download=True")
-    model.load_state_dict(state, strict=True)
+    load_state_checked(model, state, source)
     return model
+
+
+def _read_state(path: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  truncated, not a torch file, pickled code: one clear line
+        raise ValueError(f"cannot read weights file {path} ({type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0][:120]})") from None
+
+
+def load_state_checked(model: nn.Module, state, source: str) -> None:
+    """model.load_state_dict(state, strict=True), but a file of another architecture raises
+    ValueError naming the first missing or unexpected key, or the first tensor whose shape
+    differs (torch only says 'Error(s) in loading state_dict')."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{source} holds no state_dict (a {type(state).__name__})")
+    own = model.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            raise ValueError(f"{source} does not fit {type(model).__name__}: key {key} is missing "
+                             f"(the model expects shape {tuple(value.shape)})")
+        got = tuple(getattr(state[key], "shape", ()))
+        if got != tuple(value.shape):
+            raise ValueError(f"{source} does not fit {type(model).__name__}: {key} has shape {got} in the "
+                             f"file but {tuple(value.shape)} in the model")
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise ValueError(f"{source} does not fit {type(model).__name__}: unexpected key {extra[0]}")
+    model.load_state_dict(state, strict=True)
 
 
 def build_pretrained(dataset: str, name: str, weights: str | None = None,

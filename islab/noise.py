@@ -1,10 +1,14 @@
 """Label-noise injection (SPEC section 2).
 
 Every function takes the clean labels and a numpy Generator and returns (noisy, mask), where
-mask[i] is True exactly for the examples whose label was changed.  Exactly round(rate * N)
-examples are corrupted, and a corrupted label never equals the clean one.
+mask[i] is True exactly for the examples whose label was changed.  Exactly n_corrupt(N, rate)
+examples are corrupted (rate * N rounded half up, see `n_corrupt`), and a corrupted label
+never equals the clean one.
 """
 from __future__ import annotations
+
+import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -19,8 +23,15 @@ def check_rate(rate: float) -> float:
 
 
 def n_corrupt(n: int, rate: float) -> int:
-    """How many of n examples a rate corrupts: round(rate * n) (Python rounds half to even)."""
-    return int(round(check_rate(rate) * n))
+    """How many of n examples a rate corrupts: rate * n rounded half UP.
+
+    The product is taken exactly on the decimal the rate was written as (Fraction of its
+    shortest repr), so n_corrupt(10, 0.25) = 3, n_corrupt(10, 0.35) = 4 and n_corrupt(10, 0.15) = 2
+    even though 0.35 * 10 is 3.4999999999999996 in floating point.  (Python's round() rounds
+    half to EVEN, which gave n_corrupt(10, 0.25) = 2: a rule nobody writes in a paper.)
+    """
+    exact = Fraction(repr(check_rate(rate))) * int(n)
+    return int(math.floor(exact + Fraction(1, 2)))
 
 
 def _other_class(labels: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
@@ -38,7 +49,7 @@ def _flip_at(labels, chosen, new_labels):
 
 
 def uniform_flip(labels, rate, num_classes, rng):
-    """Symmetric noise: round(rate*N) examples, chosen uniformly, get a uniform other class."""
+    """Symmetric noise: n_corrupt(N, rate) examples, chosen uniformly, get a uniform other class."""
     labels = np.asarray(labels, dtype=np.int64)
     chosen = np.sort(rng.choice(len(labels), size=n_corrupt(len(labels), rate), replace=False))
     return _flip_at(labels, chosen, _other_class(labels[chosen], num_classes, rng))
@@ -51,7 +62,7 @@ def top_indices(score, k: int) -> np.ndarray:
 
 
 def targeted_flip(labels, rate, num_classes, score, rng):
-    """Targeted noise: the round(rate*N) examples with the highest attacker score are flipped.
+    """Targeted noise: the n_corrupt(N, rate) examples with the highest attacker score are flipped.
 
     `score` is the attacker's per-example gradient norm on the clean labels (SPEC section 2).
     """
@@ -62,7 +73,7 @@ def targeted_flip(labels, rate, num_classes, score, rng):
 
 
 def pair_flip(labels, rate, num_classes, rng):
-    """Pair noise (AUM's "flip"): round(rate*N) uniformly chosen examples get class (c+1) mod C."""
+    """Pair noise (AUM's "flip"): n_corrupt(N, rate) uniformly chosen examples get class (c+1) mod C."""
     labels = np.asarray(labels, dtype=np.int64)
     chosen = np.sort(rng.choice(len(labels), size=n_corrupt(len(labels), rate), replace=False))
     return _flip_at(labels, chosen, (labels[chosen] + 1) % num_classes)
@@ -89,7 +100,8 @@ def binary_flip(y, kind, rate, rng, score=None, rare=None):
 
     uniform: random examples; targeted: the top examples by `score` (gradient norm at the clean
     optimum); rare: uniformly chosen inside the rare cluster (`rare` boolean mask), at most
-    its size.  The count is round(rate*N) in every case, so rates are comparable across kinds.
+    its size.  The count is n_corrupt(N, rate) (half up) in every case, so rates are comparable
+    across kinds.
     """
     y = np.asarray(y, dtype=np.float64)
     n = len(y)

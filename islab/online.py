@@ -7,8 +7,9 @@ loss by 1 / (N p_i), so the step is unbiased for the mean training loss (SPEC se
   uniform       ordinary shuffled epochs (without replacement; Sampling mode 'shuffle');
                 weights all 1.  Not i.i.d. draws: the usual SGD baseline.
   standard_is   p proportional to the last-layer gradient-norm bound of the CURRENT target,
-                recomputed every epoch over the full training set (+ an optional floor,
-                0 by default = the plain variance-optimal rule).
+                recomputed every epoch over the full training set, + the relative floor
+                islab.sampling.IS_FLOOR = 0.1 (the rule shared with the convex family's
+                Standard IS and Loss IS; `is_floor=0` is the plain variance-optimal rule).
   rho_approx    RHO-LOSS "approximate": score = proxy mean loss - irreducible loss, computed
                 once and frozen; p proportional to max(score, 0) + floor.
   rho_faithful  RHO-LOSS "faithful": score = current target loss - irreducible loss,
@@ -16,10 +17,10 @@ loss by 1 / (N p_i), so the step is unbiased for the mean training loss (SPEC se
   dris          DR-IS-online: p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s), s the
                 proxy rank variance; fixed for the run.
 
-Floors are RELATIVE: `floor` is a fraction of the mean clipped score added to every example,
-so p does not depend on the score's units, and the largest importance weight is bounded by
-(1 + floor) / floor (e.g. 101 for floor 0.01).  With floor 0 an example whose score is 0 is
-never drawn (its weight is never used).
+Floors are RELATIVE (islab.sampling.relative_floor_probs): `floor` is a fraction of the mean
+clipped score added to every example, so p does not depend on the score's units, and the largest
+importance weight is bounded by (1 + floor) / floor (e.g. 11 for the Standard IS default 0.1, 101
+for the RHO-LOSS default 0.01).  With floor 0 an example whose score is 0 is never drawn.
 
 The irreducible (RHO-LOSS reference) model is trained on a held-out split of the TRAINING set
 (never the test set); the RHO targets train on the rest (`keep_dataset`).  The holdout carries
@@ -45,19 +46,7 @@ PROXY_METHODS = ("rho_approx", "dris")       # need the shared proxy run
 
 # ---------------------------------------------------------------- distributions (pure numpy)
 
-
-def relative_floor_probs(score, floor: float) -> np.ndarray:
-    """p_i proportional to max(score_i, 0) + floor * mean_j max(score_j, 0).
-
-    score: (N,) finite.  floor >= 0 is relative to the mean clipped score.  A score that is
-    nowhere positive gives the uniform distribution (nothing to prefer).
-    """
-    assert floor >= 0, "floor must be >= 0"
-    clipped = np.maximum(np.asarray(score, dtype=np.float64), 0.0)
-    scale = clipped.mean()
-    if scale <= 0:
-        return smp.uniform_probs(len(clipped))
-    return smp.proportional_probs(clipped, floor=floor * scale)
+relative_floor_probs = smp.relative_floor_probs   # the one floor rule (islab.sampling.IS_FLOOR)
 
 
 def dris_probs(disagreement, gamma: float) -> np.ndarray:
@@ -125,7 +114,7 @@ def _labels_on(ds: Dataset, labels) -> torch.Tensor:
     return torch.as_tensor(np.asarray(labels), dtype=torch.long, device=ds.train.x.device)
 
 
-def gradnorm_refresh(ds: Dataset, labels, cfg: TrainConfig, floor: float = 0.0,
+def gradnorm_refresh(ds: Dataset, labels, cfg: TrainConfig, floor: float = smp.IS_FLOOR,
                      log: RefreshLog | None = None):
     """Standard IS hook: p proportional to the current model's last-layer gradient-norm bound
     over all N training examples (eval mode, un-augmented), + relative floor."""
@@ -195,7 +184,7 @@ def train_irreducible(ds: Dataset, labels, holdout: int, model_name: str, cfg: T
 
 def make_sampling(method: str, ds: Dataset, labels, cfg: TrainConfig, *, disagreement=None,
                   proxy_mean_loss=None, irreducible_loss=None, gamma: float = 0.1,
-                  is_floor: float = 0.0, rho_floor: float = 0.01, rho_every: int = 5,
+                  is_floor: float = smp.IS_FLOOR, rho_floor: float = 0.01, rho_every: int = 5,
                   log: RefreshLog | None = None) -> Sampling:
     """The Sampling for one method on `ds` (for the RHO methods: the kept split, and
     proxy_mean_loss / irreducible_loss indexed like it).  Fixed distributions are logged

@@ -28,6 +28,11 @@ STAT_NAMES = ("loss", "el2n", "gradnorm", "margin", "correct", "aum", "forgettin
 CACHE_VERSION = 2   # 2: runtime (torch, threads) and pipeline (augment, ...) in the key
 
 
+class ProxyDiverged(RuntimeError):
+    """A proxy (or the targeted-noise attacker) run diverged: its scores do not exist.  Scripts
+    record the jobs that need them as diverged and carry on (nothing is cached)."""
+
+
 @dataclass
 class ProxyEnsemble:
     """Per-example statistics of K proxies: every array is (K, N), indexed by example id."""
@@ -112,7 +117,7 @@ def _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer: str):
     The same for a sequential run and for a member of a batched one (islab.ensemble).  A
     diverged run raises, naming the proxy; nothing is cached for it."""
     if res.diverged:
-        raise RuntimeError(f"proxy {name} seed {seed} diverged at epoch {res.diverged_epoch}")
+        raise ProxyDiverged(f"proxy {name} seed {seed} diverged at epoch {res.diverged_epoch}")
     snap = res.snapshots[snapshot_epoch]
     out = {s: np.asarray(snap[s], dtype=np.float64)
            for s in ("loss", "el2n", "gradnorm", "margin", "correct")}

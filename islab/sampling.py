@@ -29,6 +29,33 @@ def proportional_probs(score, floor: float = 0.0) -> np.ndarray:
     return _normalise(np.maximum(np.asarray(score, dtype=np.float64), 0.0) + floor)
 
 
+# The floor rule of every magnitude-proportional sampler (Standard IS, Loss IS, gradient-norm IS),
+# in the convex and the deep-learning families alike: p_i ∝ max(s_i, 0) + IS_FLOOR * mean_j max(s_j, 0).
+# Why 0.1: (1) it is the DR-IS smoothing gamma (SPEC section 5), so Standard IS, Loss IS and DR-IS
+# differ only in their score, never in how much uniform mass is mixed in; (2) these distributions
+# are refreshed once per epoch and then frozen while the model moves, and the estimator stays
+# unbiased only if p_i > 0 wherever the gradient can be non-zero (SPEC section 1): with floor 0 an
+# example whose score was ~0 at the refresh is never drawn even after its gradient grows; (3) the
+# largest importance weight is bounded by (1 + floor) / floor = 11, instead of being unbounded.
+IS_FLOOR = 0.1
+
+
+def relative_floor_probs(score, floor: float = IS_FLOOR) -> np.ndarray:
+    """p_i proportional to max(score_i, 0) + floor * mean_j max(score_j, 0).
+
+    score: (N,) finite.  The floor is relative to the mean clipped score, so p does not depend
+    on the score's units, and every weight 1/(N p_i) is at most (1 + floor) / floor.  floor 0 is
+    the plain proportional rule (an example with score 0 is never drawn).  A score that is
+    nowhere positive gives the uniform distribution (nothing to prefer).
+    """
+    assert floor >= 0, "floor must be >= 0"
+    clipped = np.maximum(np.asarray(score, dtype=np.float64), 0.0)
+    scale = clipped.mean()
+    if scale <= 0:
+        return uniform_probs(len(clipped))
+    return proportional_probs(clipped, floor=floor * scale)
+
+
 def partially_biased_probs(bound) -> np.ndarray:
     """Needell et al.: p_i = 1/(2N) + G_i / (2 sum_j G_j)."""
     g = np.asarray(bound, dtype=np.float64)

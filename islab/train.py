@@ -81,11 +81,21 @@ class TrainResult:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """auto, cpu, cuda or cuda:N as a torch.device; ValueError (one line) for anything else."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA device is available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported --device {name!r}; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda requested but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
 
 
 def new_model(name: str, ds: Dataset, seed: int, device) -> torch.nn.Module:

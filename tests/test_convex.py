@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from islab import convex as cv
-from islab import sampling, seeding
+from islab import noise, sampling, seeding
 
 LAM = 0.05
 
@@ -116,7 +116,7 @@ def test_noise_kinds_and_targeted_choice():
     clean = cv.make_clean(400, 10, 5, 0.1, 20.0, 0.1, 0, LAM)
     for flip, rate in (("uniform", 0.1), ("targeted", 0.25), ("rare", 0.05)):
         pr = cv.corrupt(clean, flip, rate, LAM)
-        assert pr.corrupt.sum() == round(rate * 400)
+        assert pr.corrupt.sum() == noise.n_corrupt(400, rate)
         np.testing.assert_array_equal(pr.y[pr.corrupt], -clean.y[pr.corrupt])
         np.testing.assert_array_equal(pr.y[~pr.corrupt], clean.y[~pr.corrupt])
         if flip == "rare":
@@ -244,3 +244,27 @@ def test_metrics_at_the_start_are_known():
     assert out["dist_clean"][0, 0, 0] == pytest.approx(np.linalg.norm(clean.opt.w))
     assert out["gap"][0, 0, 0] == pytest.approx(1.0 - noisy.opt.value)  # F(0) = 1
     assert out["test_err_pct"][0, 0, 0] == 100.0                      # w = 0 scores 0 = error
+
+
+def test_sgd_attacker_known_answers():
+    """An attacker with 0 epochs is w = 0: every gradient norm is 2 ||x_i||, so targeted noise at
+    rate = rho flips exactly the rare (large-norm) cluster; more epochs move the flips toward the
+    boundary, and attacker_w=None is the exact-optimum rule of SPEC section 2."""
+    cfg = cv.SGDConfig(lam=LAM, t0=100.0, safe=1.0)
+    cleans = [cv.make_clean(400, 10, 5, 0.1, 20.0, 0.0, s, LAM) for s in (0, 1)]
+    w0 = cv.train_attacker(cleans, cfg, 0)
+    assert w0.shape == (2, 5) and not w0.any()
+    for c in cleans:
+        pr = cv.corrupt(c, "targeted", 0.1, LAM, attacker_w=np.zeros(5))
+        np.testing.assert_array_equal(pr.corrupt, c.rare)
+    w2 = cv.train_attacker(cleans, cfg, 2)
+    again = cv.train_attacker(cleans[1:], cfg, 2)          # a problem's attacker does not depend on
+    np.testing.assert_array_equal(w2[1], again[0])          # which other problems share the run
+    for c, w in zip(cleans, w2):
+        assert cv.test_error(w, c.X_test, c.y_test) < 0.5   # it learned the clean rule
+        pr = cv.corrupt(c, "targeted", 0.1, LAM, attacker_w=w)
+        assert pr.corrupt.sum() == noise.n_corrupt(400, 0.1)
+        exact = cv.corrupt(c, "targeted", 0.1, LAM)
+        np.testing.assert_array_equal(exact.corrupt,
+                                      cv.corrupt(c, "targeted", 0.1, LAM, attacker_w=c.opt_clean.w).corrupt)
+        assert (pr.corrupt & c.rare).sum() >= (exact.corrupt & c.rare).sum()

@@ -1,11 +1,11 @@
 """Smoke test of Convex-Noise/IS-noise.py: the CLI on its --quick setting in a tmp results root."""
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import forget_jobs, job_files
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "Convex-Noise" / "IS-noise.py"
@@ -29,7 +29,7 @@ def first_run(tmp_path_factory):
 
 def test_outputs_exist_and_are_tidy(first_run):
     _, folder = first_run
-    for f in ("config.json", "cmd.txt", "env.json", "log.txt", "res.txt", "results.csv", "done.json",
+    for f in ("config.json", "cmd.txt", "env.json", "log.txt", "res.txt", "results.csv",
               "summary.png"):
         assert (folder / f).stat().st_size > 0, f
     for ratio in ("1", "20"):
@@ -40,17 +40,18 @@ def test_outputs_exist_and_are_tidy(first_run):
     df = pd.read_csv(folder / "scaled_20" / "flip-uniform" / "results.csv")
     assert list(df.columns) == ["ratio", "flip", "rate", "method", "seed", "epoch", "metric", "value"]
     assert sorted(df["method"].unique()) == sorted(METHODS)
-    assert set(df["metric"]) == {"dist_train", "dist_clean", "gap", "test_err_pct", "mass_corrupt"}
+    assert set(df["metric"]) == {"dist_train", "dist_clean", "gap", "test_err_pct", "mass_corrupt", "diverged"}
+    assert (df[df["metric"] == "diverged"]["value"] == 0).all()
     assert sorted(df["seed"].unique()) == [0, 1] and sorted(df["epoch"].unique()) == [0, 1, 2]
     assert (df[df["metric"] == "gap"]["value"] >= -1e-9).all()  # F(w) >= F(w*) at the exact optimum
     mass = df[(df["metric"] == "mass_corrupt") & (df["method"] == "uniform")]["value"]
     assert mass.round(12).eq(0.1).all()  # uniform sampling puts exactly the noise rate on the corrupted
     root_df = pd.read_csv(folder / "results.csv")
     assert (root_df["epoch"] == 2).all()
-    assert len(root_df) == 4 * 2 * 6 * 5  # configurations x seeds x methods x metrics
+    assert len(root_df) == 4 * 2 * 6 * 6  # configurations x seeds x methods x metrics
     res = (folder / "res.txt").read_text()
     assert "clean test error" in res and all(m in res for m in METHODS)
-    assert len(json.loads((folder / "done.json").read_text())) == 4
+    assert len(job_files(folder)) == 4
 
 
 def test_same_seed_same_results(first_run):
@@ -64,9 +65,7 @@ def test_resume_skips_finished_and_redoes_the_rest_identically(first_run):
     root, folder = first_run
     # mark one configuration of run b unfinished: --resume must redo exactly that one
     b = root / "Convex-Noise" / "b"
-    done = json.loads((b / "done.json").read_text())
-    done = [k for k in done if json.loads(k) != {"flip": "uniform", "ratio": 20.0}]
-    (b / "done.json").write_text(json.dumps(done))
+    assert forget_jobs(b, lambda k: k == {"flip": "uniform", "ratio": 20.0}) == 1
     target = b / "scaled_20" / "flip-uniform" / "results.csv"
     target.unlink()
     proc = run(root, "--name", "b", "--resume")
@@ -78,7 +77,7 @@ def test_resume_skips_finished_and_redoes_the_rest_identically(first_run):
     keys = ["ratio", "flip", "rate", "method", "seed", "epoch", "metric"]
     ra, rb = (pd.read_csv(f / "results.csv").sort_values(keys).reset_index(drop=True) for f in (folder, b))
     pd.testing.assert_frame_equal(ra, rb)  # same rows; the redone job's rows replaced, not duplicated
-    assert len(json.loads((b / "done.json").read_text())) == 4
+    assert len(job_files(b)) == 4
     # an existing run without --resume is refused, with one line and status 2
     proc = run(root, "--name", "b")
     assert proc.returncode == 2 and "--resume" in proc.stderr

@@ -63,8 +63,8 @@ def test_trained_digits_noise_early_and_resume(tmp_path):
             "--results-root", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--name", "t"]
     r = cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]
-    run = tmp_path / "t"
-    for f in ("res.txt", "results.csv", "config.json", "done.json", "labels-uniform0.2.npz",
+    run = tmp_path / "DL-correlation" / "t"
+    for f in ("res.txt", "results.csv", "config.json", "labels-uniform0.2.npz",
               "scores-linear-s0.npz", "scores-mlp-s1.npz", "heat-loss-spearman.png",
               "heat-margin-jaccard.png", "joint-loss-linear.png", "early.png"):
         assert (run / f).is_file(), f
@@ -135,7 +135,7 @@ def test_pretrained_path_loads_local_released_file(tmp_path):
             "--models", "resnet20,shufflenetv2_x0_5", "--split", "test", "--device", "cpu",
             "--results-root", str(tmp_path / "res"), "--name", "pt", "--no-plots")
     assert r.returncode == 0, r.stderr[-2000:]
-    run = tmp_path / "res" / "pt"
+    run = tmp_path / "res" / "DL-correlation" / "pt"
     got = np.load(run / "scores-resnet20-s0.npz")["loss"]
     ds = load_dataset("fake_cifar", train_size=64)
     want = per_example_stats(fake, ds, ds.test.x, ds.test.y, TrainConfig())["loss"]

@@ -43,8 +43,8 @@ def tiny(tmp_path_factory):
 
 def test_outputs_and_known_answers(tiny):
     root, _ = tiny
-    folder = root / "r-b64"  # digits preset: batch 64, default mode and noise kind
-    for f in ["res.txt", "results.csv", "scores.csv", "config.json", "cmd.txt", "env.json", "done.json",
+    folder = root / "DL-noise" / "r-b64"  # digits preset: batch 64, default mode and noise kind
+    for f in ["res.txt", "results.csv", "scores.csv", "config.json", "cmd.txt", "env.json",
               "labels-clean.npz", "labels-uniform0.1.npz", "scores-uniform0.1.npz",
               "accuracy_vs_noise.png", "corrupted_vs_noise.png", "curves_test_acc.png",
               "curves_train_loss.png"]:
@@ -74,14 +74,14 @@ def test_outputs_and_known_answers(tiny):
 
 def test_resume_skips_finished_jobs_and_rerun_without_it_is_refused(tiny, capsys):
     root, args = tiny
-    folder = root / "r-b64"
+    folder = root / "DL-noise" / "r-b64"
     before = (folder / "results.csv").read_text()
     p = run(SCRIPT, *args, "--resume")
     assert p.returncode == 0, p.stderr
     log = (folder / "log.txt").read_text()
     assert log.count("done, skipped (--resume)") == 6
     assert (folder / "results.csv").read_text() == before
-    assert len(json.loads((folder / "done.json").read_text())) == 6
+    assert len(list((folder / "jobs").glob("*.json"))) == 6
     with pytest.raises(SystemExit) as e:  # same folder without --resume: refused, not overwritten
         load("is.py").main([str(a) for a in args])
     assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
@@ -110,7 +110,7 @@ def test_subset_mode_keeps_top_alpha_and_names_the_run(tmp_path):
                         "--mode", "subset", "--alpha", "0.5",
                         "--strategies", "baseline,consensus-high", "--results-root", str(tmp_path),
                         "--cache-dir", str(tmp_path / "c")])
-    folder = tmp_path / "r-b64-subset"
+    folder = tmp_path / "DL-noise" / "r-b64-subset"
     mask = np.load(folder / "labels-uniform0.25.npz")["corrupt"]
     s = np.load(folder / "scores-uniform0.25.npz")["consensus_high"]
     top = np.argsort(-s, kind="stable")[:100]  # top half by consensus rank
@@ -123,7 +123,7 @@ def test_subset_mode_keeps_top_alpha_and_names_the_run(tmp_path):
 def test_plot_cli(tiny, tmp_path, capsys):
     root, _ = tiny
     plot = load("plot.py")
-    plot.main(["--run", str(root / "r-b64"), "--out", str(tmp_path)])
+    plot.main(["--run", str(root / "DL-noise" / "r-b64"), "--out", str(tmp_path)])
     assert sorted(f.name for f in tmp_path.glob("*.png")) == sorted(plot.FIGURES)
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:

@@ -17,7 +17,8 @@ diag = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(diag)
 
 TINY = ["--train-size", "200", "--proxies", "mlp", "--proxy-epochs", "2", "--snapshot-epoch", "1",
-        "--attacker", "mlp", "--k-values", "2,3", "--noise", "clean,targeted:0.2", "--bins", "10", "--quiet"]
+        "--attacker", "mlp", "--attacker-epochs", "2", "--k-values", "2,3", "--noise", "clean,targeted:0.2",
+        "--bins", "10", "--quiet"]
 
 
 def cli(*args, root):
@@ -58,7 +59,7 @@ def test_cli_smoke_resume_and_bad_inputs(tmp_path):
     args = [*TINY, "--cache-dir", str(tmp_path / "cache"), "--name", "t"]
     r = cli(*args, root=root)
     assert r.returncode == 0, r.stderr[-2000:]
-    run = root / "t"
+    run = root / "DR-IS" / "diagnostics" / "t"
     for f in ("res.txt", "results.csv", "config.json", "cmd.txt", "env.json", "gap.png", "subset.png",
               "mass.png", "hist-clean-K2.png", "hist-targeted0.2-K3.png", "scores-targeted0.2.npz",
               "labels-targeted0.2.npz"):
@@ -89,4 +90,4 @@ def test_cli_smoke_resume_and_bad_inputs(tmp_path):
         r = cli(*TINY, *bad, "--name", "bad", root=root)
         assert r.returncode == 2, (bad, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert not (root / "bad").exists()
+        assert not (root / "DR-IS" / "diagnostics" / "bad").exists()

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import forget_jobs, job_files
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "DR-IS" / "online.py"
 TINY = ["--train-size", "300", "--epochs", "2", "--target", "mlp", "--proxies", "linear,mlp",
-        "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear",
+        "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear", "--attacker-epochs", "2",
         "--irreducible-model", "linear", "--irreducible-epochs", "2", "--rho-every", "1",
         "--noise", "clean,targeted:0.2", "--seeds", "0,1", "--quiet"]
 METHODS = ["uniform", "standard_is", "rho_approx", "rho_faithful", "dris"]
@@ -29,12 +30,12 @@ def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("online")
     r = cli(tmp, "--name", "smoke")
     assert r.returncode == 0, r.stderr
-    return tmp, tmp / "res" / "smoke"
+    return tmp, tmp / "res" / "DR-IS" / "online" / "smoke"
 
 
 def test_outputs_and_per_epoch_records(run_dir):
     _, out = run_dir
-    for f in ("res.txt", "results.csv", "config.json", "cmd.txt", "env.json", "done.json", "acc_vs_epoch.png",
+    for f in ("res.txt", "results.csv", "config.json", "cmd.txt", "env.json", "jobs", "acc_vs_epoch.png",
               "mass_corrupt_vs_epoch.png", "labels-clean.npz", "labels-targeted0.2.npz",
               "irreducible-targeted0.2.npz", "configs.json"):
         assert (out / f).exists(), f
@@ -63,22 +64,24 @@ def test_outputs_and_per_epoch_records(run_dir):
         assert m in text
     irr = np.load(out / "irreducible-targeted0.2.npz")
     assert len(irr["holdout"]) == 60 and len(irr["keep"]) == 240   # default 20 % of the 300 training examples
-    assert json.loads((out / "config.json").read_text())["holdout"] == 0.2
+    config = json.loads((out / "config.json").read_text())
+    assert config["holdout"] == 0.2 and config["attacker_epochs"] == 2 and config["is_floor"] == 0.1
+    # what the holdout does to the RHO comparison, stated per configuration (batch 64)
+    assert "RHO targets: N' = 240 of N = 300 examples (80.0 %), 4 vs 5 steps per epoch" in text
+    assert "targeted-noise attacker linear (2 epochs)" in text
 
 
 def test_resume_skips_finished_jobs_and_redoes_a_missing_one(run_dir):
     tmp, out = run_dir
     rows_before = len(pd.read_csv(out / "results.csv"))
-    done = json.loads((out / "done.json").read_text())
-    (out / "done.json").write_text(json.dumps([k for k in done if '"dris"' not in k or '"seed": 1' not in k
-                                               or "targeted" not in k]))
+    assert forget_jobs(out, lambda k: k == {"noise": "targeted0.2", "method": "dris", "seed": 1}) == 1
     r = cli(tmp, "--name", "smoke", "--resume")
     assert r.returncode == 0, r.stderr
     log = (out / "log.txt").read_text().split("digits:")[-1]   # this invocation's lines
     assert "[clean] 10 finished jobs skipped" in log and "[targeted0.2] 9 finished jobs skipped" in log
     assert log.count("final acc") == 1 and "[targeted0.2] dris seed 1" in log
     assert len(pd.read_csv(out / "results.csv")) == rows_before       # replaced, not duplicated
-    assert len(json.loads((out / "done.json").read_text())) == 20
+    assert len(job_files(out)) == 20
     # the same folder without --resume is refused (exit 2, one line), never overwritten
     r = cli(tmp, "--name", "smoke")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -1,7 +1,6 @@
 """DR-IS/static.py and DR-IS/ablations.py: known-answer checks of the selection pieces, and
 smoke runs through the real CLI on a tiny digits setting (linear models, 1-2 epochs)."""
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -26,8 +25,9 @@ def _load(path, name):
 static = _load(STATIC, "dris_static_under_test")
 
 TINY = ["--train-size", "200", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
-        "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear", "--seeds", "0,1",
-        "--noise", "clean,targeted:0.2", "--methods", "random,el2n,aum,dris,full", "--quiet"]
+        "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear", "--attacker-epochs", "2",
+        "--seeds", "0,1", "--noise", "clean,targeted:0.2", "--methods", "random,el2n,aum,dris,full",
+        "--quiet"]
 
 
 def cli(script, *args, root):
@@ -103,10 +103,10 @@ def tiny_run(tmp_path_factory):
 
 def test_outputs_are_complete_and_consistent(tiny_run):
     root, _ = tiny_run
-    run = root / "tiny"
+    run = root / "DR-IS" / "static" / "tiny"
     for f in ("res.txt", "results.csv", "config.json", "cmd.txt", "env.json", "accuracy.png",
               "corruption.png", "scores-targeted0.2.npz", "subsets-targeted0.2.npz",
-              "labels-targeted0.2.npz", "done.json"):
+              "labels-targeted0.2.npz", "jobs"):
         assert (run / f).exists(), f
     res = (run / "res.txt").read_text()
     assert "== clean" in res and "== targeted0.2" in res and "p vs random" in res
@@ -132,12 +132,13 @@ def test_outputs_are_complete_and_consistent(tiny_run):
 
 def test_resume_skips_finished_jobs(tiny_run):
     root, args = tiny_run
-    before = len(pd.read_csv(root / "tiny" / "results.csv"))
+    run = root / "DR-IS" / "static" / "tiny"
+    before = len(pd.read_csv(run / "results.csv"))
     r = cli(STATIC, *args, "--resume", root=root)
     assert r.returncode == 0, r.stderr[-2000:]
-    log = (root / "tiny" / "log.txt").read_text()
+    log = (run / "log.txt").read_text()
     assert log.count("done, skipped (--resume)") == 2 * 5 * 2
-    assert len(pd.read_csv(root / "tiny" / "results.csv")) == before
+    assert len(pd.read_csv(run / "results.csv")) == before
 
 
 def test_rerun_without_resume_is_refused(tiny_run, capsys):
@@ -174,13 +175,13 @@ def test_k_sweep_composes_static_and_reuses_the_proxy_cache(tmp_path):
               "--proxy-pool", "linear,mlp,linear", "--cache-dir", str(cache), "--quiet", "--name", "k"]
     r = cli(ABLATIONS, "--sweep", "K", "--values", "2,3", *common, root=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    sweep = tmp_path / "k"
+    sweep = tmp_path / "DR-IS" / "ablations" / "k"
     text = (sweep / "summary.txt").read_text()
     assert "sweep K" in text and "dris" in text and "== uniform0.2" in text
     assert (sweep / "K2" / "res.txt").exists() and (sweep / "K3" / "res.txt").exists()
     # K3 trains only its third proxy: the first two come from K2's cache files
     assert len(list(cache.glob("*.npz"))) == 3
-    assert json.loads((sweep / "done.json").read_text()) and (sweep / "summary_acc.png").exists()
+    assert len(list((sweep / "jobs").glob("*.json"))) == 2 and (sweep / "summary_acc.png").exists()
     r = cli(ABLATIONS, "--sweep", "K", "--values", "2", "--proxies", "linear,mlp", root=tmp_path / "bad")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()

@@ -43,16 +43,16 @@ def test_real_fashion_mnist_smoke_run_with_the_preset(tmp_path):
             "--methods", "random,dris", "--quiet", "--name", "fm", "--cache-dir", str(tmp_path / "cache"),
             root=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    df = pd.read_csv(tmp_path / "fm" / "results.csv")
+    df = pd.read_csv(tmp_path / "DR-IS" / "static" / "fm" / "results.csv")
     fin = df[df["epoch"].isna()].pivot_table(index="method", columns="metric", values="value")
     assert set(fin.index) == {"random", "dris"}
     # class-balanced dris keeps (up to rounding) the same fraction of every noisy-label class
-    labels = np.load(tmp_path / "fm" / "labels-targeted0.2.npz")["noisy"]
-    kept = np.load(tmp_path / "fm" / "subsets-targeted0.2.npz")["dris-a0.3-s0"]
+    labels = np.load(tmp_path / "DR-IS" / "static" / "fm" / "labels-targeted0.2.npz")["noisy"]
+    kept = np.load(tmp_path / "DR-IS" / "static" / "fm" / "subsets-targeted0.2.npz")["dris-a0.3-s0"]
     frac = np.bincount(labels[kept], minlength=10) / np.bincount(labels, minlength=10)
     assert np.all(np.abs(frac - 0.3) < 0.02)
     assert (fin["test_acc"] > 10).all()          # 1 epoch on 1,500 real images beats chance
-    res = (tmp_path / "fm" / "res.txt").read_text()
+    res = (tmp_path / "DR-IS" / "static" / "fm" / "res.txt").read_text()
     assert "fashion-mnist, target mlp2x256" in res and "class-balanced" in res
 
 

@@ -79,7 +79,7 @@ def test_cli_fake_smoke_resume_and_bad_inputs(tmp_path):
     args = [*TINY, "--cache-dir", str(cache), "--name", "t"]
     r = cli(*args, root=root)
     assert r.returncode == 0, r.stderr[-2000:]
-    run = root / "t"
+    run = root / "DR-IS" / "food101" / "t"
     for f in ("res.txt", "results.csv", "config.json", "accuracy.png", "scores-targeted0.2.npz",
               "labels-clean.npz"):
         assert (run / f).exists(), f
@@ -106,4 +106,4 @@ def test_cli_fake_smoke_resume_and_bad_inputs(tmp_path):
         r = cli(*bad, "--cache-dir", str(cache), "--name", "bad", root=root, env=env)
         assert r.returncode == 2, (bad, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
-        assert not (root / "bad").exists()
+        assert not (root / "DR-IS" / "food101" / "bad").exists()

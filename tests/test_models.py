@@ -243,11 +243,29 @@ def test_state_dict_round_trip_strict(name, tmp_path):
         assert not torch.allclose(fresh(x), source(x))
         load_pretrained(fresh, "cifar100", name, weights=str(path))
         assert torch.equal(fresh(x), source(x))
-    # strict=True: a checkpoint missing one key is refused
+    # strict: a checkpoint missing one key is refused, naming the key
     partial = {k: v for k, v in source.state_dict().items() if k != "fc.bias" and k != "classifier.1.bias"}
     torch.save(partial, path)
-    with pytest.raises(RuntimeError, match="Missing key"):
+    with pytest.raises(ValueError, match=r"key (fc|classifier\.1)\.bias is missing"):
         load_pretrained(fresh, "cifar100", name, weights=str(path))
+    # ... and so is another architecture's file (10 classes instead of 100): the first key whose
+    # shape differs is named, with both shapes
+    torch.save(build_model(name, 10, (3, 32, 32)).state_dict(), path)
+    with pytest.raises(ValueError, match=r"has shape \(10, \d+\) in the file but \(100, \d+\) in the model"):
+        load_pretrained(fresh, "cifar100", name, weights=str(path))
+
+
+def test_hub_downloads_check_the_hash_in_the_file_name(hub_dir, monkeypatch):
+    seen = {}
+    state = build_model("resnet20", 10, (3, 32, 32)).state_dict()
+
+    def fake_download(url, **kwargs):   # what torch.hub would be asked (no network here)
+        seen.update(url=url, **kwargs)
+        return state
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+    build_pretrained("cifar10", "resnet20", download=True)
+    assert seen["url"].endswith("cifar10_resnet20-4118986f.pt") and seen["check_hash"] is True
 
 
 def test_build_pretrained_uses_hub_cache(hub_dir):

@@ -72,3 +72,31 @@ def test_binary_flips():
     assert set(np.flatnonzero(mask)) == {95, 96, 97, 98, 99}
     with pytest.raises(ValueError):
         noise.binary_flip(y, "rare", 0.5, numpy_rng(0, "noise"), rare=rare)
+
+
+@pytest.mark.parametrize("n, rate, expected", [
+    (10, 0.25, 3),     # 2.5 -> 3 (round half to even gave 2)
+    (10, 0.35, 4),     # 3.5 -> 4 although 0.35 * 10 == 3.4999999999999996 in floating point
+    (10, 0.15, 2),     # 1.5 -> 2
+    (10, 0.45, 5),     # 4.5 -> 5
+    (10, 0.05, 1),     # 0.5 -> 1
+    (10, 0.04, 0),     # 0.4 -> 0
+    (3, 0.5, 2),       # 1.5 -> 2
+    (1437, 0.1, 144),  # 143.7 -> 144 (digits: unchanged from the old rule)
+    (1437, 0.25, 359),  # 359.25 -> 359
+    (50000, 0.25, 12500),
+    (10, 0.0, 0),
+])
+def test_n_corrupt_rounds_half_up(n, rate, expected):
+    assert noise.n_corrupt(n, rate) == expected
+
+
+def test_n_corrupt_counts_what_the_flips_flip():
+    y = np.arange(10) % 3
+    for kind in ("uniform", "pair"):
+        _, mask = noise.corrupt_labels(y, kind, 0.25, 3, numpy_rng(0, "noise"))
+        assert mask.sum() == 3
+    _, mask = noise.targeted_flip(y, 0.25, 3, np.arange(10.0), numpy_rng(0, "noise"))
+    assert set(np.flatnonzero(mask)) == {7, 8, 9}
+    _, mask = noise.binary_flip(np.ones(10), "uniform", 0.25, numpy_rng(0, "noise"))
+    assert mask.sum() == 3

@@ -17,10 +17,15 @@ def test_run_folder_writes_provenance_and_refuses_silent_overwrite(tmp_path):
     env = json.loads((path / "env.json").read_text())
     assert env["seed"] == 3 and "commit" in env["git"] and "numpy" in env["packages"]
     run.finish_job({"method": "a", "seed": 0}, [{"metric": "acc", "value": 0.5}])
-    with pytest.raises(FileExistsError):
+    with pytest.raises(cli.UsageError, match="--resume"):
         runs.RunFolder(path, {"seed": 3, "lr": 0.1}, quiet=True)
-    with pytest.raises(FileExistsError, match="lr"):
+    with pytest.raises(cli.UsageError, match="lr"):
         runs.RunFolder(path, {"seed": 3, "lr": 0.2}, resume=True, quiet=True)
+    # flags that never change a number (runs.MECHANICS) may change on --resume
+    again = runs.RunFolder(path, {"seed": 3, "lr": 0.1, "quiet": True, "device": "cuda", "cache_dir": "/x",
+                                  "progress": True, "results_root": "/y", "name": "r"}, resume=True, quiet=True)
+    assert again.is_done({"method": "a", "seed": 0})
+    assert json.loads((path / "config.json").read_text()) == {"seed": 3, "lr": 0.1}
 
 
 def test_resume_skips_done_jobs_and_redoing_a_job_replaces_its_rows(tmp_path):
@@ -41,6 +46,27 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     runs.atomic_save_npz(tmp_path / "b.npz", x=np.arange(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.npz"]
     assert np.array_equal(np.load(tmp_path / "b.npz")["x"], np.arange(3))
+
+
+@pytest.mark.parametrize("text,expect", [("0,1,2", [0, 1, 2]), (" 3 , 4", [3, 4]), ("5", [5]),
+                                         ("", None), (",", None), ("0,,1", None), ("0,1,", None),
+                                         (",0", None), ("0, ,1", None), ("a", None)])
+def test_comma_list_refuses_empty_lists_and_items(text, expect):
+    import argparse
+
+    parse = cli.comma_list(cli.nonnegative_int)
+    if expect is None:
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
+    else:
+        assert parse(text) == expect
+
+
+def test_job_ids_are_stable_readable_and_distinct():
+    a = runs.job_id({"method": "dris", "seed": 0, "alpha": 0.3})
+    assert a == runs.job_id({"alpha": 0.3, "seed": 0, "method": "dris"}) == runs.job_id(
+        {"alpha": np.float64(0.3), "seed": np.int64(0), "method": "dris"})
+    assert a.startswith("0.3-dris-0-") and a != runs.job_id({"method": "dris", "seed": 1, "alpha": 0.3})
 
 
 def test_mean_std_table():

@@ -65,3 +65,29 @@ def test_sampler_draws_follow_p():
     idx, _ = sampling.WeightedSampler(p).draw(20000, torch_generator(1, "sampler"))
     freq = np.bincount(idx.numpy(), minlength=3) / 20000
     np.testing.assert_allclose(freq, p, atol=0.015)
+
+
+def test_one_floor_rule_for_standard_and_loss_is_in_both_families():
+    # known values: clipped score [0, 1, 3, 0] (mean 1); floor 0.1 adds 0.1 -> [0.1, 1.1, 3.1, 0.1] / 4.4
+    p = sampling.relative_floor_probs([-2.0, 1.0, 3.0, 0.0])
+    np.testing.assert_allclose(p, np.array([0.1, 1.1, 3.1, 0.1]) / 4.4)
+    assert 1.0 / (4 * p.min()) <= (1 + sampling.IS_FLOOR) / sampling.IS_FLOOR  # weight bound 11
+    # the convex family (Loss IS, gradient-norm IS) and the DL family (Standard IS) share it
+    import importlib.util
+    from pathlib import Path
+
+    from islab import convex, online
+
+    assert sampling.IS_FLOOR == 0.1
+    assert convex.SGDConfig().floor == sampling.IS_FLOOR
+    assert online.relative_floor_probs is sampling.relative_floor_probs
+    w = np.array([0.5, -1.0])
+    X = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0]])
+    y = np.array([1.0, 1.0, -1.0])
+    np.testing.assert_array_equal(convex.refreshed_probs("loss", w, X, y, sampling.IS_FLOOR),
+                                  sampling.relative_floor_probs(convex.losses(w, X, y)))
+    spec = importlib.util.spec_from_file_location(
+        "dris_online", Path(__file__).resolve().parents[1] / "DR-IS" / "online.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.build_parser().get_default("is_floor") == sampling.IS_FLOOR

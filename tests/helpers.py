@@ -1,0 +1,16 @@
+"""Small helpers the script tests share: finding and forgetting job files of a run folder."""
+import json
+from pathlib import Path
+
+
+def job_files(folder) -> dict:
+    """{job file: its key} of a run folder's finished jobs."""
+    return {p: json.loads(p.read_text())["key"] for p in sorted(Path(folder, "jobs").glob("*.json"))}
+
+
+def forget_jobs(folder, pred) -> int:
+    """Delete the job files whose key satisfies pred (as if those jobs never finished)."""
+    gone = [p for p, key in job_files(folder).items() if pred(key)]
+    for p in gone:
+        p.unlink()
+    return len(gone)

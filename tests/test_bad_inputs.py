@@ -1,0 +1,307 @@
+"""One table of bad inputs for every script, through its real CLI entry point (cli.guarded, the
+guard of every `if __name__ == "__main__"`): each must exit with status 2, print exactly one line
+on stderr, no traceback, and leave no new file or folder anywhere (results root, cache dir, or
+beside them).  Most cases run in this process (a process start costs ~3 s of torch imports); a
+representative subset, one per class, runs as real subprocesses."""
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from islab import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = {
+    "convex": "Convex-Noise/IS-noise.py", "synthetic": "DR-IS/synthetic.py", "static": "DR-IS/static.py",
+    "online": "DR-IS/online.py", "diagnostics": "DR-IS/diagnostics.py", "food101": "DR-IS/food101.py",
+    "ablations": "DR-IS/ablations.py", "dlnoise": "DL-noise/is.py", "plot": "DL-noise/plot.py",
+    "dlcorr": "DL-correlation/IS_01_corelations.py", "bench_digits": "benchmarks/digits.py",
+    "bench_pipeline": "benchmarks/pipeline.py", "bench_convex": "benchmarks/convex_chains.py",
+    "nonconvex": "Convex-Noise/nonconvex_rr.py", "reproduce": "DR-IS/reproduce.py",
+}
+OUT = ["--results-root", "{root}", "--name", "x"]
+DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
+      "--proxy-epochs", "1", "--snapshot-epoch", "1", "--attacker", "linear", "--seeds", "0", "--quiet",
+      "--cache-dir", "{cache}", "--device", "cpu"]
+BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: the last one wins)
+    "convex": ["--quick", *OUT], "synthetic": ["--quick", *OUT], "nonconvex": ["--quick", *OUT],
+    "reproduce": ["--preset", "digits", "--results-root", "{root}", "--report", "{tmp}/REPORT.md", "--dry-run"],
+    "static": [*DL, "--noise", "clean", "--methods", "random", *OUT],
+    "online": [*DL, "--noise", "clean", "--methods", "uniform", "--irreducible-model", "linear", *OUT],
+    "diagnostics": [*DL, "--noise", "clean", "--k-values", "2", *OUT],
+    "food101": ["--fake", "--fake-classes", "2", "--fake-per-class", "4", "--image-size", "32", "--target-arch",
+                "resnet18", "--epochs", "1", "--seeds", "0", "--backbones", "resnet18,mobilenet_v3_small", "--methods",
+                "random", "--quiet", "--cache-dir", "{cache}", "--device", "cpu", *OUT],
+    # (no --proxies: the K sweep sets it itself)
+    "ablations": ["--sweep", "alpha", "--values", "0.3", *DL[:6], *DL[8:], "--noise", "clean", "--methods",
+                  "random", *OUT],
+    "dlnoise": [*DL, "--rates", "0", "--strategies", "baseline", *OUT],
+    "dlcorr": [*DL[:4], "--models", "linear,mlp", "--seeds", "0", "--early-epochs", "none", "--no-plots",
+               "--quiet", "--cache-dir", "{cache}", "--device", "cpu", *OUT],
+    "plot": [], "bench_digits": ["--epochs", "1", "--seeds", "0"], "bench_pipeline": ["--n", "16"],
+    "bench_convex": ["--epochs", "1"],
+}
+WITH_ROOT = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr",
+             "nonconvex"]
+WITH_CACHE = ["static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr"]
+WITH_SEEDS = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise",
+              "dlcorr", "bench_digits"]
+DIGITS = ["static", "online", "diagnostics", "ablations", "dlnoise", "dlcorr"]
+DEVICE = ["static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr", "bench_pipeline"]
+
+
+def _cases():
+    out = []
+
+    def add(cls, scripts, argv):
+        out.extend((cls, s, list(argv)) for s in scripts)
+
+    # paths that cannot hold a results folder or a cache
+    add("results root is a file", WITH_ROOT, ["--results-root", "{file}"])
+    add("results root below a file", WITH_ROOT, ["--results-root", "{file}/sub"])
+    add("results root read-only", WITH_ROOT, ["--results-root", "{ro}/res"])
+    add("results root under /proc", WITH_ROOT, ["--results-root", "/proc/islab-test/res"])
+    add("results root is /proc/self", ["static", "convex"], ["--results-root", "/proc/self"])
+    add("results root empty", ["convex", "synthetic", "static", "food101", "ablations"], ["--results-root", ""])
+    add("cache dir empty", ["online", "dlcorr"], ["--cache-dir", ""])
+    add("cache dir is a file", WITH_CACHE, ["--cache-dir", "{file}"])
+    add("cache dir read-only", WITH_CACHE, ["--cache-dir", "{ro}/cache"])
+    add("cache dir under /proc", WITH_CACHE, ["--cache-dir", "/proc/islab-test/cache"])
+    # empty or malformed comma lists
+    add("--seeds empty", WITH_SEEDS, ["--seeds", ""])
+    add("--seeds empty item", WITH_SEEDS, ["--seeds", "0,,1"])
+    add("--seeds trailing comma", WITH_SEEDS, ["--seeds", "0,"])
+    add("--seeds not integers", ["static", "dlnoise", "bench_digits", "convex"], ["--seeds", "0,x"])
+    for s, flag, bad in [("dlnoise", "--rates", "0,,0.1,"), ("dlnoise", "--rates", "0.1,,"), ("dlnoise", "--rates", ""),
+                         ("convex", "--rates", "0,,0.1,"), ("convex", "--rates", "0.1,,"), ("convex", "--ratios", ""),
+                         ("convex", "--methods", "uniform,"), ("convex", "--flips", ",none"),
+                         ("synthetic", "--noise", ""), ("synthetic", "--methods", ","),
+                         ("static", "--alpha", "0.3,,0.5"), ("static", "--methods", ""), ("static", "--noise", "clean,"),
+                         ("static", "--proxies", "linear,"), ("online", "--methods", "uniform,"),
+                         ("online", "--noise", ""), ("diagnostics", "--k-values", "2,,3"),
+                         ("diagnostics", "--noise", ","), ("food101", "--alpha", ""),
+                         ("food101", "--backbones", "resnet18,"), ("ablations", "--values", "0.1,,0.3"),
+                         ("ablations", "--values", ""), ("dlcorr", "--models", "linear,,mlp"),
+                         ("dlcorr", "--early-epochs", "1,"), ("dlnoise", "--strategies", "baseline,")]:
+        add(f"{flag} malformed list", [s], [flag, bad])
+    # sizes, devices, data
+    add("--train-size larger than the data", DIGITS, ["--train-size", "100000"])
+    add("--device bogus", DEVICE, ["--device", "bogus"])
+    add("--device cuda without CUDA", ["static", "dlnoise"], ["--device", "cuda:7"])
+    add("one-class Food-101 set", ["food101"], ["--fake-classes", "1"])
+    add("missing CIFAR data", ["static", "dlnoise", "ablations"], ["--preset", "cifar10", "--data-dir", "{nodata}"])
+    add("truncated CIFAR batch", ["static", "dlnoise"], ["--dataset", "cifar10", "--data-dir", "{cifar_bad}"])
+    add("truncated CIFAR batch", ["dlcorr"], ["--dataset", "cifar10", "--data-dir", "{cifar_bad}", "--train-proxies"])
+    # DR-IS needs a rank disagreement: at least 2 proxies everywhere
+    add("DR-IS with one proxy", ["static", "online"], ["--methods", "dris", "--proxies", "linear"])
+    add("DR-IS with one proxy", ["dlnoise"], ["--strategies", "ambiguous", "--proxies", "linear"])
+    add("DR-IS with one proxy", ["convex", "synthetic"], ["--methods", "dr-is", "--proxies", "1"])
+    add("DR-IS with one proxy", ["food101"], ["--methods", "dris", "--backbones", "resnet18"])
+    add("DR-IS with one proxy", ["ablations"], ["--sweep", "K", "--values", "1", "--methods", "random,dris"])
+    add("DR-IS with one proxy", ["diagnostics"], ["--k-values", "1"])
+    # the convex solver: settings where the exact optimum cannot be computed
+    add("--lam too small", ["convex", "synthetic"], ["--lam", "1e-30"])
+    add("--ratios too large", ["convex"], ["--ratios", "1e16"])
+    add("targeted-noise attacker diverges", ["synthetic"], ["--noise", "targeted:0.1", "--t0", "1e-308",
+                                                             "--safe-step", "0"])
+    # --name must be one folder name
+    add("--name ..", WITH_ROOT, ["--name", ".."])
+    add("--name with a separator", WITH_ROOT, ["--name", "../../../../elsewhere/x"])
+    add("--name absolute", WITH_ROOT, ["--name", "{tmp}/abs"])
+    add("--name too long", WITH_ROOT, ["--name", "x" * 300])
+    add("--name empty", ["static", "convex", "dlnoise"], ["--name", ""])
+    # checkpoints
+    add("checkpoint of the wrong architecture", ["dlcorr"],
+        ["--dataset", "fake_cifar", "--pretrained", "--weights-dir", "{wrong_weights}", "--models",
+         "resnet20,resnet32", "--split", "test"])
+    add("truncated checkpoint", ["dlcorr"],
+        ["--dataset", "fake_cifar", "--pretrained", "--weights-dir", "{cut_weights}", "--models",
+         "resnet20,resnet32", "--split", "test"])
+    # DL-noise/plot.py on what is not a DL-noise results folder
+    for what in ("empty", "header_only", "garbage", "foreign", "binary", "no_finished_runs"):
+        add(f"plot.py on a {what.replace('_', ' ')} results.csv", ["plot"], [f"{{plots}}/{what}"])
+    add("plot.py --out is a file", ["plot"], ["{plots}/good", "--out", "{file}"])
+    add("plot.py missing folder", ["plot"], ["{tmp}/nowhere"])
+    # the non-convex examples and the reproduction driver
+    for flag, bad in [("--parts", "twowell,"), ("--parts", ""), ("--w-etas", "0.1,,0.2"), ("--mb-props", ""),
+                      ("--mb-props", "0.3,0.3"), ("--seed", "-1")]:
+        add(f"{flag} malformed", ["nonconvex"], [flag, bad])
+    for flag, bad in [("--stages", ""), ("--stages", "static,"), ("--stages", "nope"), ("--preset", "bogus"),
+                      ("--results-root", "")]:
+        add(f"reproduce {flag} bad", ["reproduce"], [flag, bad])
+    # benchmarks
+    add("benchmark bad --model", ["bench_digits", "bench_pipeline"], ["--model", "nope"])
+    add("benchmark bad --device", ["bench_pipeline"], ["--device", "bogus"])
+    add("benchmark bad --sample", ["bench_convex"], ["--sample", "0"])
+    return out
+
+
+CASES = _cases()
+# one real subprocess per class of bad input (the rest run in-process)
+SUBPROCESS = {("results root is a file", "convex"), ("cache dir is a file", "online"), ("--seeds empty", "static"),
+              ("--rates malformed list", "dlnoise"), ("--train-size larger than the data", "dlcorr"),
+              ("--device bogus", "food101"), ("DR-IS with one proxy", "synthetic"),
+              ("missing CIFAR data", "ablations"), ("--lam too small", "convex"),
+              ("--name with a separator", "diagnostics"), ("plot.py on a garbage results.csv", "plot"),
+              ("benchmark bad --model", "bench_digits"), ("checkpoint of the wrong architecture", "dlcorr"),
+              ("truncated CIFAR batch", "static")}
+
+
+def _load(key):
+    spec = importlib.util.spec_from_file_location(f"bad_inputs_{key}", ROOT / SCRIPTS[key])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+MODULES = {}
+
+
+def module(key):
+    if key not in MODULES:
+        MODULES[key] = _load(key)
+    return MODULES[key]
+
+
+# ---------------------------------------------------------------- inputs shared by the cases
+
+
+@pytest.fixture(scope="session")
+def readonly(tmp_path_factory):
+    """A folder nobody can create entries in: chmod for a user, chattr +i for root."""
+    d = tmp_path_factory.mktemp("readonly")
+    if os.geteuid() != 0:
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode != 0:
+        pytest.skip("root without chattr +i: no way to make a read-only folder here")
+    yield d
+    subprocess.run(["chattr", "-i", str(d)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory, readonly):
+    import numpy as np
+    import torch
+
+    from islab.models import build_model
+
+    d = tmp_path_factory.mktemp("inputs")
+    (d / "nodata").mkdir()
+    # a genuine-format CIFAR-10 folder whose third training batch was cut short
+    folder = d / "cifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{b}" for b in range(1, 6)] + ["test_batch"]:
+        entry = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3],
+                 "batch_label": name, "filenames": [f"{i}.png" for i in range(4)]}
+        (folder / name).write_bytes(pickle.dumps(entry))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    cut = (folder / "data_batch_3").read_bytes()
+    (folder / "data_batch_3").write_bytes(cut[:len(cut) // 2])
+    # released file names holding the wrong network (a 100-class resnet20 under the 10-class
+    # name), or cut short
+    for sub, cut_short in (("wrong_weights", False), ("cut_weights", True)):
+        w = d / sub
+        w.mkdir()
+        torch.save(build_model("resnet20", 100, (3, 32, 32)).state_dict(), w / "cifar10_resnet20-4118986f.pt")
+        torch.save(build_model("resnet32", 10, (3, 32, 32)).state_dict(), w / "cifar10_resnet32-ef93fc4d.pt")
+        if cut_short:
+            data = (w / "cifar10_resnet20-4118986f.pt").read_bytes()
+            (w / "cifar10_resnet20-4118986f.pt").write_bytes(data[:len(data) // 3])
+    # results folders for DL-noise/plot.py
+    plots = d / "plots"
+    tables = {"empty": "", "header_only": "rate,strategy,seed,epoch,metric,value\n",
+              "garbage": 'a,b\n1,2,3,4\n"unclosed\n', "foreign": "ratio,flip,rate,method,seed,epoch,metric,value\n"
+              "1,none,0,uniform,0,2,gap,0.1\n", "no_finished_runs": "rate,strategy,seed,epoch,metric,value\n"
+              "0.1,baseline,0,1,test_acc,50\n",
+              "good": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n"}
+    for name, text in tables.items():
+        (plots / name).mkdir(parents=True)
+        (plots / name / "results.csv").write_text(text)
+    (plots / "binary").mkdir()
+    (plots / "binary" / "results.csv").write_bytes(bytes(range(256)) * 4)
+    return {"nodata": d / "nodata", "cifar_bad": d / "cifar", "wrong_weights": d / "wrong_weights",
+            "cut_weights": d / "cut_weights", "plots": plots, "ro": readonly}
+
+
+def _tree(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+
+
+# ---------------------------------------------------------------- the table
+
+
+@pytest.mark.parametrize("cls,script,bad", CASES, ids=[f"{s}: {c} [{i}]" for i, (c, s, _) in enumerate(CASES)])
+def test_bad_input_exits_2_with_one_line_and_leaves_nothing(cls, script, bad, inputs, tmp_path, capfd,
+                                                            monkeypatch):
+    (tmp_path / "file").write_text("a file where a folder belongs\n")
+    where = {**{k: str(v) for k, v in inputs.items()}, "root": str(tmp_path / "res"),
+             "cache": str(tmp_path / "cache"), "file": str(tmp_path / "file"), "tmp": str(tmp_path)}
+    argv = [a.format(**where) for a in BASE[script] + bad]
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))   # never the user's hub cache
+    before, ro_before = _tree(tmp_path), _tree(inputs["ro"])
+    if (cls, script) in SUBPROCESS:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TORCH_HOME": str(tmp_path / "torch_home")}
+        r = subprocess.run([sys.executable, str(ROOT / SCRIPTS[script]), *argv], capture_output=True, text=True,
+                           cwd=ROOT, env=env, timeout=300)
+        status, err = r.returncode, r.stderr
+    else:
+        capfd.readouterr()
+        status = cli.guarded(module(script).main, argv, signals=False)
+        err = capfd.readouterr().err
+    lines = err.strip().splitlines()
+    assert status == 2, (status, err[-3000:])
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert _tree(tmp_path) == before, "a file or folder was left behind"
+    assert _tree(inputs["ro"]) == ro_before
+
+
+def test_every_base_command_is_valid(inputs, tmp_path):
+    """The cases fail because of their bad flags only: each script accepts its base arguments."""
+    where = {**{k: str(v) for k, v in inputs.items()}, "root": str(tmp_path / "res"),
+             "cache": str(tmp_path / "cache"), "file": str(tmp_path / "file"), "tmp": str(tmp_path)}
+    for key in ("convex", "synthetic", "static", "online", "diagnostics", "food101", "dlnoise", "nonconvex"):
+        module(key).parse_args([a.format(**where) for a in BASE[key]])
+    args = module("dlcorr").build_parser().parse_args([a.format(**where) for a in BASE["dlcorr"]])
+    module("dlcorr").resolve_args(args)
+    abl = module("ablations")
+    args, forward = abl.build_parser().parse_known_args([a.format(**where) for a in BASE["ablations"]])
+    args.values_list = abl.sweep_values(args)
+    abl.plan(args, forward)
+    module("plot").load_results(inputs["plots"] / "good")
+    assert not (tmp_path / "res").exists()
+
+
+def test_the_table_is_large_and_covers_every_script():
+    assert len(CASES) >= 100
+    assert {s for _, s, _ in CASES} == set(SCRIPTS)
+    assert {(c, s) for c, s, _ in CASES} >= SUBPROCESS
+    print(f"bad-input table: {len(CASES)} cases over {len(SCRIPTS)} scripts, "
+          f"{len({c for c, _, _ in CASES})} classes, {len(SUBPROCESS)} as subprocesses")
+
+
+def test_messages_say_what_is_wrong(inputs, tmp_path, capfd):
+    """A few of the lines, read: they name the file, the key and shape, or the flag."""
+    def line(script, *bad):
+        where = {**{k: str(v) for k, v in inputs.items()}, "root": str(tmp_path / "res"),
+                 "cache": str(tmp_path / "cache"), "file": str(tmp_path), "tmp": str(tmp_path)}
+        argv = [a.format(**where) for a in BASE[script] + list(bad)]
+        capfd.readouterr()
+        assert cli.guarded(module(script).main, argv, signals=False) == 2
+        return capfd.readouterr().err.strip()
+
+    assert "data_batch_3" in line("static", "--dataset", "cifar10", "--data-dir", str(inputs["cifar_bad"]))
+    wrong = line("dlcorr", "--dataset", "fake_cifar", "--pretrained", "--weights-dir", str(inputs["wrong_weights"]),
+                 "--models", "resnet20,resnet32", "--split", "test")
+    assert "cifar10_resnet20-4118986f.pt" in wrong and "has shape (100, 64) in the file but (10, 64)" in wrong
+    assert "empty item" in line("dlnoise", "--rates", "0,,0.1,")
+    assert "train_size 100000 exceeds" in line("dlnoise", "--train-size", "100000")
+    assert "2 proxies" in line("convex", "--methods", "dr-is", "--proxies", "1")
+    assert "one folder name" in line("static", "--name", "../x")
