@@ -487,11 +487,11 @@ def balanced_table(st: Study) -> str:
 def online_table(st: Study) -> str:
     fin = st.frame("online", "online")
     head = ["method"] + [f"{c} acc %" for c in ("clean", "targeted0.1", "targeted0.25")] + \
-        ["t25 mass on corrupted", "t25 ESS/N", "t25 max weight", "diverged"]
+        ["t25 mass on corrupted", "t25 ESS/N", "t25 largest weight drawn", "diverged"]
     rows = []
     for m in ("uniform", "standard_is", "rho_approx", "rho_faithful", "dris"):
         cells = [m] + [mean_sd(pick(fin, c, m)) for c in ("clean", "targeted0.1", "targeted0.25")]
-        for name, fmt in (("mass_corrupt_mean", "{:.3f}"), ("ess_mean", "{:.3f}"), ("max_weight_max", "{:.1f}")):
+        for name, fmt in (("mass_corrupt_mean", "{:.3f}"), ("ess_mean", "{:.3f}"), ("max_weight_drawn_max", "{:.1f}")):
             v = metric(fin, "targeted0.25", m, name)
             cells.append("-" if not math.isfinite(v) else fmt.format(v))
         d = fin[fin["method"] == m] if not fin.empty else fin

@@ -334,6 +334,7 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
         # per-step losses stay on the device; summed once per epoch (one sync, see below)
         losses, counts = [], []
         drawn_bad = torch.zeros((), device=device, dtype=torch.int64)
+        w_max = torch.ones((), device=device)   # largest importance weight drawn this epoch (1 unweighted)
         bar = range(steps_per_epoch)
         if progress:
             from tqdm import tqdm
@@ -346,6 +347,7 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
                 g["lr"] = lr
             if sampling.mode == "weighted":
                 idx, w = sampler.draw(cfg.batch_size, order_gen)
+                w_max = torch.maximum(w_max, w.max())
             else:
                 idx, w = stream.next(cfg.batch_size), None
             b = len(idx)
@@ -372,7 +374,8 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
             loss_sum += v * c
         drawn = sum(counts)
         train_loss = loss_sum / drawn
-        rec = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"]}
+        rec = {"epoch": epoch + 1, "train_loss": train_loss, "lr": opt.param_groups[0]["lr"],
+               "max_weight_drawn": float(w_max)}
         if not math.isfinite(train_loss):
             res.diverged, res.diverged_epoch = True, epoch + 1
             rec.update(test_acc=float("nan"), test_loss=float("nan"))
