@@ -380,9 +380,9 @@ class SmallCNN(FeatureClassifier):
 class DeepMLP(FeatureClassifier):
     """Flatten, then Linear-ReLU per hidden width, then the head; h = last hidden activations.
 
-    mlp2x256 (784-256-256-10, 269k parameters) is the Fashion-MNIST target: on 2 CPU cores it
-    trains at tens of thousands of images/s and, unlike the proxies, memorises targeted noise
-    within a 10-epoch schedule (Fashion-MNIST preset, DR-IS/README.md)."""
+    mlp2x256 (784-256-256-10, 269,322 parameters) is the Fashion-MNIST target: cheap on a CPU,
+    and able to memorise targeted noise within the preset's 10-epoch schedule (REPRODUCTION.md
+    reports how much)."""
 
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int], widths: tuple[int, ...]):
         super().__init__()
@@ -401,9 +401,8 @@ class PooledCNN(FeatureClassifier):
     """A cheap CNN for 28x28 inputs: 2x2 average pool (28 -> 14), conv3x3-BN-ReLU (16 ch), 2x2
     max-pool (14 -> 7), conv3x3-BN-ReLU (32 ch), global average pool, fc; h = pooled features (B, 32).
 
-    The first pool quarters every later layer's cost: measured on the 2-core machine (batch 128,
-    one thread, plain PyTorch loop) about 15,000 training images/s, against about 1,900 for the
-    un-pooled `cnn` at 28x28 (DR-IS/README.md has the benchmark command)."""
+    The first pool quarters the cost of every later layer; its training throughput on a CPU is
+    measured by `python benchmarks/train_overhead.py --model pooled_cnn` (benchmarks/README.md)."""
 
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int], widths=(16, 32)):
         super().__init__()
