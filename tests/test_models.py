@@ -121,6 +121,13 @@ def test_digits_parameter_counts_by_hand():
     assert count_parameters(on_meta("cnn", 10, (1, 8, 8))) == 9 * 32 + 64 + 9 * 32 * 64 + 128 + 650
 
 
+def test_small_28x28_model_parameter_counts_by_hand():
+    # 784-256-256-10 with biases
+    assert count_parameters(on_meta("mlp2x256", 10, (1, 28, 28))) == 784 * 256 + 256 + 256 * 256 + 256 + 2570
+    # conv 1->16 (no bias) + BN(16) + conv 16->32 + BN(32) + fc 32->10; the input pool has no weights
+    assert count_parameters(on_meta("pooled_cnn", 10, (1, 28, 28))) == 9 * 16 + 32 + 9 * 16 * 32 + 64 + 330
+
+
 @pytest.mark.parametrize("name", ZOO)
 def test_state_dict_keys_match_reference_layout(name):
     sd = on_meta(name, 10).state_dict()
