@@ -71,7 +71,7 @@ PACKAGES = ("numpy", "scipy", "pandas", "matplotlib", "seaborn", "torch", "torch
 MECHANICS = frozenset({
     "name", "resume", "quiet", "progress", "results_root", "cache_dir", "device", "torch_device",
     "data_dir", "download", "weights_dir", "compile", "checkpoint", "no_plots", "feature_batch",
-    "launcher", "workers"})
+    "launcher", "workers", "export_dynamics", "export_probs"})
 JOB_VERSION = 1
 ORPHAN_AGE_S = 3600.0          # a temporary file of another host older than this is an orphan
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
