@@ -86,7 +86,12 @@ def build_parser():
 
 def parse_args(argv=None):
     """Parse and validate everything (exit 2 with one line on bad input), before any folder exists."""
-    args = build_parser().parse_args(argv)
+    return check_args(build_parser().parse_args(argv))
+
+
+def check_args(args):
+    """Resolve and validate parsed arguments (exit 2 with one line); DR-IS/cleanlab_compare.py
+    parses static's flags with its own parser and validates them here."""
     experiment.resolve(args)
     args.noise_list = experiment.parse_noise_configs(args.noise)
     args.alpha_list = list(args.alpha)
