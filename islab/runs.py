@@ -65,7 +65,7 @@ from islab.cli import UsageError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = REPO_ROOT / "results"
 PACKAGES = ("numpy", "scipy", "pandas", "matplotlib", "seaborn", "torch", "torchvision",
-            "scikit-learn", "tqdm")
+            "scikit-learn", "tqdm", "cleanlab")
 # Flags that never change a number: left out of config.json (so --resume may change them) and
 # of the default run names.  ONE list for every script.
 MECHANICS = frozenset({
