@@ -117,6 +117,11 @@ def check_args(args):
     args.lambda_list = lambdas
     if len(args.proxy_list) < 2 and ("dris" in expanded or lambdas):
         cli.fail("rank disagreement (dris, hybrid) needs at least 2 proxies (--proxies a,b,...)")
+    if "cleanlab" in expanded:
+        import importlib.util
+
+        if importlib.util.find_spec("cleanlab") is None:
+            cli.fail("method cleanlab needs the cleanlab package (pip install -r requirements.txt)")
     return args
 
 
