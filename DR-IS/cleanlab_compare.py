@@ -77,6 +77,8 @@ def parse_args(argv=None):
         cli.fail(f"--folds must be >= 2 (out-of-sample probabilities need a held-out fold), got {args.cv_folds}")
     if len(args.proxy_list) < 2:
         cli.fail("the comparison includes dris: give at least 2 proxies (--proxies a,b,...)")
+    if importlib.util.find_spec("cleanlab") is None:
+        cli.fail("the cleanlab comparison needs the cleanlab package (pip install -r requirements.txt)")
     return args
 
 
