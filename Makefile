@@ -1,5 +1,5 @@
-# Two entry points: `make demo` and `make test`.  Both build .venv from requirements.txt when
-# it is missing or older than requirements.txt.
+# Two entry points: `make demo` and `make test`.  Both build .venv from requirements-dev.txt
+# (the pinned requirements.txt plus pytest) when it is missing or older than either file.
 #
 # An existing environment instead (GPU nodes: their own torch, no network to build .venv from):
 #   make demo PYTHON=python        # any interpreter with the packages of requirements.txt
@@ -27,13 +27,14 @@ venv: .venv/.installed
 check-env:
 	@$(PY) -c "import importlib.util as u, sys; missing = [m for m in ('torch', 'torchvision', 'numpy', \
 	'scipy', 'pandas', 'matplotlib', 'seaborn', 'sklearn', 'tqdm', 'pytest') if u.find_spec(m) is None]; \
-	missing and sys.exit('$(PY): missing ' + ', '.join(missing) + ' (see requirements.txt)'); \
+	missing and sys.exit('$(PY): missing ' + ', '.join(missing) + ' (see requirements.txt, requirements-dev.txt)'); \
+	u.find_spec('cleanlab') or print('$(PY): cleanlab missing: DR-IS/cleanlab_compare.py and its tests are skipped'); \
 	import torch; print('$(PY): torch', torch.__version__, '| cuda', torch.cuda.is_available())"
 
-.venv/.installed: requirements.txt
+.venv/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $@
 

@@ -30,6 +30,8 @@ they get one replicate (the first seed).
 
 Output: results/DL-correlation/<run>/ with res.txt (tables), results.csv (tidy: job, seed,
 score, model_a, model_b, measure, value, epoch), scores-<model>-s<seed>.npz (per-example arrays),
+scores-s<seed>.csv (per-example scores of every model of a replicate, keyed by example_id; with
+--export-dynamics, dynamics-<model>-s<seed>/ per trained model: results/README.md),
 labels-<noise>.npz, heat-<score>-<measure>.png, joint-loss-<proxy>.png, early.png and provenance.
 """
 from __future__ import annotations
@@ -286,8 +288,11 @@ def score_model(args, ds, arch, copy, seed, label, labels, mask, y_split, x_spli
     from islab.theory import detection_metrics
     from islab.train import evaluate, per_example_stats, train
 
-    cfg = experiment.target_config(args, snapshot_epochs=tuple(args.early_list))
+    dyn = bool(args.export_dynamics) and args.source == "trained"
+    cfg = experiment.target_config(args, snapshot_epochs=tuple(args.early_list), track_presentations=dyn,
+                                   record_logits=dyn)
     t0 = time.time()
+    files = []
     if args.source == "pretrained":
         model, snapshots, final_epoch = zoo[arch], {}, float("nan")
         test_acc = evaluate(model, ds, cfg)[0]
@@ -298,8 +303,13 @@ def score_model(args, ds, arch, copy, seed, label, labels, mask, y_split, x_spli
         if res.diverged:
             run.log(f"[seed {seed}] {label}: diverged at epoch {res.diverged_epoch}; "
                     "left out of the comparisons")
-            return {"diverged": np.array(True)}, [{"measure": "diverged", "value": 1.0}]
+            return {"diverged": np.array(True)}, [{"measure": "diverged", "value": 1.0}], files
         model, snapshots, final_epoch, test_acc = res.model, res.snapshots, args.epochs, res.test_acc
+        if res.dynamics is not None:   # cartography's per-epoch files of this trained model
+            from islab import export
+
+            files = export.write_cartography(run.path / f"dynamics-{label.replace('#', '_c')}-s{seed}",
+                                             res.dynamics, labels)
     st = per_example_stats(model, ds, x_split, y_split, cfg)
     seconds = time.time() - t0
     arrays = {k: st[k] for k in (*SCORES, "correct")}
@@ -315,7 +325,7 @@ def score_model(args, ds, arch, copy, seed, label, labels, mask, y_split, x_spli
                 rows += [{"score": k, "measure": m, "value": det[m], "epoch": e} for m in ("auroc", "ap")]
     run.log(f"[seed {seed}] {label}: {'loaded pretrained' if args.source == 'pretrained' else 'trained'} "
             f"test acc {test_acc:.2f}%, {args.split} acc {split_acc:.2f}% ({seconds:.1f}s)")
-    return arrays, rows
+    return arrays, rows, files
 
 
 def pair_rows(arrays: dict, order: list, target: str, q: float, early: list, final_epoch, mask) -> list:
@@ -485,6 +495,15 @@ def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
 TABLE_COLUMNS = ("job", "seed", "score", "model_a", "model_b", "measure", "value", "epoch")
 
 
+def export_scores(run, arrays, order, labels, clean, mask, seed):
+    """scores-s<seed>.csv: one row per scored example (example_id = its index in --split), the
+    labels, and `<score>__<model>` for every model and score kind (islab.export)."""
+    from islab import export
+
+    cols = {f"{k}__{m.replace('#', '_c')}": arrays[m][k] for m in order for k in SCORES}
+    return export.write_scores_csv(run.path / f"scores-s{seed}.csv", cols, labels, clean, mask)
+
+
 def results_frame(run):
     """run.frame() with every column of the table present (a run whose every model diverged
     has no score / model_b / epoch column)."""
@@ -521,9 +540,10 @@ def main(argv=None):
         labels, mask, attacker_diverged = prep.labels, prep.mask, prep.diverged
         if labels is None:   # the targeted-noise attacker diverged: nothing to score
             labels, mask = ds.train.y.cpu().numpy(), np.zeros(len(ds.train), dtype=bool)
-        x_split = ds.train.x
+        x_split, clean = ds.train.x, ds.train.y.cpu().numpy()
     else:
         labels, mask, x_split = ds.test.y.cpu().numpy(), np.zeros(len(ds.test), dtype=bool), ds.test.x
+        clean = labels
     labels_np = np.asarray(labels) if args.split == "train" else ds.train.y.cpu().numpy()
     y_split = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=x_split.device)
     entries = [(arch if args.model_seeds == 1 else f"{arch}#{c}", arch, c)
@@ -549,10 +569,10 @@ def main(argv=None):
                         arrays[label], rows = {"diverged": np.array(True)}, [{"measure": "diverged", "value": 1.0}]
                         run.log(f"[seed {seed}] {label}: not trained ({attacker_diverged})")
                     else:
-                        arrays[label], rows = score_model(args, ds, arch, copy, seed, label, labels_np, mask,
-                                                          y_split, x_split, zoo, run)
+                        arrays[label], rows, extra = score_model(args, ds, arch, copy, seed, label, labels_np,
+                                                                 mask, y_split, x_split, zoo, run)
                     run.save_arrays(file.name, **arrays[label])
-                    job.finish(rows, files=[file])
+                    job.finish(rows, files=[file, *extra])
                     with run.locked():
                         write_report(run, args, [e[0] for e in entries], target, len(labels))
                     continue
@@ -575,7 +595,9 @@ def main(argv=None):
         final_epoch = args.epochs if args.source == "trained" else float("nan")
         with run.claim({"job": "pairs", "seed": seed}) as job:
             if job is not None:
-                job.finish(pair_rows(arrays, order, target, args.top_q, args.early_list, final_epoch, mask))
+                csv = export_scores(run, arrays, order, labels, clean, mask, seed)
+                job.finish(pair_rows(arrays, order, target, args.top_q, args.early_list, final_epoch, mask),
+                           files=[csv])
         with run.locked():
             write_report(run, args, order, target, len(labels))
         first = first or (seed, arrays, order)

@@ -17,8 +17,10 @@ random subset of the same size) and train on it with the full-data step budget.
 Output: results/DL-noise/r-b{batch}[-preset][-mode][-kind]/ with res.txt (per-run lines and
 mean +- std over seeds), results.csv (tidy: every epoch plus the final numbers of every run),
 scores.csv (how well each proxy score detects the corrupted labels), labels-<tag>.npz (noisy,
-clean, corrupt mask), scores-<tag>.npz (the strategies' scores), the figures of
-DL-noise/plot.py, and config/cmd/env provenance.
+clean, corrupt mask), scores-<tag>.npz (the strategies' scores), scores-<tag>.csv (every
+per-example proxy score), with --export-probs probs-<tag>-<strategy>.npz (the fixed p of each
+weighted strategy, one row at epoch 0), with --export-dynamics dynamics-<tag>/ (results/README.md),
+the figures of DL-noise/plot.py, and config/cmd/env provenance.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ NOISE_KINDS = ("uniform", "targeted", "pair")
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
     experiment.add_common_args(p, "; r-b{batch} plus -preset, -mode, -kind when not the default")
+    experiment.add_probs_export_arg(p)
     g = p.add_argument_group("DL-noise")
     g.add_argument("--rates", default="0,0.02,0.05,0.1,0.25",
                    help="comma list of label-noise rates, each in [0, 1) "
@@ -254,6 +257,13 @@ def main(argv=None):
         strat_scores = strategy_scores(ens, args.strategy_list) if ens is not None else {}
         if strat_scores:
             run.save_arrays(f"scores-{tag}.npz", **{s.replace("-", "_"): v for s, v in strat_scores.items()})
+        experiment.export_configuration(run, args, tag, labels, prep.clean, mask, ens)
+        if args.export_probs and args.mode == "weighted":
+            from islab import export
+
+            for strategy, s in strat_scores.items():
+                export.save_probs(run.path / f"probs-{tag}-{strategy}.npz", [0],
+                                  sampling.smoothed_probs(s, args.gamma)[None])
         if mask is not None:
             detection += [{"rate": rate, **r} for r in detection_rows(args, strat_scores, mask, ens)]
         ran = False

@@ -23,7 +23,8 @@ the proxies' snapshot gradient norms here (no target model is trained in this sc
     python DR-IS/diagnostics.py --preset cifar10 --data-dir data --k-values 2,3,6   # pool: the preset's 3, x2
 
 Output (results/DR-IS/diagnostics/<run>/): res.txt, results.csv (tidy: config, kind, rate, K,
-metric, value), scores-<config>.npz (s_i per K, mean loss, mask), labels-<config>.npz,
+metric, value), scores-<config>.npz (s_i per K, mean loss, mask), scores-<config>.csv (per-example
+scores of the K_max pool, s_K<k> per K; results/README.md), labels-<config>.npz,
 verdict-<config>.json (the verdict text, reused by --resume), plots,
 config.json/cmd.txt/env.json/log.txt.  One proxy pool per configuration and no target seeds,
 so the numbers are single draws (no std).
@@ -336,8 +337,11 @@ def run_diagnostics(args):
                                     title=f"{tag}, K = {k}", xlabel="rank disagreement s_i")
             verdicts[tag] = theory.verdict(last["checks"], last["masses"], last["aligned"])
             runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
+            exported = experiment.export_configuration(run, args, tag, prep.labels, prep.clean, mask, ens,
+                                                       extra={f"s_K{k}": s for k, s in s_of.items()},
+                                                       ddof=args.ddof)
             job.finish([{"kind": kind, "rate": rate, **r} for r in rows],
-                       files=[saved, run.path / f"scores-{tag}.npz"])
+                       files=[saved, run.path / f"scores-{tag}.npz", exported[0]])
         run.log(f"[{tag}] {len(args.k_list)} ensemble sizes in {time.time() - t0:.1f}s\n{verdicts[tag]}")
         with run.locked():
             load_verdicts(run, args, info, verdicts)

@@ -14,7 +14,10 @@ effective sample size of p; divergence and collapse are recorded, never dropped.
 Output: results/DR-IS/online/<run>/ with res.txt (per configuration: final and best test
 accuracy mean +- std, mass on corrupted, drawn corrupted, ESS, diverged/collapsed counts, paired
 t-test against uniform), results.csv (tidy: every epoch plus per-run summaries),
-acc_vs_epoch.png, mass_corrupt_vs_epoch.png, labels-<tag>.npz, irreducible-<tag>.npz, provenance.
+acc_vs_epoch.png, mass_corrupt_vs_epoch.png, labels-<tag>.npz, irreducible-<tag>.npz,
+scores-<tag>.csv (per-example proxy scores), with --export-probs probs-<tag>-<method>-s<seed>.npz
+(p at each refresh, over the examples the job trains on: the RHO methods' are irreducible-<tag>.npz
+'keep'), with --export-dynamics dynamics-<tag>/ (results/README.md), provenance.
 """
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ def holdout_size(text: str) -> float:
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
     experiment.add_common_args(p)
+    experiment.add_probs_export_arg(p)
     g = p.add_argument_group("online importance sampling")
     g.add_argument("--methods", default=",".join(online.METHODS),
                    help=f"comma list from {', '.join(online.METHODS)} (uniform = shuffled epochs without "
@@ -189,7 +193,7 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
         kw["proxy_mean_loss"] = scores.ensemble_score(ens, "loss")[irr.keep]
     if method in online.RHO_METHODS:
         kw["irreducible_loss"] = irr.loss
-    rlog = online.RefreshLog()
+    rlog = online.RefreshLog(keep_probs=bool(getattr(args, "export_probs", False)))
     sampling = online.make_sampling(method, d, y, cfg, gamma=args.gamma, is_floor=args.is_floor,
                                     rho_floor=args.rho_floor, rho_every=args.rho_every, log=rlog, **kw)
     ckpt = run.path / "checkpoints" / f"{tag}-{method}-s{seed}.pt" if args.checkpoint else None
@@ -230,7 +234,10 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
     rows += [{"metric": k, "value": v} for k, v in summary.items()]
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()  # the job is finished: its rows are the record
-    return rows, summary
+    files = []
+    if rlog.keep_probs and rlog.probs:   # a resumed checkpoint skips earlier refreshes: rows from here on
+        files.append(rlog.save_probs(run.path / f"probs-{tag}-{method}-s{seed}.npz"))
+    return rows, summary, files
 
 
 def _nanmean(v) -> float:
@@ -401,6 +408,7 @@ def run_online(args, ds=None, path=None):
         labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
         irr = (irreducible_for(args, ds, labels, mask, tag, run, n_hold)
                if labels is not None and any(m in online.RHO_METHODS for m, _ in todo) else None)
+        experiment.export_configuration(run, args, tag, labels, clean, mask, ens)
         with run.locked():   # re-read: other workers may have added their configurations
             infos = {**infos, **read_infos(info_file)}
             infos[tag] = {**infos.get(tag, {}), **(config_info(ds, mask, ens, irr) if mask is not None else {}),
@@ -416,8 +424,8 @@ def run_online(args, ds=None, path=None):
                     job.finish(diverged_rows())
                     run.log(f"[{tag}] {method} seed {seed}: DIVERGED (no scores: {prep.diverged})")
                     continue
-                rows, s = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
-                job.finish(rows)
+                rows, s, files = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
+                job.finish(rows, files=files)
             flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
             run.log(f"[{tag}] {method} seed {seed}: final acc {s['final_acc']:.2f}% "
                     f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "

@@ -16,6 +16,9 @@ Methods (high score = keep; every score method keeps the top round(alpha*N) by i
   hybrid<l>   (1-l) rank(dris) + l rank(gradnorm) for each l of --hybrid-lambda (paper D.6)
   aum_tsr     AUM threshold-sample recipe (Pleiss et al.): keeps every example the threshold test
               does not flag, so its keep fraction is its own (reported), not alpha; see --aum-threshold
+  cleanlab    keeps every example cleanlab's find_label_issues does not flag, on out-of-sample
+              probabilities of the proxies cross-validated over 3 folds (islab.proxies.
+              out_of_sample_probs); its keep fraction is its own (DR-IS/cleanlab_compare.py sets folds)
 Output (results/DR-IS/<run>/): res.txt (one table per configuration), results.csv (tidy),
 scores-<tag>.npz (per-example scores keyed by example index), subsets-<tag>.npz (kept ids per
 job), labels-<tag>.npz, accuracy.png, corruption.png, config.json/cmd.txt/env.json/log.txt.
@@ -39,10 +42,13 @@ from islab.seeding import numpy_rng  # noqa: E402
 FAMILY = "DR-IS/static"
 SCORE_METHODS = ("el2n", "forgetting", "consensus", "aum", "dris")   # islab.scores.ensemble_score names
 BASE_METHODS = ("random",) + SCORE_METHODS + ("full",)
-EXTRA_METHODS = ("hybrid", "aum_tsr")   # need --hybrid-lambda / an AUM threshold percentile
+EXTRA_METHODS = ("hybrid", "aum_tsr", "cleanlab")   # need --hybrid-lambda / an AUM threshold / cleanlab
+OWN_FRACTION = ("full", "aum_tsr", "cleanlab")   # methods whose keep fraction is their own, not alpha
 NO_SCORE = ("random", "full")           # methods without a per-example score (no proxies needed)
 DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"  # SPEC section 7 (our default)
 DEFAULT_TSR_PERCENTILE = 99.0           # Pleiss et al.: flag AUM below the 99th threshold percentile
+CLEANLAB_FOLDS = 3                      # cross-validation folds of the cleanlab method (ours)
+CLEANLAB_FILTER = "prune_by_noise_rate"  # cleanlab's default find_label_issues filter
 
 
 # ---------------------------------------------------------------- arguments
@@ -80,7 +86,12 @@ def build_parser():
 
 def parse_args(argv=None):
     """Parse and validate everything (exit 2 with one line on bad input), before any folder exists."""
-    args = build_parser().parse_args(argv)
+    return check_args(build_parser().parse_args(argv))
+
+
+def check_args(args):
+    """Resolve and validate parsed arguments (exit 2 with one line); DR-IS/cleanlab_compare.py
+    parses static's flags with its own parser and validates them here."""
     experiment.resolve(args)
     args.noise_list = experiment.parse_noise_configs(args.noise)
     args.alpha_list = list(args.alpha)
@@ -106,6 +117,11 @@ def parse_args(argv=None):
     args.lambda_list = lambdas
     if len(args.proxy_list) < 2 and ("dris" in expanded or lambdas):
         cli.fail("rank disagreement (dris, hybrid) needs at least 2 proxies (--proxies a,b,...)")
+    if "cleanlab" in expanded:
+        import importlib.util
+
+        if importlib.util.find_spec("cleanlab") is None:
+            cli.fail("method cleanlab needs the cleanlab package (pip install -r requirements.txt)")
     return args
 
 
@@ -212,6 +228,21 @@ def threshold_sample_runs(args, ds, labels, log=None):
     return np.stack(aums), np.stack(masks)
 
 
+def cleanlab_scores(args, ds, labels, log=None):
+    """(label quality (N,), issues (N,) bool, out-of-sample probs (N, C)) of cleanlab on the
+    proxies cross-validated over args.cv_folds folds (default CLEANLAB_FOLDS), from the shared
+    cache: each (fold, proxy) run is cached like a proxy.  Quality is high = keep."""
+    from islab import confident
+    from islab.proxies import out_of_sample_probs
+
+    seeds = [experiment.proxy_seed(args, k) for k in range(len(args.proxy_list))]
+    probs = out_of_sample_probs(ds, labels, args.proxy_list, seeds, experiment.proxy_config(args),
+                                getattr(args, "cv_folds", CLEANLAB_FOLDS), args.noise_seed,
+                                cache_dir=args.cache_dir, log=log, progress=args.progress)
+    issues, quality = confident.label_issues(labels, probs, getattr(args, "cleanlab_filter", CLEANLAB_FILTER))
+    return quality, issues, probs
+
+
 def paired_p(acc, ref) -> float:
     """Two-sided paired t-test p-value of acc vs ref (same seeds); NaN with < 2 pairs."""
     return theory.paired_ttest(acc, ref)[1]
@@ -234,13 +265,13 @@ def final_frame(df):
 
 
 def panels(fin, alphas):
-    """Rows of each alpha panel: the jobs at that alpha plus the alpha-free methods (full, aum_tsr)."""
+    """Rows of each alpha panel: the jobs at that alpha plus the alpha-free methods (OWN_FRACTION)."""
     import pandas as pd
 
-    free = fin[fin["method"].isin(["full", "aum_tsr"])]
+    free = fin[fin["method"].isin(OWN_FRACTION)]
     out = []
     for a in alphas:
-        part = fin[np.isclose(fin["alpha"], a) & ~fin["method"].isin(["full", "aum_tsr"])]
+        part = fin[np.isclose(fin["alpha"], a) & ~fin["method"].isin(OWN_FRACTION)]
         out.append(pd.concat([part, free]).assign(panel=a))
     return pd.concat(out) if out else fin.assign(panel=[])
 
@@ -407,24 +438,25 @@ def diverged_rows(eps, kind, rate) -> list[dict]:
     return [{"kind": kind, "rate": rate, "metric": k, "epoch": nan, "value": v} for k, v in final.items()]
 
 
-def jobs_of(args, n: int, score_of: dict, tsr_keep, labels=None, ready: bool = True):
+def jobs_of(args, n: int, score_of: dict, own_keep: dict, labels=None, ready: bool = True):
     """(alpha, method, seed, kept ids, keep score or None) for one configuration, in run order.
 
-    full runs once (alpha 1); aum_tsr runs once with its own keep fraction as its alpha.  With
-    ready=False (diverged proxies or attacker) the ids are None: the jobs are recorded as diverged."""
+    full runs once (alpha 1); aum_tsr and cleanlab run once with their own keep fraction
+    (own_keep[method], None when it could not be computed) as their alpha.  With ready=False
+    (diverged proxies or attacker) the ids are None: the jobs are recorded as diverged."""
     out = []
     for a in args.alpha_list:
         for m in args.method_list:
-            if m in ("full", "aum_tsr"):
+            if m in OWN_FRACTION:
                 continue
             for s in args.seed_list:
                 ok = ready and (m in NO_SCORE or m in score_of)
                 ids = (select(m, score_of.get(m), n, a, s, args.beta, labels=labels if args.class_balanced else None)
                        if ok else None)
                 out.append((a, m, s, ids, score_of.get(m)))
-    for m in ("full", "aum_tsr"):
+    for m in OWN_FRACTION:
         if m in args.method_list:
-            ids = np.arange(n) if m == "full" else tsr_keep
+            ids = np.arange(n) if m == "full" else own_keep.get(m)
             alpha = round(len(ids) / n, 4) if ids is not None else (1.0 if m == "full" else float("nan"))
             for s in args.seed_list:
                 out.append((alpha, m, s, ids if ready else None, score_of.get(m)))
@@ -432,12 +464,12 @@ def jobs_of(args, n: int, score_of: dict, tsr_keep, labels=None, ready: bool = T
 
 
 def planned_keys(args) -> list[dict]:
-    """Every job key known before any proxy is trained (aum_tsr's alpha is learnt later)."""
+    """Every job key known before any proxy is trained (aum_tsr's and cleanlab's alpha are learnt later)."""
     keys = []
     for kind, rate in args.noise_list:
         tag = experiment.noise_tag(kind, rate)
         keys += [{"config": tag, "alpha": a, "method": m, "seed": s} for a in args.alpha_list
-                 for m in args.method_list if m not in ("full", "aum_tsr") for s in args.seed_list]
+                 for m in args.method_list if m not in OWN_FRACTION for s in args.seed_list]
         if "full" in args.method_list:
             keys += [{"config": tag, "alpha": 1.0, "method": "full", "seed": s} for s in args.seed_list]
     return keys
@@ -465,7 +497,7 @@ def run_static(args, ds=None, path=None):
         eps = float(mask.mean()) if mask is not None else float("nan")
         info[tag] = {"eps": eps, "n_corrupt": int(mask.sum()) if mask is not None else "?", "n": n}
         score_of = method_scores(ens, args.method_list, args.lambda_list, ddof=args.ddof)
-        tsr_keep = None
+        own_keep = {}
         if prep.diverged:
             info[tag]["diverged"] = prep.diverged
         if ens is not None:
@@ -478,17 +510,30 @@ def run_static(args, ds=None, path=None):
                 aum_runs = None
             if aum_runs is not None:
                 score_of["aum_tsr"], flagged = tsr_scores(aum_runs, thr_runs, args.aum_threshold)
-                tsr_keep = np.flatnonzero(~flagged)
-                if len(tsr_keep) == 0:   # every example flagged: keep the top-alpha by margin instead
+                own_keep["aum_tsr"] = np.flatnonzero(~flagged)
+                if len(own_keep["aum_tsr"]) == 0:   # every example flagged: keep the top-alpha by margin instead
                     run.log(f"[{tag}] aum_tsr flagged every example; keeping the top alpha by margin")
-                    tsr_keep = top_indices(score_of["aum_tsr"], max(1, round(args.alpha_list[0] * n)))
+                    own_keep["aum_tsr"] = top_indices(score_of["aum_tsr"], max(1, round(args.alpha_list[0] * n)))
                 bad = float(mask[flagged].mean()) if flagged.any() else float("nan")
                 run.log(f"[{tag}] aum_tsr: {int(flagged.sum())} of {n} flagged (percentile "
                         f"{args.aum_threshold:g}), corruption among flagged {bad:.3f}")
+        if "cleanlab" in args.method_list and ens is not None:
+            try:
+                score_of["cleanlab"], issues, _ = cleanlab_scores(args, ds, labels, log=run.log)
+            except ProxyDiverged as e:
+                run.log(f"[{tag}] cleanlab: {e}; its jobs are recorded as diverged")
+            else:
+                own_keep["cleanlab"] = np.flatnonzero(~issues)
+                if len(own_keep["cleanlab"]) == 0:   # every example flagged: keep the top alpha by quality
+                    run.log(f"[{tag}] cleanlab flagged every example; keeping the top alpha by label quality")
+                    own_keep["cleanlab"] = top_indices(score_of["cleanlab"], max(1, round(args.alpha_list[0] * n)))
+                bad = float(mask[issues].mean()) if issues.any() else float("nan")
+                run.log(f"[{tag}] cleanlab: {int(issues.sum())} of {n} flagged, corruption among flagged {bad:.3f}")
         if mask is not None:
             run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
+            experiment.export_configuration(run, args, tag, labels, clean, mask, ens, extra=score_of, ddof=args.ddof)
         subsets, ran = {}, False
-        for alpha, m, seed, ids, score in jobs_of(args, n, score_of, tsr_keep, labels, ready=labels is not None):
+        for alpha, m, seed, ids, score in jobs_of(args, n, score_of, own_keep, labels, ready=labels is not None):
             key = {"config": tag, "alpha": alpha, "method": m, "seed": seed}
             if ids is not None:
                 subsets[f"{m}-a{alpha:g}-s{seed}"] = ids

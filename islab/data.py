@@ -59,14 +59,17 @@ class DataMissing(FileNotFoundError):
 
 @dataclass
 class Split:
-    """One split: x uint8 (N, C, H, W) images in 0..255, y int64 (N,) class ids."""
+    """One split: x uint8 (N, C, H, W) images in 0..255 (the registry's data sets), or float32
+    (N, ...) inputs that are already model-ready (a user's data set, `from_torch_dataset`: no
+    normalisation, no augmentation); y int64 (N,) class ids."""
 
     x: torch.Tensor
     y: torch.Tensor
 
     def __post_init__(self):
-        assert self.x.dtype == torch.uint8 and self.x.dim() == 4, \
-            f"x must be uint8 (N, C, H, W), got {self.x.dtype} {tuple(self.x.shape)}"
+        assert (self.x.dtype == torch.uint8 and self.x.dim() == 4) or (
+            self.x.dtype == torch.float32 and self.x.dim() >= 2), \
+            f"x must be uint8 (N, C, H, W) or float32 (N, ...), got {self.x.dtype} {tuple(self.x.shape)}"
         assert self.y.dtype == torch.int64 and self.y.dim() == 1, \
             f"y must be int64 (N,), got {self.y.dtype} {tuple(self.y.shape)}"
         assert len(self.x) == len(self.y), f"{len(self.x)} images but {len(self.y)} labels"
@@ -87,8 +90,8 @@ class Dataset:
     test: Split
     num_classes: int
     input_shape: tuple   # (C, H, W)
-    mean: tuple          # per channel, in units of x/255
-    std: tuple           # per channel, in units of x/255
+    mean: tuple | None   # per channel, in units of x/255 (None: float inputs used as they are)
+    std: tuple | None    # per channel, in units of x/255
     augment: str         # "crop_flip" (zero-pad by crop_pad, random crop, horizontal flip) or "none"
     crop_pad: int = 4    # pixels of zero padding before the random crop (CIFAR 4, 28x28 sets 2)
 
@@ -224,11 +227,19 @@ def apply_crop_flip(x_uint8: torch.Tensor, offsets: torch.Tensor, flip: torch.Te
 
 def prepare_batch(ds: Dataset, x_uint8: torch.Tensor, train: bool,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """A float32 normalised batch; augmented iff train and ds.augment == "crop_flip"."""
+    """A float32 normalised batch; augmented iff train and ds.augment == "crop_flip".  Float
+    inputs (a user's data set) are returned as they are."""
+    if x_uint8.dtype != torch.uint8:
+        return x_uint8
     if train and ds.augment == "crop_flip":
         assert generator is not None, "training batches of an augmented dataset need a generator"
         x_uint8 = random_crop_flip(x_uint8, generator, pad=ds.crop_pad)
     return normalise(x_uint8, ds.mean, ds.std)
+
+
+def as_input(ds: Dataset, x: torch.Tensor) -> torch.Tensor:
+    """An un-augmented model input: normalised uint8 images, or float inputs as they are."""
+    return x if x.dtype != torch.uint8 else normalise(x, ds.mean, ds.std)
 
 
 # ----------------------------------------------------------------------------- subsets
@@ -249,6 +260,67 @@ def subset(split: Split, idx) -> Split:
     """The examples of `split` at `idx` (numpy array, list or tensor of ints), in that order."""
     idx = torch.as_tensor(idx, dtype=torch.int64, device=split.x.device)
     return Split(split.x[idx], split.y[idx])
+
+
+# ----------------------------------------------------------------------------- a user's data set
+
+def materialise(dataset, what: str = "dataset", batch_size: int = 512) -> Split:
+    """Any torch.utils.data.Dataset (map-style, len() and [i]) yielding (x, y) pairs as ONE Split:
+    x stacked as float32 (N, ...), y as int64 (N,), in index order, read once.
+
+    x may be a tensor or anything torch.as_tensor accepts; y an int or a 0-d tensor.  Inputs are
+    used as they come (apply the data set's transforms before, e.g. ToTensor/Normalize): the loop
+    neither normalises nor augments float inputs.  ValueError on anything else."""
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise ValueError(f"{what} must be a map-style torch Dataset with len(); got "
+                         f"{type(dataset).__name__}") from None
+    if n < 1:
+        raise ValueError(f"{what} is empty")
+    xs, ys = [], []
+    for i in range(n):
+        item = dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise ValueError(f"{what}[{i}] must be an (x, y) pair, got {type(item).__name__}")
+        x, y = item[0], item[1]
+        try:
+            xs.append(torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x,
+                                      dtype=torch.float32))
+            y = int(y.item() if isinstance(y, torch.Tensor) else y)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"{what}[{i}]: x must be numeric and y an integer class id ({e})") from None
+        if xs[-1].shape != xs[0].shape:
+            raise ValueError(f"{what}[{i}] has x of shape {tuple(xs[-1].shape)}, {what}[0] "
+                             f"{tuple(xs[0].shape)}: every example needs the same shape")
+        if y < 0:
+            raise ValueError(f"{what}[{i}] has the negative label {y}")
+        ys.append(y)
+    x = torch.stack(xs)
+    if x.dim() < 2:
+        x = x[:, None]
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what} holds non-finite inputs (NaN or inf)")
+    return Split(x.contiguous(), torch.as_tensor(ys, dtype=torch.int64))
+
+
+def from_torch_dataset(train, test=None, num_classes: int | None = None, device="cpu",
+                       name: str = "custom") -> Dataset:
+    """islab's Dataset from torch Datasets yielding (x, y): whole splits as float32 tensors on
+    `device` (see `materialise`), no normalisation and no augmentation.  Without `test` the test
+    split is empty (test accuracies are then NaN).  num_classes: default max label + 1."""
+    tr = materialise(train, "train dataset")
+    te = materialise(test, "test dataset") if test is not None else Split(
+        torch.zeros((0, *tr.x.shape[1:]), dtype=torch.float32), torch.zeros(0, dtype=torch.int64))
+    if te.x.shape[1:] != tr.x.shape[1:]:
+        raise ValueError(f"test inputs have shape {tuple(te.x.shape[1:])}, training inputs "
+                         f"{tuple(tr.x.shape[1:])}")
+    seen = int(max(tr.y.max(), te.y.max() if len(te) else 0)) + 1
+    classes = seen if num_classes is None else int(num_classes)
+    if classes < 2 or classes < seen:
+        raise ValueError(f"num_classes {classes}: labels run up to {seen - 1} and a classifier needs >= 2 classes")
+    return Dataset(name=name, train=tr, test=te, num_classes=classes, input_shape=tuple(tr.x.shape[1:]),
+                   mean=None, std=None, augment="none").to(device)
 
 
 # ----------------------------------------------------------------------------- loaders

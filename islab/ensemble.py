@@ -45,8 +45,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from islab import scores
-from islab.data import Dataset, apply_crop_flip, draw_crop_flip, normalise
+from islab.data import Dataset, apply_crop_flip, as_input, draw_crop_flip
+from islab.dynamics import TrainingDynamics
 from islab.models import build_model
 from islab.seeding import torch_generator
 from islab.train import (STAT_KEYS, TrainConfig, TrainResult, _autocast, _compile, _fmt, _lr_at,
@@ -234,6 +234,8 @@ def foldable(name: str, ds: Dataset, k: int = 2) -> bool:
     """Whether K copies of registry model `name` can be folded for this data set's shapes: every
     layer has a folded form and the folded forward equals the members' (checked on random
     input, eval mode, within FOLD_CHECK_RTOL)."""
+    if len(ds.input_shape) != 3:   # folding stacks members along the channels of (C, H, W) inputs
+        return False
     try:
         gen = torch.Generator().manual_seed(0)
         with torch.random.fork_rng(devices=[]):
@@ -257,12 +259,15 @@ def foldable(name: str, ds: Dataset, k: int = 2) -> bool:
 def _eval_members(folded, ds: Dataset, x_uint8, labels, cfg: TrainConfig, k: int, full: bool, nhwc: bool):
     """Per member: (accuracy %, mean loss) on (x, labels), or with full=True the per-example
     statistics of islab.train.per_example_stats.  Same formulas, member by member."""
+    if len(labels) == 0:   # no test split (a user's data set)
+        return [{key: np.zeros(0) for key in STAT_KEYS} for _ in range(k)] if full else \
+            [(float("nan"), float("nan"))] * k
     was_training = folded.training
     folded.eval()
     device = x_uint8.device
     out = [{key: [] for key in STAT_KEYS} for _ in range(k)]
     for s in range(0, len(labels), cfg.eval_batch):
-        xb = normalise(x_uint8[s:s + cfg.eval_batch], ds.mean, ds.std)
+        xb = as_input(ds, x_uint8[s:s + cfg.eval_batch])
         yb = labels[s:s + cfg.eval_batch]
         xb = shared_input(xb, k)
         xb = xb.contiguous(memory_format=torch.channels_last) if nhwc else _fmt(xb, device, cfg)
@@ -335,8 +340,8 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
     aug_gens = [torch_generator(s, "augment", device=device) for s in seeds]
     streams = _MemberStreams(n, [torch_generator(s, "order", device=device) for s in seeds], device)
     # one counter per (member, example): member m's example i lives at m*N + i
-    aum = scores.AUMTracker(k * n, device) if cfg.track_presentations else None
-    forget = scores.ForgettingTracker(k * n, device) if cfg.track_presentations else None
+    tracker = (TrainingDynamics(k * n, device, record_logits=cfg.record_logits, validate=False)
+               if cfg.track_presentations else None)
     offset = (torch.arange(k, device=device) * n)[:, None]                     # (K, 1)
     augment = ds.augment == "crop_flip"
     pad = getattr(ds, "crop_pad", 4)
@@ -367,7 +372,7 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
                 flips = torch.stack([d[1] for d in draws], 1).reshape(-1)
                 xb = apply_crop_flip(xb, offsets, flips, pad)
             c, hh, ww = xb.shape[1:]
-            xb = normalise(xb, ds.mean, ds.std).reshape(b, k * c, hh, ww)   # fold after: C ops, not K*C
+            xb = as_input(ds, xb).reshape(b, k * c, hh, ww)   # fold after: C ops, not K*C
             xb = xb.contiguous(memory_format=torch.channels_last) if nhwc else _fmt(xb, device, cfg)
             yb = gather(y, idx.reshape(-1)).view(k, b)
             with _autocast(device, cfg):
@@ -379,15 +384,15 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
             # each member's mean over its own contiguous row of b losses: the same reduction as
             # islab.train's 1-D mean (bit for bit, tests/test_ensemble.py)
             member_loss = per_ex.view(k, b).mean(1)                               # (K,)
-            if aum is not None:
-                flat = (idx + offset).reshape(-1)
-                aum.update(flat, logits, labels_b)
-                forget.update(flat, logits, labels_b)
+            if tracker is not None:
+                tracker.update(logits, labels_b, (idx + offset).reshape(-1))
             opt.zero_grad(set_to_none=True)
             member_loss.sum().backward()
             opt.step()
             losses.append(member_loss.detach())
             counts.append(b)
+        if tracker is not None:
+            tracker.end_epoch()
         per_step = torch.stack(losses).double().cpu().numpy()                    # (steps, K), one sync
         drawn = sum(counts)
         live = [m for m in range(k) if active[m]]
@@ -428,10 +433,12 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
         accs = [r["test_acc"] for r in res.history if math.isfinite(r.get("test_acc", float("nan")))]
         res.test_acc = res.history[-1]["test_acc"] if res.history else float("nan")
         res.best_test_acc = max(accs) if accs else float("nan")
-        if aum is not None:
+        if tracker is not None:
             part = slice(m * n, (m + 1) * n)
-            res.aum = scores.aum_value(aum.total[part], aum.count[part])
-            res.forgetting = scores.forgetting_value(forget.events[part], forget.ever[part])
+            res.aum, res.forgetting = tracker.aum(part), tracker.forgetting(part)
+            logits_m = tracker.epoch_logits(part)
+            # a member that diverged stopped at its epoch: keep only the epochs it trained
+            res.dynamics = None if logits_m is None else logits_m[:len(res.history)]
         res.model = unfold(folded, template, m).to(device)
         res.seconds = time.time() - t_start
     return results

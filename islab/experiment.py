@@ -121,6 +121,21 @@ def add_common_args(p, default_name_hint: str = "") -> None:
     g.add_argument("--resume", action="store_true", help="continue an existing run folder, skipping finished jobs")
     g.add_argument("--quiet", action="store_true", help="log to log.txt only")
     g.add_argument("--progress", action="store_true", help="tqdm progress bar per epoch")
+    g = p.add_argument_group("per-example exports (scores-<config>.csv is always written)")
+    g.add_argument("--export-dynamics", action="store_true",
+                   help="also write each proxy's per-epoch training logits in allenai/cartography's format "
+                        "(dynamics-<config>/<proxy>_s<seed>/training_dynamics/dynamics_epoch_<e>.jsonl; ~12 MB "
+                        "per epoch and proxy for 60,000 examples); proxies cached without them train again")
+
+
+def add_probs_export_arg(p) -> None:
+    """--export-probs, for the scripts with online sampling distributions."""
+    for g in p._action_groups:
+        if g.title and g.title.startswith("per-example exports"):
+            g.add_argument("--export-probs", action="store_true",
+                           help="also write every job's sampling distribution p at each refresh "
+                                "(probs-<config>-<method>-s<seed>.npz: epochs (R,), p float32 (R, N); "
+                                "N x 4 bytes per refresh)")
 
 
 def resolve(args) -> None:
@@ -276,7 +291,26 @@ def ensemble(args, ds, labels, run=None, proxy_names=None, proxy_seeds=None):
     seeds = proxy_seeds or [proxy_seed(args, k) for k in range(len(names))]
     return proxy_ensemble(ds, labels, names, seeds, proxy_config(args), args.snapshot_epoch,
                           cache_dir=args.cache_dir, log=run.log if run is not None else None,
-                          progress=args.progress, batched=not getattr(args, "sequential_proxies", False))
+                          progress=args.progress, batched=not getattr(args, "sequential_proxies", False),
+                          dynamics=bool(getattr(args, "export_dynamics", False)))
+
+
+def export_configuration(run, args, tag: str, labels, clean, mask, ens=None, extra=None, ddof: int = 0) -> list:
+    """The per-example exports of one configuration (islab.export): scores-<tag>.csv always (the
+    ensemble's scores and per-proxy statistics, plus `extra` name -> (N,) columns), and with
+    --export-dynamics the proxies' cartography files under dynamics-<tag>/.  Returns the paths.
+    They are derived from the shared proxy cache and rewritten by every invocation."""
+    from islab import export
+
+    if labels is None:
+        return []
+    cols = export.ensemble_columns(ens, ddof=ddof) if ens is not None else {}
+    for name, v in (extra or {}).items():
+        cols.setdefault(name, v)
+    files = [export.write_scores_csv(run.path / f"scores-{tag}.csv", cols, labels, clean, mask)]
+    if getattr(args, "export_dynamics", False) and ens is not None and ens.dynamics:
+        files += export.write_proxy_dynamics(run.path / f"dynamics-{tag}", ens, labels)
+    return files
 
 
 class Prepared(NamedTuple):

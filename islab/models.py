@@ -3,6 +3,7 @@
     model = build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))
     logits, h = model.forward_with_features(x)      # x: (B, C, H, W); logits (B, K); h (B, D)
     W = last_linear(model)                          # logits == h @ W.weight.T + W.bias
+    logits, h = logits_and_features(any_model, x)   # any nn.Module whose last nn.Linear makes the logits
 
 Families (see MODEL_FAMILIES):
 - "cifar_zoo": ResNet-20/32/44/56, VGG-11/13/16/19-BN, MobileNetV2 x0.5..x1.4, ShuffleNetV2 x0.5..x2.0.
@@ -473,6 +474,46 @@ def last_linear(model: nn.Module) -> nn.Linear:
     if not linears:
         raise ValueError(f"{type(model).__name__} has no nn.Linear layer")
     return linears[-1]
+
+
+def logits_and_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, C), h (B, D)) of any classifier: h is the input of the nn.Linear that produced the
+    logits, so the last-layer gradient-norm bound (islab.scores.gradnorm_bound) is exact.
+
+    Registry models (and any model with a `forward_with_features` method) take that fast path.
+    Any other nn.Module (torchvision, a user's) runs its ordinary forward with a forward hook on
+    every nn.Linear; the last one called is the head, and its output must be the model's output
+    (a model that transforms its logits after the head has no "last-layer gradient" of the
+    logits: ValueError, as for a model without any nn.Linear)."""
+    fast = getattr(model, "forward_with_features", None)
+    if fast is not None:
+        return fast(x)
+    calls = []
+
+    def record(module, inputs, output):
+        calls.append((inputs[0], output))
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
+    if not handles:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer: the penultimate features are the "
+                         "input of the last nn.Linear (the classification head)")
+    try:
+        logits = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not calls:
+        raise ValueError(f"{type(model).__name__}.forward never called one of its nn.Linear layers")
+    h, out = calls[-1]
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise ValueError(f"{type(model).__name__} must return logits of shape (batch, classes), got "
+                         f"{getattr(logits, 'shape', type(logits).__name__)}")
+    if out is not logits and not (out.shape == logits.shape and torch.equal(out, logits)):
+        raise ValueError(f"the output of {type(model).__name__} is not the output of the last nn.Linear it "
+                         "calls: the head must produce the logits (no softmax or other layer after it)")
+    if h.dim() != 2:
+        raise ValueError(f"the input of the head nn.Linear has shape {tuple(h.shape)}; expected (batch, features)")
+    return logits, h
 
 
 def count_parameters(model: nn.Module) -> int:

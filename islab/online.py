@@ -77,12 +77,23 @@ class RefreshLog:
     """What each (re)computation of p looked like: one dict per call, in call order.
 
     Keys: epoch (0-based epoch the p is used from), ess (effective sample size / N),
-    max_weight, finite (False if the score had NaN/inf and the previous p was kept)."""
+    max_weight, finite (False if the score had NaN/inf and the previous p was kept).  With
+    keep_probs, `probs` holds each call's p as float32 (islab.export.save_probs writes them)."""
     calls: list = field(default_factory=list)
+    keep_probs: bool = False
+    probs: list = field(default_factory=list)
 
     def add(self, epoch: int, p, finite: bool = True) -> None:
         self.calls.append({"epoch": int(epoch), "ess": smp.effective_sample_size(p),
                            "max_weight": max_weight(p), "finite": bool(finite)})
+        if self.keep_probs:
+            self.probs.append(np.asarray(p, dtype=np.float32))
+
+    def save_probs(self, path):
+        """probs-*.npz: epochs (R,) and p (R, N) float32, one row per (re)computation."""
+        from islab import export
+
+        return export.save_probs(path, [c["epoch"] for c in self.calls], np.stack(self.probs))
 
     def per_epoch(self, epochs: int, key: str) -> np.ndarray:
         """(epochs,) value of `key` in force during each epoch (NaN before the first call)."""

@@ -22,7 +22,7 @@ from islab import noise as noise_lib
 from islab.data import Dataset, data_fingerprint, hash_arrays
 from islab.runs import atomic_save_npz
 from islab.seeding import derive_seed, numpy_rng
-from islab.train import TrainConfig, train
+from islab.train import TrainConfig, new_model, train
 
 STAT_NAMES = ("loss", "el2n", "gradnorm", "margin", "correct", "aum", "forgetting")
 CACHE_VERSION = 2   # 2: runtime (torch, threads) and pipeline (augment, ...) in the key
@@ -40,6 +40,7 @@ class ProxyEnsemble:
     seeds: list
     stats: dict            # name in STAT_NAMES -> (K, N) float64
     test_acc: np.ndarray   # (K,) final test accuracy of each proxy, %
+    dynamics: list | None = None   # per proxy (E_p, N, C) float32 training logits (record_logits)
 
     def __getitem__(self, key):
         return self.stats[key]
@@ -47,7 +48,8 @@ class ProxyEnsemble:
     def take(self, k: int) -> "ProxyEnsemble":
         """The first k proxies (for K ablations)."""
         return ProxyEnsemble(self.names[:k], self.seeds[:k],
-                             {s: v[:k] for s, v in self.stats.items()}, self.test_acc[:k])
+                             {s: v[:k] for s, v in self.stats.items()}, self.test_acc[:k],
+                             None if self.dynamics is None else self.dynamics[:k])
 
 
 fingerprint = hash_arrays   # a short content hash of tensors/arrays (islab.data.hash_arrays)
@@ -63,10 +65,16 @@ def runtime_key(device) -> dict:
             "threads": torch.get_num_threads() if device.type == "cpu" else None}
 
 
+# TrainConfig fields that never change a proxy's numbers: left out of the cache key (so caches
+# filled before a field existed stay valid)
+NOT_KEYED = ("eval_batch", "compile", "record_logits")
+
+
 def _cache_key(ds: Dataset, labels, name, seed, cfg: TrainConfig) -> dict:
-    cfg_d = {k: v for k, v in asdict(cfg).items() if k not in ("eval_batch", "compile")}
+    cfg_d = {k: v for k, v in asdict(cfg).items() if k not in NOT_KEYED}
     cfg_d["snapshot_epochs"] = list(cfg.snapshot_epochs)
-    pipeline = {"classes": int(ds.num_classes), "mean": list(ds.mean), "std": list(ds.std),
+    pipeline = {"classes": int(ds.num_classes), "mean": None if ds.mean is None else list(ds.mean),
+                "std": None if ds.std is None else list(ds.std),
                 "augment": ds.augment, "crop_pad": int(getattr(ds, "crop_pad", 4))}
     return {"version": CACHE_VERSION, "dataset": ds.name, "data": data_fingerprint(ds),
             "labels": fingerprint(np.asarray(labels)), "model": name, "seed": int(seed), "train": cfg_d,
@@ -78,8 +86,26 @@ def _cache_file(cache_dir, key: dict) -> Path:
     return Path(cache_dir) / f"{key['dataset']}-{key['model']}-s{key['seed']}-{digest}.npz"
 
 
-def _load(path: Path, key: dict, n: int):
-    """The cached arrays, or None when the file is missing, truncated or for another key."""
+def _dynamics_file(path: Path) -> Path:
+    """The per-epoch training logits of a cached proxy: a file beside its statistics, written only
+    when asked for (--export-dynamics), so the statistics' cache never depends on it."""
+    return path.with_name(path.stem + "-dynamics.npz")
+
+
+def _load_dynamics(path: Path, key: dict, epochs: int, n: int):
+    try:
+        with np.load(_dynamics_file(path), allow_pickle=False) as z:
+            if json.loads(str(z["key"])) != key:
+                return None
+            logits = z["logits"]
+    except Exception:  # missing, truncated or foreign: train again
+        return None
+    return logits if logits.ndim == 3 and logits.shape[:2] == (epochs, n) else None
+
+
+def _load(path: Path, key: dict, n: int, dynamics_epochs: int | None = None):
+    """The cached arrays, or None when the file is missing, truncated or for another key (or, with
+    dynamics_epochs, when the per-epoch logits file is missing or incomplete)."""
     if not path.exists():
         return None
     try:
@@ -92,20 +118,29 @@ def _load(path: Path, key: dict, n: int):
         return None
     if any(v.shape != (n,) for v in out.values()):
         return None
+    if dynamics_epochs is not None:
+        out["dynamics"] = _load_dynamics(path, key, dynamics_epochs, n)
+        if out["dynamics"] is None:
+            return None
     return out, acc
 
 
-def _proxy_config(cfg: TrainConfig, snapshot_epoch: int) -> TrainConfig:
+def _proxy_config(cfg: TrainConfig, snapshot_epoch: int, dynamics: bool = False) -> TrainConfig:
     assert 1 <= snapshot_epoch <= cfg.epochs, "snapshot epoch must lie within the proxy run"
-    return TrainConfig(**{**asdict(cfg), "snapshot_epochs": (snapshot_epoch,), "track_presentations": True})
+    return TrainConfig(**{**asdict(cfg), "snapshot_epochs": (snapshot_epoch,), "track_presentations": True,
+                          "record_logits": dynamics})
 
 
 def _cached(ds, labels, name, seed, cfg, cache_dir, log):
-    """(key, path, hit): the proxy's cache key, file (None without a cache folder) and, when the
-    file holds that key in full, its (stats, test acc)."""
+    """(key, path, hit): the proxy's cache key, file (None without a cache folder or for a model
+    given as a factory, which has no name to key it by) and, when the file holds that key in
+    full, its (stats, test acc)."""
+    if not isinstance(name, str):
+        return None, None, None
     key = _cache_key(ds, labels, name, seed, cfg)
     path = _cache_file(cache_dir, key) if cache_dir else None
-    hit = _load(path, key, len(ds.train)) if path is not None else None
+    hit = (_load(path, key, len(ds.train), cfg.epochs if cfg.record_logits else None)
+           if path is not None else None)
     if hit is not None and log:
         log(f"proxy {name} seed {seed}: cached ({path.name})")
     return key, path, hit
@@ -123,22 +158,37 @@ def _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer: str):
            for s in ("loss", "el2n", "gradnorm", "margin", "correct")}
     out["aum"], out["forgetting"] = res.aum, res.forgetting
     if log:
-        log(f"proxy {name} seed {seed}: trained {cfg.epochs} epochs ({trainer}), "
+        log(f"proxy {model_label(name)} seed {seed}: trained {cfg.epochs} epochs ({trainer}), "
             f"test acc {res.test_acc:.2f}% ({res.seconds:.1f}s)")
     if path is not None:   # `trainer` is recorded, not keyed: both trainers fill the same files
         atomic_save_npz(path, key=np.array(json.dumps(key, sort_keys=True)),
                         test_acc=np.array(res.test_acc), trainer=np.array(trainer), **out)
+        if res.dynamics is not None:
+            atomic_save_npz(_dynamics_file(path), key=np.array(json.dumps(key, sort_keys=True)),
+                            logits=res.dynamics)
+    if res.dynamics is not None:
+        out["dynamics"] = res.dynamics
     return out, res.test_acc
 
 
-def train_proxy(ds: Dataset, labels, name: str, seed: int, cfg: TrainConfig, snapshot_epoch: int,
-                cache_dir=None, log=None, progress=False):
-    """Train one proxy (or read it from the cache): (stats dict of (N,) arrays, test acc %)."""
-    cfg = _proxy_config(cfg, snapshot_epoch)
+def model_label(model) -> str:
+    """A registry name as is; a model factory by its __name__ (what logs and exports show)."""
+    return model if isinstance(model, str) else getattr(model, "__name__", type(model).__name__)
+
+
+def train_proxy(ds: Dataset, labels, name, seed: int, cfg: TrainConfig, snapshot_epoch: int,
+                cache_dir=None, log=None, progress=False, dynamics: bool = False):
+    """Train one proxy (or read it from the cache): (stats dict of (N,) arrays, test acc %).
+
+    name: a registry model name, or a factory `f() -> nn.Module` (islab.train.new_model builds it
+    from the seed's 'init' stream; never cached: a factory has no name to key the cache by).
+    dynamics: also return (and cache) the per-epoch training logits under 'dynamics'."""
+    cfg = _proxy_config(cfg, snapshot_epoch, dynamics)
     key, path, hit = _cached(ds, labels, name, seed, cfg, cache_dir, log)
     if hit is not None:
         return hit
-    res = train(name, ds, labels, cfg, seed, progress=progress, desc=f"proxy {name} s{seed}")
+    res = train(new_model(name, ds, seed, ds.train.x.device), ds, labels, cfg, seed, progress=progress,
+                desc=f"proxy {model_label(name)} s{seed}")
     return _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, "sequential")
 
 
@@ -163,16 +213,19 @@ def _train_batched(ds, labels, name, cfg, snapshot_epoch, todo, log, progress):
 
 
 def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot_epoch: int,
-                   cache_dir=None, log=None, progress=False, batched: bool = True) -> ProxyEnsemble:
+                   cache_dir=None, log=None, progress=False, batched: bool = True,
+                   dynamics: bool = False) -> ProxyEnsemble:
     """K proxies (names[k] trained with seeds[k]) on the given (possibly noisy) labels.
 
     batched: proxies of one architecture that are not cached yet are trained together as one
     batched model (islab.ensemble) when there are at least two of them and the architecture
     folds; their numbers equal those of separate runs up to floating-point rounding
     (tests/test_ensemble.py).  Other proxies, and all with batched=False, train one by one.
-    Either way each proxy has its own cache file, so any K reads what any other K trained."""
+    Either way each proxy has its own cache file, so any K reads what any other K trained.
+    names may also hold model factories (train_proxy); those train one by one, uncached.
+    dynamics: record each proxy's per-epoch training logits (ProxyEnsemble.dynamics)."""
     assert len(names) == len(seeds), "one seed per proxy"
-    pcfg = _proxy_config(cfg, snapshot_epoch)
+    pcfg = _proxy_config(cfg, snapshot_epoch, dynamics)
     found = {}
     todo = {}   # name -> [(seed, key, path)] still to train, in list order
     for name, seed in zip(names, seeds):
@@ -187,22 +240,23 @@ def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot
         from islab.ensemble import foldable
 
         for name, group in todo.items():
-            if len(group) >= 2 and foldable(name, ds):
+            if len(group) >= 2 and isinstance(name, str) and foldable(name, ds):
                 for seed, hit in _train_batched(ds, labels, name, pcfg, snapshot_epoch, group, log,
                                                 progress).items():
                     found[(name, seed)] = hit
     stats = {s: [] for s in STAT_NAMES}
-    accs = []
+    accs, logits = [], []
     for name, seed in zip(names, seeds):
         if (name, seed) not in found:   # sequential, in list order (cached on the way)
             found[(name, seed)] = train_proxy(ds, labels, name, seed, cfg, snapshot_epoch, cache_dir,
-                                              log, progress)
+                                              log, progress, dynamics)
         out, acc = found[(name, seed)]
         for s in STAT_NAMES:
             stats[s].append(out[s])
         accs.append(acc)
-    return ProxyEnsemble(list(names), list(seeds), {s: np.stack(v) for s, v in stats.items()},
-                         np.asarray(accs))
+        logits.append(out.get("dynamics"))
+    return ProxyEnsemble([model_label(n) for n in names], list(seeds), {s: np.stack(v) for s, v in stats.items()},
+                         np.asarray(accs), logits if dynamics else None)
 
 
 def attacker_score(ds: Dataset, model: str, cfg: TrainConfig, seed: int, cache_dir=None, log=None):
@@ -227,3 +281,80 @@ def noisy_labels(ds: Dataset, kind: str, rate: float, noise_seed: int, attacker_
         score = attacker_score(ds, attacker_model, attacker_cfg or TrainConfig(), noise_seed, cache_dir, log)
     noisy, mask = noise_lib.corrupt_labels(clean, kind, rate, ds.num_classes, rng, score=score)
     return noisy, mask, clean
+
+
+# ---------------------------------------------------------------- out-of-sample probabilities
+
+
+def stratified_folds(labels, folds: int, seed: int) -> np.ndarray:
+    """(N,) fold id in 0..folds-1 of each example: within every class (of `labels`), a random
+    permutation from seed's 'cv-folds' stream dealt round-robin, so each fold holds ~1/folds of
+    every class."""
+    labels = np.asarray(labels)
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    rng = numpy_rng(seed, "cv-folds")
+    fold = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        ids = np.flatnonzero(labels == c)
+        fold[rng.permutation(ids)] = np.arange(len(ids)) % folds
+    return fold
+
+
+def out_of_sample_probs(ds: Dataset, labels, names, seeds, cfg: TrainConfig, folds: int, fold_seed: int,
+                        cache_dir=None, log=None, progress=False) -> np.ndarray:
+    """(N, C) out-of-sample predicted probabilities, as cleanlab prescribes: for each of `folds`
+    stratified folds (stratified_folds) and each proxy k, names[k] (seed seeds[k]) is trained with
+    islab.train on the OTHER folds for cfg.epochs epochs, and its eval-mode softmax on the held-out
+    fold is that fold's prediction; the K proxies' probabilities are averaged.
+
+    Each (fold, proxy) run is cached like a proxy (key: the fold's training data and labels, the
+    model, seed and schedule, plus the held-out ids).  A diverging run raises ProxyDiverged."""
+    from dataclasses import replace
+
+    from islab.data import subset
+    from islab.train import predict_probs
+
+    labels = np.asarray(labels)
+    fold = stratified_folds(labels, folds, fold_seed)
+    n, c = len(labels), ds.num_classes
+    total = np.zeros((n, c))
+    device = ds.train.x.device
+    for f in range(folds):
+        held, keep = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        fold_ds = replace(ds, train=subset(ds.train, keep))
+        x_held = ds.train.x[torch.as_tensor(held, device=device)]
+        for name, seed in zip(names, seeds):
+            key = {**_cache_key(fold_ds, labels[keep], name, seed, cfg), "heldout": fingerprint(held),
+                   "output": "held-out softmax"}
+            path = _cache_file(cache_dir, key) if (cache_dir and isinstance(name, str)) else None
+            probs = _load_probs(path, key, (len(held), c)) if path is not None else None
+            tag = f"{model_label(name)} seed {seed} fold {f + 1}/{folds}"
+            if probs is not None:
+                if log:
+                    log(f"cross-validated proxy {tag}: cached ({path.name})")
+            else:
+                res = train(new_model(name, fold_ds, seed, device), fold_ds, labels[keep], cfg, seed,
+                            progress=progress, desc=f"cv {tag}")
+                if res.diverged:
+                    raise ProxyDiverged(f"cross-validated proxy {tag} diverged at epoch {res.diverged_epoch}")
+                probs = predict_probs(res.model, ds, x_held, cfg)
+                if log:
+                    log(f"cross-validated proxy {tag}: trained on {len(keep)} examples, test acc "
+                        f"{res.test_acc:.2f}% ({res.seconds:.1f}s)")
+                if path is not None:
+                    atomic_save_npz(path, key=np.array(json.dumps(key, sort_keys=True)), probs=probs,
+                                    test_acc=np.array(res.test_acc))
+            total[held] += probs
+    return total / len(names)
+
+
+def _load_probs(path: Path, key: dict, shape):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if json.loads(str(z["key"])) != key:
+                return None
+            probs = z["probs"].astype(np.float64)
+    except Exception:  # missing, truncated or foreign: train again
+        return None
+    return probs if probs.shape == shape and np.all(np.isfinite(probs)) else None

@@ -65,13 +65,13 @@ from islab.cli import UsageError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = REPO_ROOT / "results"
 PACKAGES = ("numpy", "scipy", "pandas", "matplotlib", "seaborn", "torch", "torchvision",
-            "scikit-learn", "tqdm")
+            "scikit-learn", "tqdm", "cleanlab")
 # Flags that never change a number: left out of config.json (so --resume may change them) and
 # of the default run names.  ONE list for every script.
 MECHANICS = frozenset({
     "name", "resume", "quiet", "progress", "results_root", "cache_dir", "device", "torch_device",
     "data_dir", "download", "weights_dir", "compile", "checkpoint", "no_plots", "feature_batch",
-    "launcher", "workers"})
+    "launcher", "workers", "export_dynamics", "export_probs"})
 JOB_VERSION = 1
 ORPHAN_AGE_S = 3600.0          # a temporary file of another host older than this is an orphan
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")

@@ -14,10 +14,30 @@ DISTRIBUTIONS = ("uniform", "proportional", "partially_biased", "smoothed")
 
 def _normalise(w) -> np.ndarray:
     w = np.asarray(w, dtype=np.float64)
-    assert np.all(np.isfinite(w)) and np.all(w >= 0), "sampling weights must be finite and >= 0"
+    if w.ndim != 1 or not np.all(np.isfinite(w)) or not np.all(w >= 0):
+        raise ValueError("sampling weights must be a 1-D array of finite values >= 0")
     total = w.sum()
-    assert total > 0, "sampling weights must not all be zero"
+    if not total > 0:
+        raise ValueError("sampling weights must not all be zero")
     return w / total
+
+
+def check_distribution(p, positive: bool = True) -> np.ndarray:
+    """p as float64 after checking that it is a distribution over N >= 1 examples: 1-D, finite,
+    >= 0, summing to 1 (within 1e-6), and, with positive=True, every p_i > 0 (an example with
+    p_i = 0 would need the infinite weight 1/(N p_i) to keep the estimate unbiased).  ValueError
+    with a clear message otherwise."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim != 1 or len(p) < 1:
+        raise ValueError(f"p must be a 1-D array over the N examples, got shape {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError("p must hold finite probabilities >= 0 (found NaN, inf or a negative value)")
+    if abs(p.sum() - 1.0) > 1e-6:
+        raise ValueError(f"p must sum to 1, sums to {p.sum():.9g}")
+    if positive and np.any(p == 0):
+        raise ValueError(f"p is 0 for {int((p == 0).sum())} example(s) (first: {int(np.argmax(p == 0))}); their "
+                         "importance weight 1/(N p) would be infinite: smooth p first (online_probs, gamma > 0)")
+    return p
 
 
 def uniform_probs(n: int) -> np.ndarray:
@@ -98,8 +118,7 @@ class WeightedSampler:
     def __init__(self, p, device="cpu"):
         import torch
 
-        p = np.asarray(p, dtype=np.float64)
-        assert abs(p.sum() - 1.0) < 1e-6 and np.all(p >= 0), "p must be a distribution"
+        p = check_distribution(p, positive=False)   # p_i = 0: never drawn, so its weight is never read
         self.n = len(p)
         self.p = torch.as_tensor(p, dtype=torch.float64, device=device)
         # weights in float32 for the loss; computed in float64 first to keep tiny p exact
@@ -123,7 +142,8 @@ def keep_top_fraction(score, alpha: float, rng: np.random.Generator | None = Non
 
     score = np.asarray(score, dtype=np.float64)
     n = len(score)
-    assert 0 < alpha <= 1 and 0 <= beta <= 1, "alpha in (0, 1], beta in [0, 1]"
+    if not (0 < alpha <= 1 and 0 <= beta <= 1):
+        raise ValueError(f"alpha must lie in (0, 1] and beta in [0, 1], got alpha {alpha}, beta {beta}")
     m = max(1, int(round(alpha * n)))
     n_uniform = int(round(beta * m))
     top = top_indices(score, m - n_uniform)
@@ -150,7 +170,8 @@ def keep_top_fraction_per_class(score, labels, alpha: float, rng: np.random.Gene
     """
     score = np.asarray(score, dtype=np.float64)
     labels = np.asarray(labels)
-    assert score.shape == labels.shape, "one label per score"
+    if score.shape != labels.shape:
+        raise ValueError(f"one label per score: score {score.shape}, labels {labels.shape}")
     kept = []
     for c in np.unique(labels):
         ids = np.flatnonzero(labels == c)

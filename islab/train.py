@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from islab import scores
 from islab.data import Dataset, prepare_batch
-from islab.models import build_model
+from islab.dynamics import TrainingDynamics
+from islab.models import build_model, logits_and_features
 from islab.sampling import WeightedSampler, mass_on
 from islab.seeding import derive_seed, torch_generator
 
@@ -48,6 +49,8 @@ class TrainConfig:
     compile: bool = False            # torch.compile the training forward (CUDA only; see _compile)
     snapshot_epochs: tuple = ()      # epochs (1-based, after the epoch) to snapshot stats
     track_presentations: bool = False  # AUM margins + forgetting events during training
+    record_logits: bool = False      # with track_presentations: keep each epoch's training logits
+                                     # (TrainResult.dynamics); never changes a number
 
 
 @dataclass
@@ -76,6 +79,7 @@ class TrainResult:
     snapshots: dict = field(default_factory=dict)  # epoch -> per-example stats (numpy)
     aum: np.ndarray | None = None
     forgetting: np.ndarray | None = None
+    dynamics: np.ndarray | None = None             # (epochs, N, C) float32 training logits (record_logits)
     seconds: float = 0.0
     model: torch.nn.Module | None = None
 
@@ -98,11 +102,17 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def new_model(name: str, ds: Dataset, seed: int, device) -> torch.nn.Module:
-    """Build a registry model with its init drawn from the run's own 'init' stream."""
+def new_model(name, ds: Dataset, seed: int, device) -> torch.nn.Module:
+    """Build a model with its init drawn from the run's own 'init' stream: `name` is a registry
+    name, or a factory `f() -> nn.Module` (any architecture; it runs under the same seeding)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "init"))
-        model = build_model(name, ds.num_classes, ds.input_shape)
+        if isinstance(name, str):
+            model = build_model(name, ds.num_classes, ds.input_shape)
+        else:
+            model = name()
+            if not isinstance(model, torch.nn.Module):
+                raise ValueError(f"the model factory returned {type(model).__name__}, not a torch.nn.Module")
     return model.to(device)
 
 
@@ -153,7 +163,7 @@ def per_example_stats(model, ds: Dataset, x_uint8, labels, cfg: TrainConfig) -> 
         xb = prepare_batch(ds, x_uint8[s:s + cfg.eval_batch], train=False)
         yb = labels[s:s + cfg.eval_batch]
         with _autocast(device, cfg):
-            logits, h = model.forward_with_features(_fmt(xb, device, cfg))
+            logits, h = logits_and_features(model, _fmt(xb, device, cfg))
         for k, v in stats_from_logits(logits, h, yb).items():
             out[k].append(v)
     model.train(was_training)
@@ -164,6 +174,22 @@ STAT_KEYS = ("loss", "el2n", "gradnorm", "margin", "correct")
 
 
 @torch.no_grad()
+def predict_probs(model, ds: Dataset, x, cfg: TrainConfig) -> np.ndarray:
+    """Eval-mode softmax probabilities (N, C) float64 of `model` on inputs x (un-augmented)."""
+    was_training = model.training
+    model.eval()
+    device = x.device
+    out = []
+    for s in range(0, len(x), cfg.eval_batch):
+        xb = prepare_batch(ds, x[s:s + cfg.eval_batch], train=False)
+        with _autocast(device, cfg):
+            logits = model(_fmt(xb, device, cfg))
+        out.append(torch.softmax(logits.float(), dim=1).double())
+    model.train(was_training)
+    return torch.cat(out).cpu().numpy()
+
+
+@torch.no_grad()
 def evaluate(model, ds: Dataset, cfg: TrainConfig, split=None) -> tuple[float, float]:
     """(accuracy %, mean cross-entropy) on a split (default: the test split).
 
@@ -171,6 +197,8 @@ def evaluate(model, ds: Dataset, cfg: TrainConfig, split=None) -> tuple[float, f
     mean is numpy's float32 mean of the per-example losses, as per_example_stats(...)["loss"]
     .mean() gives, so both paths report the same number."""
     split = split if split is not None else ds.test
+    if len(split) == 0:   # a user's data set without a test split
+        return float("nan"), float("nan")
     was_training = model.training
     model.eval()
     device = split.x.device
@@ -292,8 +320,8 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     order_gen = torch_generator(seed, "order", device=device)
     aug_gen = torch_generator(seed, "augment", device=device)
-    aum = scores.AUMTracker(n, device) if cfg.track_presentations else None
-    forget = scores.ForgettingTracker(n, device) if cfg.track_presentations else None
+    tracker = (TrainingDynamics(n, device, record_logits=cfg.record_logits, validate=False)
+               if cfg.track_presentations else None)
     if sampling.mode == "subset":
         stream = _ShuffledStream(torch.as_tensor(np.sort(sampling.subset), device=device), order_gen)
     elif sampling.mode == "shuffle":
@@ -314,9 +342,8 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
         start_epoch = state["epoch"]
         p = state["p"]
         sampler = WeightedSampler(p, device) if p is not None else None
-        if aum is not None:
-            aum.total, aum.count = state["aum"]
-            forget.prev, forget.ever, forget.events = state["forget"]
+        if tracker is not None:
+            tracker.load_state_dict(state)
         if sampling.mode != "weighted":
             stream.order, stream.pos = state["stream"]
     model.train()
@@ -357,9 +384,8 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
                 logits = (compiled if compiled is not None and b == cfg.batch_size else model)(xb)
             per_ex = F.cross_entropy(logits.float(), yb, reduction="none")
             loss = (per_ex * w).mean() if w is not None else per_ex.mean()
-            if aum is not None:  # training-mode logits, before the update (AUM / forgetting)
-                aum.update(idx, logits, yb)
-                forget.update(idx, logits, yb)
+            if tracker is not None:  # training-mode logits, before the update (AUM / forgetting)
+                tracker.update(logits, yb, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -367,6 +393,8 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
             counts.append(b)
             if mask_t is not None:
                 drawn_bad += gather(mask_t, idx).sum()
+        if tracker is not None:
+            tracker.end_epoch()
         # The float64 running sum of loss * batch size, in step order, as a Python float: the
         # same IEEE operations as a float64 device accumulator, without 3 tensor ops per step.
         loss_sum = 0.0
@@ -400,19 +428,19 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
             log(f"{desc} epoch {epoch + 1}/{cfg.epochs} loss {train_loss:.4f} "
                 f"test acc {rec['test_acc']:.2f}% ({rec['seconds']:.1f}s)")
         if ckpt is not None:
-            _save_checkpoint(ckpt, model, opt, order_gen, aug_gen, res, epoch + 1, p, aum, forget,
+            _save_checkpoint(ckpt, model, opt, order_gen, aug_gen, res, epoch + 1, p, tracker,
                              None if sampling.mode == "weighted" else (stream.order, stream.pos))
 
     accs = [r["test_acc"] for r in res.history if math.isfinite(r.get("test_acc", float("nan")))]
     res.test_acc = res.history[-1]["test_acc"] if res.history else float("nan")
     res.best_test_acc = max(accs) if accs else float("nan")
-    if aum is not None:
-        res.aum, res.forgetting = aum.value(), forget.value()
+    if tracker is not None:
+        res.aum, res.forgetting, res.dynamics = tracker.aum(), tracker.forgetting(), tracker.epoch_logits()
     res.seconds = time.time() - t_start
     return res
 
 
-def _save_checkpoint(path, model, opt, order_gen, aug_gen, res, epoch, p, aum, forget, stream):
+def _save_checkpoint(path, model, opt, order_gen, aug_gen, res, epoch, p, tracker, stream):
     import io
 
     from islab.runs import atomic_write_bytes
@@ -421,7 +449,6 @@ def _save_checkpoint(path, model, opt, order_gen, aug_gen, res, epoch, p, aum, f
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
                 "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state(),
                 "history": res.history, "snapshots": res.snapshots, "p": p,
-                "aum": None if aum is None else (aum.total, aum.count),
-                "forget": None if forget is None else (forget.prev, forget.ever, forget.events),
+                **(tracker.state_dict() if tracker is not None else {"aum": None, "forget": None}),
                 "stream": stream}, buf)
     atomic_write_bytes(path, buf.getvalue())

@@ -22,6 +22,7 @@ SCRIPTS = {
     "dlcorr": "DL-correlation/IS_01_corelations.py", "bench_digits": "benchmarks/digits.py",
     "bench_pipeline": "benchmarks/pipeline.py", "bench_convex": "benchmarks/convex_chains.py",
     "nonconvex": "Convex-Noise/nonconvex_rr.py", "reproduce": "DR-IS/reproduce.py",
+    "cleanlab": "DR-IS/cleanlab_compare.py",
 }
 OUT = ["--results-root", "{root}", "--name", "x"]
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
@@ -40,18 +41,20 @@ BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: t
     "ablations": ["--sweep", "alpha", "--values", "0.3", *DL[:6], *DL[8:], "--noise", "clean", "--methods",
                   "random", *OUT],
     "dlnoise": [*DL, "--rates", "0", "--strategies", "baseline", *OUT],
+    "cleanlab": [*DL, "--noise", "uniform:0.2", "--methods", "random", *OUT],
     "dlcorr": [*DL[:4], "--models", "linear,mlp", "--seeds", "0", "--early-epochs", "none", "--no-plots",
                "--quiet", "--cache-dir", "{cache}", "--device", "cpu", *OUT],
     "plot": [], "bench_digits": ["--epochs", "1", "--seeds", "0"], "bench_pipeline": ["--n", "16"],
     "bench_convex": ["--epochs", "1"],
 }
 WITH_ROOT = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr",
-             "nonconvex"]
-WITH_CACHE = ["static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr"]
+             "nonconvex", "cleanlab"]
+WITH_CACHE = ["static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr", "cleanlab"]
 WITH_SEEDS = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise",
-              "dlcorr", "bench_digits"]
-DIGITS = ["static", "online", "diagnostics", "ablations", "dlnoise", "dlcorr"]
-DEVICE = ["static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr", "bench_pipeline"]
+              "dlcorr", "bench_digits", "cleanlab"]
+DIGITS = ["static", "online", "diagnostics", "ablations", "dlnoise", "dlcorr", "cleanlab"]
+DEVICE = ["static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr", "bench_pipeline",
+          "cleanlab"]
 
 
 def _cases():
@@ -103,6 +106,12 @@ def _cases():
     add("DR-IS with one proxy", ["food101"], ["--methods", "dris", "--backbones", "resnet18"])
     add("DR-IS with one proxy", ["ablations"], ["--sweep", "K", "--values", "1", "--methods", "random,dris"])
     add("DR-IS with one proxy", ["diagnostics"], ["--k-values", "1"])
+    add("DR-IS with one proxy", ["cleanlab"], ["--proxies", "linear"])
+    # the cleanlab comparison's own flags
+    for flag, bad in [("--folds", "1"), ("--folds", "0"), ("--folds", "x"), ("--filter-by", "bogus"),
+                      ("--methods", "random,nope"), ("--noise", "uniform:1.5"), ("--alpha", "0")]:
+        add(f"cleanlab {flag} bad", ["cleanlab"], [flag, bad])
+    add("missing CIFAR data", ["cleanlab"], ["--preset", "cifar10", "--data-dir", "{nodata}"])
     # the convex solver: settings where the exact optimum cannot be computed
     add("--lam too small", ["convex", "synthetic"], ["--lam", "1e-30"])
     add("--ratios too large", ["convex"], ["--ratios", "1e16"])
@@ -148,7 +157,7 @@ SUBPROCESS = {("results root is a file", "convex"), ("cache dir is a file", "onl
               ("missing CIFAR data", "ablations"), ("--lam too small", "convex"),
               ("--name with a separator", "diagnostics"), ("plot.py on a garbage results.csv", "plot"),
               ("benchmark bad --model", "bench_digits"), ("checkpoint of the wrong architecture", "dlcorr"),
-              ("truncated CIFAR batch", "static")}
+              ("truncated CIFAR batch", "static"), ("cleanlab --folds bad", "cleanlab")}
 
 
 def _load(key):
@@ -267,7 +276,9 @@ def test_every_base_command_is_valid(inputs, tmp_path):
     """The cases fail because of their bad flags only: each script accepts its base arguments."""
     where = {**{k: str(v) for k, v in inputs.items()}, "root": str(tmp_path / "res"),
              "cache": str(tmp_path / "cache"), "file": str(tmp_path / "file"), "tmp": str(tmp_path)}
-    for key in ("convex", "synthetic", "static", "online", "diagnostics", "food101", "dlnoise", "nonconvex"):
+    has_cleanlab = importlib.util.find_spec("cleanlab") is not None   # optional in an existing environment
+    for key in ("convex", "synthetic", "static", "online", "diagnostics", "food101", "dlnoise", "nonconvex",
+                *(["cleanlab"] if has_cleanlab else [])):
         module(key).parse_args([a.format(**where) for a in BASE[key]])
     args = module("dlcorr").build_parser().parse_args([a.format(**where) for a in BASE["dlcorr"]])
     module("dlcorr").resolve_args(args)

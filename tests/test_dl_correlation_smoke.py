@@ -66,8 +66,11 @@ def test_trained_digits_noise_early_and_resume(tmp_path):
     run = tmp_path / "DL-correlation" / "t"
     for f in ("res.txt", "results.csv", "config.json", "labels-uniform0.2.npz",
               "scores-linear-s0.npz", "scores-mlp-s1.npz", "heat-loss-spearman.png",
-              "heat-margin-jaccard.png", "joint-loss-linear.png", "early.png"):
+              "heat-margin-jaccard.png", "joint-loss-linear.png", "early.png", "scores-s1.csv"):
         assert (run / f).is_file(), f
+    table = pd.read_csv(run / "scores-s0.csv")
+    np.testing.assert_allclose(table["loss__linear"], np.load(run / "scores-linear-s0.npz")["loss"], rtol=1e-8)
+    assert table["corrupted"].sum() == 40
     df = pd.read_csv(run / "results.csv")
     pairs = df[(df.job == "pairs") & (df.seed == 0)]
 

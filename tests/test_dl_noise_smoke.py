@@ -45,7 +45,7 @@ def test_outputs_and_known_answers(tiny):
     root, _ = tiny
     folder = root / "DL-noise" / "r-b64"  # digits preset: batch 64, default mode and noise kind
     for f in ["res.txt", "results.csv", "scores.csv", "config.json", "cmd.txt", "env.json",
-              "labels-clean.npz", "labels-uniform0.1.npz", "scores-uniform0.1.npz",
+              "labels-clean.npz", "labels-uniform0.1.npz", "scores-uniform0.1.npz", "scores-uniform0.1.csv",
               "accuracy_vs_noise.png", "corrupted_vs_noise.png", "curves_test_acc.png",
               "curves_train_loss.png"]:
         assert (folder / f).is_file(), f

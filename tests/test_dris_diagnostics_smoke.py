@@ -62,7 +62,7 @@ def test_cli_smoke_resume_and_bad_inputs(tmp_path):
     run = root / "DR-IS" / "diagnostics" / "t"
     for f in ("res.txt", "results.csv", "config.json", "cmd.txt", "env.json", "gap.png", "subset.png",
               "mass.png", "hist-clean-K2.png", "hist-targeted0.2-K3.png", "scores-targeted0.2.npz",
-              "labels-targeted0.2.npz"):
+              "scores-targeted0.2.csv", "labels-targeted0.2.npz"):
         assert (run / f).exists(), f
     df = pd.read_csv(run / "results.csv")
     assert set(df["config"]) == {"clean", "targeted0.2"} and set(df["K"]) == {2, 3}

@@ -128,6 +128,11 @@ def test_outputs_are_complete_and_consistent(tiny_run):
     # random has no score: its AUROC is NaN; a score method's is a number
     auroc = df[(df["config"] == "targeted0.2") & (df["metric"] == "auroc")].groupby("method")["value"].first()
     assert np.isnan(auroc["random"]) and 0.0 <= auroc["aum"] <= 1.0
+    # the per-example CSV (islab.export) holds the same scores, keyed by example id
+    table = pd.read_csv(run / "scores-targeted0.2.csv")
+    assert table["example_id"].tolist() == list(range(200)) and table["corrupted"].sum() == 40
+    np.testing.assert_allclose(table["dris"], scores["dris"], rtol=1e-8)
+    assert {"loss__linear_s1000", "aum__mlp_s1001", "clean_label", "noisy_label"} <= set(table)
 
 
 def test_resume_skips_finished_jobs(tiny_run):

@@ -1,0 +1,233 @@
+"""DR-IS on your own data and model: the public API (README, "Use DR-IS on your own data").
+
+From per-proxy losses (K proxies, N examples):
+    s = rank_disagreement(losses)            # (N,) variance over proxies of the normalised loss ranks
+    c = consensus(losses)                    # (N,) mean normalised rank (consistently hard = high)
+    keep = select_top(s, alpha=0.3)          # static pruning: ids of the top round(alpha N) by s
+    p = online_probs(s, gamma=0.1)           # online IS: p_i = (s_i + c) / sum_j (s_j + c), c = gamma mean(s)
+    w = importance_weights(p)                # 1 / (N p_i): unbiased reweighting of the sampled loss
+    sampler = ImportanceSampler(p)           # a torch Sampler (with replacement) for a plain DataLoader
+
+From a torch Dataset and any model factory (the proxies, trained by islab's one training loop):
+    ens = proxy_statistics(train_set, [make_a, make_b, make_c], epochs=10)
+    ens["loss"]                              # (K, N) eval-mode losses at the snapshot epoch; also
+                                             # el2n, gradnorm, margin, correct, aum, forgetting
+    per_example_scores(ens)                  # DataFrame keyed by example_id
+
+From your own training loop:
+    tracker = TrainingDynamics(N); tracker.update(logits, targets, sample_ids); tracker.end_epoch()
+
+Every function here checks its input and raises ValueError with a clear message; the scripts of
+this repository call the same code (islab.scores, islab.sampling, islab.proxies, islab.train).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from islab import sampling, scores
+from islab.dynamics import TrainingDynamics
+
+__all__ = ["rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs",
+           "importance_weights", "ImportanceSampler", "WithIndex", "proxy_statistics", "per_example_scores",
+           "TrainingDynamics"]
+
+
+# ---------------------------------------------------------------- scores from a loss matrix
+
+
+def check_losses(losses, min_proxies: int = 2) -> np.ndarray:
+    """losses as a (K, N) float64 array after checking K >= min_proxies, N >= 2 and finite values."""
+    a = np.asarray(losses, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"losses must be a (K proxies, N examples) matrix, got shape {a.shape}")
+    k, n = a.shape
+    if k < min_proxies:
+        raise ValueError(f"rank disagreement needs at least {min_proxies} proxies (rows), got K = {k}; "
+                         "the variance over one proxy is 0 for every example")
+    if n < 2:
+        raise ValueError(f"ranking needs at least 2 examples (columns), got N = {n}")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        k0, i0 = np.argwhere(bad)[0]
+        raise ValueError(f"losses hold {int(bad.sum())} non-finite value(s) (NaN or inf), first at proxy {k0}, "
+                         f"example {i0}; a diverged proxy has no ranking")
+    return a
+
+
+def normalised_ranks(losses) -> np.ndarray:
+    """(K, N): within each proxy, the rank of each loss (ties share the average rank) mapped to
+    [0, 1] as (rank - 1) / (N - 1); higher = harder."""
+    return scores.normalised_ranks(check_losses(losses, min_proxies=1))
+
+
+def rank_disagreement(losses, ddof: int = 0) -> np.ndarray:
+    """(N,) DR-IS score s_i: the variance over the K proxies of example i's normalised loss rank.
+    ddof 0 is the 1/K normalisation (the theory's), 1 the 1/(K-1) one; the ranking is the same."""
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 (1/K) or 1 (1/(K-1)), got {ddof}")
+    return scores.rank_variance(scores.normalised_ranks(check_losses(losses)), ddof=ddof)
+
+
+def consensus(losses) -> np.ndarray:
+    """(N,) consensus-loss: the mean over proxies of the normalised rank (high = consistently hard)."""
+    return scores.consensus_rank(scores.normalised_ranks(check_losses(losses)))
+
+
+def select_top(score, alpha: float, labels=None) -> np.ndarray:
+    """Sorted ids of the round(alpha N) examples with the highest score (ties: lower id first);
+    with `labels` (the labels you train on), the top alpha of EACH class instead (class-balanced)."""
+    s = _check_score(score)
+    if not (isinstance(alpha, (int, float, np.floating)) and 0 < float(alpha) <= 1):
+        raise ValueError(f"alpha is the kept fraction and must lie in (0, 1], got {alpha!r}")
+    if labels is None:
+        return sampling.keep_top_fraction(s, float(alpha))
+    y = np.asarray(labels)
+    if y.shape != s.shape:
+        raise ValueError(f"labels must have one entry per example: score {s.shape}, labels {y.shape}")
+    return sampling.keep_top_fraction_per_class(s, y, float(alpha))
+
+
+def online_probs(score, gamma: float = 0.1) -> np.ndarray:
+    """(N,) DR-IS online distribution p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s).
+
+    score: (N,) finite, >= 0 (e.g. rank_disagreement).  gamma > 0 keeps every p_i > 0, so every
+    importance weight 1/(N p_i) is finite (at most (1 + gamma) / gamma times the mean)."""
+    s = _check_score(score)
+    if np.any(s < 0):
+        raise ValueError("the online score must be >= 0 (a variance, e.g. rank_disagreement)")
+    if not (np.isfinite(gamma) and gamma >= 0):
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    return sampling.smoothed_probs(s, gamma)
+
+
+def importance_weights(p, idx=None) -> np.ndarray:
+    """1 / (N p_i) for the ids idx (default: all N): E_{i ~ p}[w_i l_i] = mean(l).  ValueError
+    when p is not a distribution or p_i = 0 where a weight is asked for."""
+    p = sampling.check_distribution(p, positive=False)
+    ids = np.arange(len(p)) if idx is None else _check_ids(idx, len(p))
+    zero = p[ids] == 0
+    if zero.any():
+        raise ValueError(f"p is 0 at example {int(ids[np.argmax(zero)])}: its importance weight 1/(N p) is "
+                         "infinite (it can never be drawn); smooth p first (online_probs with gamma > 0)")
+    return sampling.importance_weights(p, ids)
+
+
+def _check_score(score) -> np.ndarray:
+    s = np.asarray(score, dtype=np.float64)
+    if s.ndim != 1 or len(s) < 1:
+        raise ValueError(f"a score is one value per example, shape (N,); got {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"the score holds {int((~np.isfinite(s)).sum())} non-finite value(s) (NaN or inf)")
+    return s
+
+
+def _check_ids(idx, n: int) -> np.ndarray:
+    ids = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx)
+    if ids.ndim > 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"idx must be integer example ids, got {ids.dtype} {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise ValueError(f"idx must lie in 0..{n - 1}, got {ids.min()}..{ids.max()}")
+    return ids.astype(np.int64)
+
+
+# ---------------------------------------------------------------- a sampler for a plain DataLoader
+
+
+class ImportanceSampler(torch.utils.data.Sampler):
+    """Draws example ids i.i.d. from p, with replacement (num_samples per pass, default N), for
+    `DataLoader(dataset, batch_size=b, sampler=sampler)`; `weights(ids)` gives the 1/(N p_i) to
+    multiply the per-example losses by, so the mean weighted loss estimates the mean loss without
+    bias.  Wrap the dataset in WithIndex to get each example's id in the batch.
+
+    The draws are islab.sampling.WeightedSampler's (the sampler of islab.train): torch.multinomial
+    from `generator` (a torch.Generator, or None for torch's global one)."""
+
+    def __init__(self, p, num_samples: int | None = None, generator: torch.Generator | None = None):
+        p = sampling.check_distribution(p, positive=True)
+        self.num_samples = len(p) if num_samples is None else int(num_samples)
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self._sampler = sampling.WeightedSampler(p)
+        self.p = p
+        self.generator = generator
+
+    def __iter__(self):
+        idx, _ = self._sampler.draw(self.num_samples, self.generator)
+        return iter(idx.tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def weights(self, ids) -> torch.Tensor:
+        """(B,) float32 importance weights 1/(N p_i) of the drawn ids (tensor, list or array)."""
+        ids = torch.as_tensor(_check_ids(ids, len(self.p)))
+        return self._sampler.weight[ids]
+
+
+class WithIndex(torch.utils.data.Dataset):
+    """A dataset yielding (x, y, i): the wrapped dataset's (x, y) and the example's index i."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i][:2]
+        return x, y, i
+
+
+# ---------------------------------------------------------------- proxies on your data and model
+
+
+def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, num_classes: int | None = None,
+                     epochs: int = 10, snapshot_epoch: int | None = None, batch_size: int = 128, lr: float = 0.05,
+                     momentum: float = 0.9, weight_decay: float = 5e-4, seeds=None, device="cpu",
+                     record_logits: bool = False, progress: bool = False, log=None):
+    """Train K proxies on `train_set` and return their per-example statistics (a ProxyEnsemble:
+    ens[stat] is (K, N), column i = example i of train_set).
+
+    train_set / test_set: torch Datasets yielding (x, y) (read once into tensors; inputs used as
+    they come: no normalisation or augmentation is added).  models: a factory `f() -> nn.Module`
+    (num_proxies copies, each its own seed) or a list of factories (one proxy each); any module
+    whose last nn.Linear produces the logits (features come from a forward hook on it).  Each proxy
+    is trained by islab.train (SGD with momentum, cosine learning rate, `epochs` passes of
+    ceil(N / batch_size) steps) with seeds[k] (default 1000 + k) for its init and data order.
+    Statistics (islab.proxies.STAT_NAMES): at the snapshot epoch (default ceil(epochs / 2)), in
+    eval mode on train_set, loss, el2n, gradnorm (last-layer gradient-norm bound), margin and
+    correct; over all epochs, aum and forgetting.  record_logits: ens.dynamics holds each proxy's
+    (epochs, N, C) training logits.  test accuracies (%) in ens.test_acc (NaN without test_set)."""
+    from islab.data import from_torch_dataset
+    from islab.proxies import proxy_ensemble
+    from islab.train import TrainConfig, pick_device
+
+    factories = list(models) if isinstance(models, (list, tuple)) else [models] * int(num_proxies)
+    if not factories or not all(callable(f) or isinstance(f, str) for f in factories):
+        raise ValueError("models must be a model factory (a callable returning an nn.Module) or a list of them")
+    seeds = [1000 + k for k in range(len(factories))] if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != len(factories):
+        raise ValueError(f"one seed per proxy: {len(factories)} proxies, {len(seeds)} seeds")
+    for name, v, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
+        if int(v) < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {v}")
+    snapshot_epoch = (epochs + 1) // 2 if snapshot_epoch is None else int(snapshot_epoch)
+    if not 1 <= snapshot_epoch <= epochs:
+        raise ValueError(f"snapshot_epoch must lie in 1..{epochs}, got {snapshot_epoch}")
+    if not (lr > 0 and weight_decay >= 0 and 0 <= momentum <= 1):
+        raise ValueError(f"need lr > 0, weight_decay >= 0, momentum in [0, 1]; got {lr}, {weight_decay}, {momentum}")
+    ds = from_torch_dataset(train_set, test_set, num_classes=num_classes, device=pick_device(str(device)))
+    cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), momentum=float(momentum),
+                      weight_decay=float(weight_decay))
+    return proxy_ensemble(ds, ds.train.y.cpu().numpy(), factories, seeds, cfg, snapshot_epoch, log=log,
+                          progress=progress, dynamics=record_logits)
+
+
+def per_example_scores(ens, labels=None, clean=None, corrupt=None, ddof: int = 0):
+    """A DataFrame keyed by example_id with every score of an ensemble (dris, consensus, el2n,
+    gradnorm, forgetting, aum, loss, margin) and `<stat>__<proxy>_s<seed>` per proxy: the columns
+    of the scripts' scores-<config>.csv (islab.export)."""
+    from islab import export
+
+    return export.per_example_frame(export.ensemble_columns(ens, ddof=ddof), labels, clean, corrupt)

@@ -1,0 +1,294 @@
+"""The public DR-IS API (islab.dris, README "Use DR-IS on your own data"): the README example runs
+as written, known answers (hand-computed ranks and variances, exact unbiasedness of the sampler's
+weights), the one-path checks (hook features = forward_with_features; proxy_statistics = the
+scripts' proxies), and bad input -> ValueError."""
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import islab
+from islab import dris, scores
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- the README example
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Use DR-IS on your own data", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    code = readme_example()
+    assert "islab.models" not in code and "build_model" not in code   # no registry names
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__readme__"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert printed.startswith("kept 180 of 600")
+    out = tmp_path / "dris-out"
+    for f in ("aum_values.csv", "forgetting_values.csv", "scores.csv", "training_dynamics/dynamics_epoch_2.jsonl"):
+        assert (out / f).is_file(), f
+    import pandas as pd
+
+    table = pd.read_csv(out / "scores.csv")
+    assert len(table) == 600 and {"example_id", "dris", "aum", "corrupted"} <= set(table.columns)
+    # the DR-IS subset holds fewer corrupted labels than the data (the example's printed claim)
+    keep, corrupt = namespace["keep"], namespace["train_set"].corrupt.numpy()
+    assert corrupt[keep].mean() < corrupt.mean()
+
+
+# ---------------------------------------------------------------- known answers
+
+
+def test_ranks_variance_consensus_hand_computed():
+    losses = [[0.1, 0.5, 0.9, 0.3],     # ranks 1 3 4 2 -> 0, 2/3, 1, 1/3
+              [0.9, 0.5, 0.1, 0.3]]     # ranks 4 3 1 2 -> 1, 2/3, 0, 1/3
+    r = dris.normalised_ranks(losses)
+    np.testing.assert_allclose(r, [[0, 2 / 3, 1, 1 / 3], [1, 2 / 3, 0, 1 / 3]])
+    # 1/K variance of (0, 1) is 1/4; identical ranks give 0
+    np.testing.assert_allclose(dris.rank_disagreement(losses), [0.25, 0, 0.25, 0])
+    np.testing.assert_allclose(dris.rank_disagreement(losses, ddof=1), [0.5, 0, 0.5, 0])
+    np.testing.assert_allclose(dris.consensus(losses), [0.5, 2 / 3, 0.5, 1 / 3])
+    # ties share the average rank: (1, 1, 3) -> ranks 1.5, 1.5, 3 -> 0.25, 0.25, 1
+    np.testing.assert_allclose(dris.normalised_ranks([[1.0, 1.0, 3.0]]), [[0.25, 0.25, 1.0]])
+
+
+def test_select_top_global_and_class_balanced():
+    s = np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.3])
+    assert dris.select_top(s, 0.5).tolist() == [0, 2, 4]
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    # round(0.5 * 3) = 2 of each class: class 0 (ids 0-2) keeps 0 (0.9), 2 (0.8); class 1 (ids 3-5)
+    # keeps 4 (0.7), 5 (0.3)
+    assert dris.select_top(s, 0.5, labels=labels).tolist() == [0, 2, 4, 5]
+    assert dris.select_top(s, 1.0).tolist() == list(range(6))
+
+
+def test_online_probs_and_weights_hand_computed():
+    s = np.array([0.0, 0.1, 0.3])              # mean 0.4/3, c = 0.1 * mean
+    c = 0.1 * s.mean()
+    p = dris.online_probs(s, gamma=0.1)
+    np.testing.assert_allclose(p, (s + c) / (s + c).sum())
+    np.testing.assert_allclose(dris.importance_weights(p), 1 / (3 * p))
+    np.testing.assert_allclose(dris.importance_weights(p, [2, 0]), 1 / (3 * p[[2, 0]]))
+
+
+def test_sampler_weights_are_exactly_unbiased():
+    """E_{i~p}[w_i l_i] = sum_i p_i / (N p_i) l_i = mean(l), with the sampler's own float32 weights."""
+    p = np.array([0.5, 0.25, 0.125, 0.125])
+    losses = np.array([1.0, 2.0, 4.0, 8.0])
+    sampler = dris.ImportanceSampler(p)
+    w = sampler.weights(torch.arange(4)).double().numpy()
+    np.testing.assert_allclose(w, [0.5, 1.0, 2.0, 2.0])           # 1 / (4 p)
+    assert float(np.sum(p * w * losses)) == pytest.approx(losses.mean(), rel=1e-7)
+
+
+def test_sampler_draws_follow_p_and_work_with_a_dataloader():
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    sampler = dris.ImportanceSampler(p, num_samples=40_000, generator=torch.Generator().manual_seed(0))
+    ids = np.array(list(iter(sampler)))
+    assert len(ids) == len(sampler) == 40_000
+    freq = np.bincount(ids, minlength=4) / len(ids)
+    # binomial sd of a frequency: sqrt(p (1 - p) / n) <= 0.0025; 5 sd
+    np.testing.assert_allclose(freq, p, atol=0.0125)
+    losses = np.array([3.0, 1.0, 2.0, 5.0])
+    w = sampler.weights(ids).double().numpy()
+    assert np.mean(w * losses[ids]) == pytest.approx(losses.mean(), rel=0.02)
+    # a plain DataLoader over (x, y, index)
+    data = TensorDataset(torch.arange(4.0)[:, None], torch.tensor([0, 1, 0, 1]))
+    loader = DataLoader(dris.WithIndex(data), batch_size=8,
+                        sampler=dris.ImportanceSampler(p, num_samples=16, generator=torch.Generator().manual_seed(1)))
+    batches = list(loader)
+    assert [len(b[2]) for b in batches] == [8, 8]
+    x, y, idx = batches[0]
+    assert torch.equal(x[:, 0].long(), idx) and torch.equal(y, torch.tensor([0, 1, 0, 1])[idx])
+
+
+def test_tracker_matches_reference_counters():
+    """TrainingDynamics = islab.scores' AUM mean margin and the reference forgetting counter."""
+    rng = np.random.default_rng(0)
+    n, c, epochs = 5, 3, 4
+    tracker = dris.TrainingDynamics(n, record_logits=True)
+    all_logits, correct = [], []
+    y = torch.tensor([0, 1, 2, 0, 1])
+    for _ in range(epochs):
+        z = torch.tensor(rng.normal(size=(n, c)), dtype=torch.float32)
+        order = rng.permutation(n)
+        for half in (order[:3], order[3:]):
+            tracker.update(z[half], y[half], half)
+        tracker.end_epoch()
+        all_logits.append(z.numpy())
+        correct.append((z.argmax(1) == y).numpy())
+    z = torch.tensor(np.stack(all_logits))                            # (E, N, C)
+    margins = np.stack([scores.margins(z[e], y).numpy() for e in range(epochs)])
+    np.testing.assert_allclose(tracker.aum(), margins.mean(0), rtol=1e-6)
+    np.testing.assert_array_equal(tracker.forgetting(), scores.forgetting_from_sequence(np.stack(correct)))
+    np.testing.assert_array_equal(tracker.epoch_logits(), np.stack(all_logits))
+
+
+# ---------------------------------------------------------------- one path
+
+
+class HeadLast(nn.Module):
+    """A user's model (no forward_with_features): two hidden layers, head registered FIRST."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(8, 3)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.Tanh())
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_hook_features_give_the_exact_last_layer_gradient_norm():
+    from islab.models import logits_and_features
+
+    torch.manual_seed(0)
+    model = HeadLast()
+    x, y = torch.randn(6, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        logits, h = logits_and_features(model, x)
+        assert torch.equal(logits, model(x)) and h.shape == (6, 8)
+    bound = scores.gradnorm_bound(logits, y, h)
+    for i in range(6):   # autograd: norm of the head's (weight, bias) gradient of example i's loss
+        model.zero_grad()
+        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
+        g = torch.cat([model.head.weight.grad.flatten(), model.head.bias.grad])
+        assert float(g.norm()) == pytest.approx(float(bound[i]), rel=1e-5)
+
+
+def test_hook_features_equal_forward_with_features():
+    from islab.models import build_model, logits_and_features
+
+    torch.manual_seed(0)
+    model = build_model("mlp", 10, (1, 8, 8)).eval()
+    x = torch.randn(5, 1, 8, 8)
+    fast = model.forward_with_features(x)
+
+    class Plain(nn.Module):   # the same module seen without its fast path
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x)
+
+    hooked = logits_and_features(Plain(model), x)
+    assert torch.equal(fast[0], hooked[0]) and torch.equal(fast[1], hooked[1])
+
+
+def test_models_whose_head_does_not_make_the_logits_are_refused():
+    from islab.models import logits_and_features
+
+    class Softmaxed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return torch.softmax(self.fc(x), 1)
+
+    with pytest.raises(ValueError, match="last nn.Linear"):
+        logits_and_features(Softmaxed(), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="no nn.Linear"):
+        logits_and_features(nn.Sequential(nn.Flatten()), torch.randn(2, 4))
+
+
+def test_proxy_statistics_equal_the_scripts_proxies():
+    """A user's Dataset (normalised floats) and a plain nn.Sequential give, through the API, the
+    statistics islab.proxies computes for the registry 'linear' model on the same digits."""
+    from islab.data import load_dataset, normalise
+    from islab.proxies import train_proxy
+    from islab.train import TrainConfig
+
+    ds = load_dataset("digits", train_size=200)
+    user = TensorDataset(normalise(ds.train.x, ds.mean, ds.std), ds.train.y)
+    test = TensorDataset(normalise(ds.test.x, ds.mean, ds.std), ds.test.y)
+
+    def plain_linear():   # LinearModel's layer, without forward_with_features
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+    ens = dris.proxy_statistics(user, [plain_linear], test_set=test, epochs=2, snapshot_epoch=1, batch_size=64,
+                                lr=0.05, seeds=[7], num_classes=10)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    ref, acc = train_proxy(ds, ds.train.y.numpy(), "linear", 7, cfg, 1)
+    for stat in ("loss", "el2n", "gradnorm", "margin", "aum", "forgetting"):
+        np.testing.assert_allclose(ens[stat][0], ref[stat], rtol=1e-6, atol=1e-7, err_msg=stat)
+    assert ens.test_acc[0] == pytest.approx(acc)
+    assert ens.names == ["plain_linear"]
+    table = dris.per_example_scores(ens)
+    assert list(table["example_id"]) == list(range(200)) and "loss__plain_linear_s7" in table
+
+
+def test_islab_import_is_light():
+    code = ("import sys, islab; heavy = [m for m in ('torch', 'numpy', 'pandas') if m in sys.modules]; "
+            "assert not heavy, heavy; assert 'rank_disagreement' in dir(islab)")
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    assert islab.rank_disagreement is dris.rank_disagreement
+
+
+# ---------------------------------------------------------------- bad input
+
+
+GOOD = np.array([[0.1, 0.5, 0.9], [0.9, 0.5, 0.1]])
+P = np.array([0.5, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: dris.rank_disagreement(GOOD[:1]), "at least 2 proxies"),
+    (lambda: dris.rank_disagreement(GOOD[0]), r"\(K proxies, N examples\)"),
+    (lambda: dris.rank_disagreement(GOOD[:, :1]), "at least 2 examples"),
+    (lambda: dris.rank_disagreement([[0.1, np.nan, 0.3], [0.2, 0.1, 0.3]]), "non-finite.*proxy 0, example 1"),
+    (lambda: dris.consensus([[0.1, np.inf], [0.2, 0.1]]), "non-finite"),
+    (lambda: dris.rank_disagreement(GOOD, ddof=2), "ddof"),
+    (lambda: dris.select_top([0.1, 0.2], 0.0), r"alpha.*\(0, 1\]"),
+    (lambda: dris.select_top([0.1, 0.2], 1.5), r"alpha.*\(0, 1\]"),
+    (lambda: dris.select_top([0.1, 0.2], -0.1), r"alpha.*\(0, 1\]"),
+    (lambda: dris.select_top([0.1, np.nan], 0.5), "non-finite"),
+    (lambda: dris.select_top([0.1, 0.2, 0.3], 0.5, labels=[0, 1]), "one entry per example"),
+    (lambda: dris.online_probs([0.1, -0.2]), ">= 0"),
+    (lambda: dris.online_probs([0.1, 0.2], gamma=-1), "gamma"),
+    (lambda: dris.online_probs([[0.1, 0.2]]), r"shape \(N,\)"),
+    (lambda: dris.importance_weights(P, [2]), "p is 0 at example 2"),
+    (lambda: dris.importance_weights(P), "p is 0 at example 2"),
+    (lambda: dris.importance_weights([0.5, 0.6]), "sum to 1"),
+    (lambda: dris.importance_weights([0.5, np.nan]), "finite"),
+    (lambda: dris.importance_weights([0.5, 0.5], [2]), r"0\.\.1"),
+    (lambda: dris.ImportanceSampler(P), "p is 0 for 1 example"),
+    (lambda: dris.ImportanceSampler([0.5, 0.5], num_samples=0), "num_samples"),
+    (lambda: dris.ImportanceSampler([0.5, 0.5]).weights([0.5]), "integer"),
+    (lambda: dris.TrainingDynamics(0), "num_examples"),
+    (lambda: dris.TrainingDynamics(3).update(torch.zeros(2, 3), torch.tensor([0, 1]), [0, 5]), r"0\.\.2"),
+    (lambda: dris.TrainingDynamics(3).update(torch.zeros(2, 3), torch.tensor([0]), [0, 1]), "targets"),
+    (lambda: dris.TrainingDynamics(3).update(torch.zeros(2, 3), torch.tensor([0, 3]), [0, 1]), r"targets must lie"),
+    (lambda: dris.TrainingDynamics(3).update(torch.zeros(3), torch.tensor([0]), [0]), "logits"),
+    (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 4, nn.Identity(), epochs=0), "model factory|epochs"),
+    (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 4, lambda: nn.Linear(2, 2), epochs=2,
+                                   snapshot_epoch=3), "snapshot_epoch"),
+    (lambda: dris.proxy_statistics([(torch.zeros(2), 0), (torch.zeros(3), 1)], lambda: nn.Linear(2, 2)),
+     "same shape"),
+    (lambda: dris.proxy_statistics([(torch.full((2,), float("nan")), 0), (torch.zeros(2), 1)],
+                                   lambda: nn.Linear(2, 2)), "non-finite"),
+    (lambda: dris.proxy_statistics([torch.zeros(2)] * 3, lambda: nn.Linear(2, 2)), r"\(x, y\) pair"),
+    (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 3, lambda: nn.Linear(2, 2), seeds=[1]), "one seed"),
+    (lambda: dris.proxy_statistics([(torch.zeros(2), 0), (torch.zeros(2), 1)], lambda: "x"), "nn.Module"),
+])
+def test_bad_input_raises_a_clear_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
