@@ -51,11 +51,18 @@ demo: venv
 
 # The DR-IS paper's claims on Fashion-MNIST (and digits), then REPRODUCTION.md from the results.
 # Resumable: a second call finishes only what is missing.  REPRO_ARGS go to every stage
-# (e.g. REPRO_ARGS="--device cuda").
+# (e.g. REPRO_ARGS="--device cuda", or a launcher: REPRO_ARGS="--launcher local --workers 4").
+# PRESET=cifar10 (or cifar100) runs that preset's grid alone, e.g. on a Slurm cluster:
+#   make reproduce PRESET=cifar10 REPRO_ARGS="--data-dir data --launcher slurm --slurm-partition gpu"
 REPRO_ARGS ?=
-reproduce: venv data
+PRESET ?=
+reproduce: venv $(if $(filter-out fashion-mnist,$(PRESET)),,data)
+ifeq ($(PRESET),)
 	$(PY) DR-IS/reproduce.py --preset digits --no-report -- $(REPRO_ARGS)
 	$(PY) DR-IS/reproduce.py --preset fashion-mnist -- $(REPRO_ARGS)
+else
+	$(PY) DR-IS/reproduce.py --preset $(PRESET) -- $(REPRO_ARGS)
+endif
 
 bench: venv
 	$(PY) benchmarks/convex_chains.py

@@ -10,6 +10,7 @@ different K reuse the same per-proxy files.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ import torch
 
 from islab import noise as noise_lib
 from islab.data import Dataset
-from islab.runs import atomic_save_npz
+from islab.runs import atomic_save_npz, file_lock
 from islab.seeding import derive_seed, numpy_rng
 from islab.train import TrainConfig, train
 
@@ -92,11 +93,19 @@ def _load(path: Path, key: dict, n: int):
 
 def train_proxy(ds: Dataset, labels, name: str, seed: int, cfg: TrainConfig, snapshot_epoch: int,
                 cache_dir=None, log=None, progress=False):
-    """Train one proxy (or read it from the cache): (stats dict of (N,) arrays, test acc %)."""
+    """Train one proxy (or read it from the cache): (stats dict of (N,) arrays, test acc %).
+
+    The cache entry is locked while it is looked up and trained (<entry>.lock): a second
+    process that wants the same proxy waits, then reads it, instead of training it again."""
     assert 1 <= snapshot_epoch <= cfg.epochs, "snapshot epoch must lie within the proxy run"
     cfg = TrainConfig(**{**asdict(cfg), "snapshot_epochs": (snapshot_epoch,), "track_presentations": True})
     key = _cache_key(ds, labels, name, seed, cfg)
     path = _cache_file(cache_dir, key) if cache_dir else None
+    with file_lock(path.with_suffix(".lock")) if path is not None else contextlib.nullcontext():
+        return _cached_or_trained(ds, labels, name, seed, cfg, snapshot_epoch, key, path, log, progress)
+
+
+def _cached_or_trained(ds, labels, name, seed, cfg, snapshot_epoch, key, path, log, progress):
     if path is not None:
         hit = _load(path, key, len(ds.train))
         if hit is not None:
