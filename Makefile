@@ -68,6 +68,7 @@ bench: venv
 	$(PY) benchmarks/convex_chains.py
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/digits.py
+	$(PY) benchmarks/launcher.py
 
 clean-venv:
 	rm -rf .venv

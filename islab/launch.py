@@ -241,7 +241,7 @@ def drop_checkpoint(ckpt) -> None:
     """A recorded job needs its training state no more."""
     if ckpt is not None:
         with contextlib.suppress(FileNotFoundError):
-            Path(ckpt).unlink()
+            Path(ckpt).unlink()   # (the folder stays: another worker may be writing into it)
 
 
 # ---------------------------------------------------------------- the plan
