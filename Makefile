@@ -64,7 +64,7 @@ else
 	$(PY) DR-IS/reproduce.py --preset $(PRESET) -- $(REPRO_ARGS)
 endif
 
-bench: venv
+bench: venv data
 	$(PY) benchmarks/convex_chains.py
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/digits.py

@@ -46,7 +46,7 @@ BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: t
                "--quiet", "--cache-dir", "{cache}", "--device", "cpu", *OUT],
     "plot": [], "bench_digits": ["--epochs", "1", "--seeds", "0"], "bench_pipeline": ["--n", "16"],
     "bench_convex": ["--epochs", "1"],
-    "bench_launcher": ["--train-size", "100", "--seeds", "0", "--methods", "random", "--noise", "clean"],
+    "bench_launcher": ["--preset", "digits", "--train-size", "100", "--seeds", "0", "--methods", "random", "--noise", "clean"],
 }
 WITH_ROOT = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr",
              "nonconvex"]

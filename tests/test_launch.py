@@ -322,7 +322,8 @@ def test_launcher_benchmark_prints_the_ratio_and_checks_the_numbers(capsys):
     spec = importlib.util.spec_from_file_location("bench_launcher", ROOT / "benchmarks" / "launcher.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    argv = ["--train-size", "100", "--seeds", "0", "--methods", "random", "--noise", "clean", "--workers", "1", "--",
+    argv = ["--preset", "digits", "--train-size", "100", "--seeds", "0", "--methods", "random", "--noise", "clean",
+            "--workers", "1", "--",
             "--epochs", "1", "--proxy-epochs", "1", "--snapshot-epoch", "1"]
     assert cli.guarded(bench.main, argv, signals=False) == 0
     out = capsys.readouterr().out
