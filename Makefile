@@ -1,14 +1,34 @@
 # Two entry points: `make demo` and `make test`.  Both build .venv from requirements.txt when
 # it is missing or older than requirements.txt.
+#
+# An existing environment instead (GPU nodes: their own torch, no network to build .venv from):
+#   make demo PYTHON=python        # any interpreter with the packages of requirements.txt
+#   make test VENV=0               # the same with `python3` from PATH
+# Nothing is installed then; `make check-env` says which package is missing, if any.
+PYTHON ?=
+VENV ?= $(if $(PYTHON),0,1)
+ifeq ($(VENV),0)
+PY := $(or $(PYTHON),python3)
+ENV_DEP := check-env
+else
 PY := .venv/bin/python
+ENV_DEP := venv
+endif
 # The digits models are tiny: one torch thread is as fast as two on an idle laptop and many
 # times faster on a busy one (measured: 35 s vs 12 min for DL-correlation under load).
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test venv bench clean-venv data reproduce
+.PHONY: demo test venv check-env bench bench-gpu clean-venv data reproduce
 
 venv: .venv/.installed
+
+# The packages the code imports, checked in the chosen interpreter (one line per problem).
+check-env:
+	@$(PY) -c "import importlib.util as u, sys; missing = [m for m in ('torch', 'torchvision', 'numpy', \
+	'scipy', 'pandas', 'matplotlib', 'seaborn', 'sklearn', 'tqdm', 'pytest') if u.find_spec(m) is None]; \
+	missing and sys.exit('$(PY): missing ' + ', '.join(missing) + ' (see requirements.txt)'); \
+	import torch; print('$(PY): torch', torch.__version__, '| cuda', torch.cuda.is_available())"
 
 .venv/.installed: requirements.txt
 	python3 -m venv .venv
@@ -28,12 +48,12 @@ data:
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; }; \
 	else echo "fashion-mnist is missing: run 'sudo apt-get install dataset-fashion-mnist', or pass --download to a script"; exit 1; fi
 
-test: venv
+test: $(ENV_DEP)
 	$(PY) -m pytest -q
 
 # The main job of every family on the bundled data (digits / synthetic), a few minutes on two
 # cores.  --resume makes a second `make demo` skip what is finished instead of refusing.
-demo: venv
+demo: $(ENV_DEP)
 	$(PY) Convex-Noise/IS-noise.py --name demo --resume
 	$(PY) DR-IS/synthetic.py --name demo --resume
 	$(PY) DR-IS/static.py --noise clean,targeted:0.25 --name demo --resume --quiet
@@ -56,7 +76,7 @@ demo: venv
 #   make reproduce PRESET=cifar10 REPRO_ARGS="--data-dir data --launcher slurm --slurm-partition gpu"
 REPRO_ARGS ?=
 PRESET ?=
-reproduce: venv $(if $(filter-out fashion-mnist,$(PRESET)),,data)
+reproduce: $(ENV_DEP) $(if $(filter-out fashion-mnist,$(PRESET)),,data)
 ifeq ($(PRESET),)
 	$(PY) DR-IS/reproduce.py --preset digits --no-report -- $(REPRO_ARGS)
 	$(PY) DR-IS/reproduce.py --preset fashion-mnist -- $(REPRO_ARGS)
@@ -64,11 +84,17 @@ else
 	$(PY) DR-IS/reproduce.py --preset $(PRESET) -- $(REPRO_ARGS)
 endif
 
-bench: venv data
+bench: $(ENV_DEP) data
 	$(PY) benchmarks/convex_chains.py
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/digits.py
+	$(PY) benchmarks/train_overhead.py
+	$(PY) benchmarks/ensemble.py
 	$(PY) benchmarks/launcher.py
+
+# The GPU benchmark of issue 14 (benchmarks/README.md), e.g. on a GPU node:  make bench-gpu PYTHON=python
+bench-gpu: $(ENV_DEP)
+	$(PY) benchmarks/gpu.py --out benchmarks/results/gpu.txt
 
 clean-venv:
 	rm -rf .venv

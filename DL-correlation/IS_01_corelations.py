@@ -193,9 +193,11 @@ def default_name(args) -> str:
 
 
 def load_zoo(args, ds) -> dict:
-    """name -> pretrained model on the data's device; missing weights exit 2 naming the file."""
+    """name -> pretrained model on the data's device (channels_last on CUDA, like the batches
+    per_example_stats feeds it); missing weights exit 2 naming the file."""
     from islab.models import (PretrainedMissing, ZOO_INPUT_SHAPE, ZOO_NUM_CLASSES, build_pretrained,
                               pretrained_url)
+    from islab.train import device_format
 
     if ds.num_classes != ZOO_NUM_CLASSES[args.zoo] or tuple(ds.input_shape) != ZOO_INPUT_SHAPE:
         cli.fail(f"{args.dataset} ({ds.num_classes} classes, {tuple(ds.input_shape)}) does not fit the "
@@ -217,7 +219,8 @@ def load_zoo(args, ds) -> dict:
             cli.fail(str(e))
         except (RuntimeError, ValueError) as e:  # a file of the wrong model / data set, or damaged
             cli.fail(f"cannot load the weights of {name}: {str(e).splitlines()[0]}")
-        out[name] = model.to(ds.train.x.device).eval()
+        device = ds.train.x.device
+        out[name] = device_format(model.to(device), device, experiment.target_config(args)).eval()
     return out
 
 

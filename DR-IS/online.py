@@ -42,7 +42,7 @@ DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"
 # digits: the small cnn on 20 % of the 1437 training examples, our default).
 IRREDUCIBLE_DEFAULTS = {"cifar10": ("resnet20", 5000), "cifar100": ("resnet20", 5000), "digits": ("cnn", 0.2)}
 COLLAPSE_MARGIN = 5.0    # a run "collapsed" when its final test accuracy <= chance + this (points)
-EPOCH_METRICS = ("test_acc", "test_loss", "train_loss", "mass_corrupt", "drawn_corrupt")
+EPOCH_METRICS = ("test_acc", "test_loss", "train_loss", "mass_corrupt", "drawn_corrupt", "max_weight_drawn")
 
 
 # ---------------------------------------------------------------- arguments
@@ -206,6 +206,8 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
     chance = 100.0 / ds.num_classes
     ess = rlog.per_epoch(args.epochs, "ess")
     maxw = rlog.per_epoch(args.epochs, "max_weight")
+    if method == "uniform":   # shuffled epochs: every example once, weight 1 (ESS/N = 1)
+        ess, maxw = np.ones(args.epochs), np.ones(args.epochs)
     rows = []
     for h in res.history:
         e = h["epoch"]
@@ -222,6 +224,7 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
         "mass_corrupt_mean": _nanmean([h.get("mass_corrupt", np.nan) for h in hist]),
         "drawn_corrupt_mean": _nanmean([h.get("drawn_corrupt", np.nan) for h in hist]),
         "ess_mean": _nanmean(ess[:len(hist)]), "max_weight_max": _nanmax(maxw[:len(hist)]),
+        "max_weight_drawn_max": _nanmax([h.get("max_weight_drawn", np.nan) for h in hist]),
         "epochs_run": float(len(hist)), "seconds": float(res.seconds),
         "nonfinite_refresh": float(sum(not call["finite"] for call in rlog.calls)),
         **experiment.fit_to_labels(res.model, d, y, c, m, cfg)[0],
@@ -268,7 +271,7 @@ def config_table(df, methods) -> str:
         return fmt.format(v.mean()) + (f" +- {fmt.format(v.std())}" if len(v) > 1 else "")
 
     head = ["method", "final acc %", "best acc %", "mass corrupt", "drawn corrupt", "ESS/N", "max w",
-            "diverged", "collapsed", "vs uniform (paired t)", "n"]
+            "max w drawn", "diverged", "collapsed", "vs uniform (paired t)", "n"]
     rows = []
     fin_all = df[df["metric"] == "final_acc"]
     for m in methods:
@@ -281,7 +284,7 @@ def config_table(df, methods) -> str:
         rows.append([m, cell(sub, "final_acc", "{:.2f}"), cell(sub, "best_acc", "{:.2f}"),
                      cell(sub, "mass_corrupt_mean", "{:.3f}"), cell(sub, "drawn_corrupt_mean", "{:.3f}"),
                      cell(sub, "ess_mean", "{:.3f}"), cell(sub, "max_weight_max", "{:.1f}"),
-                     f"{div}/{n}", f"{col}/{n}", ttest_vs_uniform(fin_all, m), str(n)])
+                     cell(sub, "max_weight_drawn_max", "{:.1f}"), f"{div}/{n}", f"{col}/{n}", ttest_vs_uniform(fin_all, m), str(n)])
     widths = [max(len(str(x)) for x in c) for c in zip(head, *rows)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
     return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
@@ -305,7 +308,8 @@ def write_report(run, args, ds, infos, wall):
              f"{chance:.2f}); collapsed = final acc <= chance + {COLLAPSE_MARGIN:g}; mass corrupt = "
              "sampling mass on corrupted examples (mean over epochs; uniform = eps); drawn corrupt = "
              "fraction of drawn examples that were corrupted; ESS/N = 1/(N sum p^2), mean over epochs; "
-             "max w = largest importance weight 1/(N p_i) any example could carry (max over epochs). "
+             "max w = largest importance weight 1/(N p_i) any example could carry (max over epochs); "
+             "max w drawn = largest weight actually drawn in a minibatch (per-epoch values in results.csv). "
              "RHO methods train on N' = N - holdout examples (the holdout trains their reference model), "
              "so they get N'/N of the data and of the steps per epoch: a RHO-vs-uniform gap mixes the "
              "sampler with that smaller budget (DR-IS/README.md measures uniform SGD on N' examples).",
@@ -362,6 +366,7 @@ def diverged_rows() -> list[dict]:
     return [{"metric": k, "value": v} for k, v in
             {"final_acc": nan, "best_acc": nan, "diverged": 1.0, "proxy_diverged": 1.0, "collapsed": nan,
              "mass_corrupt_mean": nan, "drawn_corrupt_mean": nan, "ess_mean": nan, "max_weight_max": nan,
+             "max_weight_drawn_max": nan,
              "epochs_run": 0.0, "seconds": 0.0, "nonfinite_refresh": nan}.items()]
 
 

@@ -93,7 +93,78 @@ class Dataset:
     crop_pad: int = 4    # pixels of zero padding before the random crop (CIFAR 4, 28x28 sets 2)
 
     def to(self, device) -> "Dataset":
-        return replace(self, train=self.train.to(device), test=self.test.to(device))
+        """Both splits on `device`.  Moving host data to an accelerator hashes it first (see
+        data_fingerprint), from the host arrays, so the cache key never copies it back."""
+        src_cpu, dst_cpu = self.train.x.device.type == "cpu", torch.device(device).type == "cpu"
+        digest = data_fingerprint(self) if (src_cpu and not dst_cpu) else _known_fingerprint(self)
+        out = replace(self, train=self.train.to(device), test=self.test.to(device))
+        if digest is not None:
+            _remember_fingerprint(out, digest)
+        return out
+
+
+# ----------------------------------------------------------------------------- content hash
+
+_HASH_CHUNK_BYTES = 1 << 26   # a device tensor is copied to the host in 64 MiB pieces
+_FINGERPRINTS: dict = {}      # id(train.x) -> (weakref train.x, version, weakref test.x, version, digest)
+
+
+def hash_arrays(*arrays) -> str:
+    """A short SHA-1 content hash (16 hex digits) of tensors/arrays: shape, then C-order bytes.
+
+    A tensor is read in blocks of rows of at most 64 MiB (the same bytes in the same order): a
+    tensor on a GPU is never copied to the host whole."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for a in arrays:
+        if isinstance(a, torch.Tensor):
+            a = a.detach()
+            h.update(str(tuple(a.shape)).encode())
+            if a.dim() == 0:
+                h.update(a.cpu().numpy().tobytes())
+                continue
+            row_bytes = max(1, a[0].numel() * a.element_size()) if len(a) else 1
+            step = max(1, _HASH_CHUNK_BYTES // row_bytes)
+            for s in range(0, len(a), step):
+                h.update(np.ascontiguousarray(a[s:s + step].cpu().numpy()).tobytes())
+        else:
+            a = np.asarray(a)
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _known_fingerprint(ds: Dataset):
+    hit = _FINGERPRINTS.get(id(ds.train.x))
+    if hit is None:
+        return None
+    train_ref, train_version, test_ref, test_version, digest = hit
+    if (train_ref() is ds.train.x and test_ref() is ds.test.x and train_version == ds.train.x._version
+            and test_version == ds.test.x._version):   # same tensors, not modified in place since
+        return digest
+    return None
+
+
+def _remember_fingerprint(ds: Dataset, digest: str) -> None:
+    import weakref
+
+    key = id(ds.train.x)
+    _FINGERPRINTS[key] = (weakref.ref(ds.train.x), ds.train.x._version, weakref.ref(ds.test.x),
+                          ds.test.x._version, digest)
+    weakref.finalize(ds.train.x, _FINGERPRINTS.pop, key, None)
+
+
+def data_fingerprint(ds: Dataset) -> str:
+    """hash_arrays(train images, test images): what the proxy and feature caches key a data set by.
+
+    Computed once per data set and remembered with its image tensors (a subset, or a tensor
+    changed in place, is hashed again); Dataset.to hashes host data before moving it to a GPU."""
+    digest = _known_fingerprint(ds)
+    if digest is None:
+        digest = hash_arrays(ds.train.x, ds.test.x)
+        _remember_fingerprint(ds, digest)
+    return digest
 
 
 # ----------------------------------------------------------------------------- batch pipeline
@@ -124,12 +195,23 @@ def random_crop_flip(x_uint8: torch.Tensor, generator: torch.Generator, pad: int
     W-1-j when flipped.  Same shape and dtype as the input; all channels share one crop.
     """
     assert x_uint8.dim() == 4, f"expected (N, C, H, W), got {tuple(x_uint8.shape)}"
+    return apply_crop_flip(x_uint8, *draw_crop_flip(len(x_uint8), generator, x_uint8.device, pad), pad)
+
+
+def draw_crop_flip(n: int, generator: torch.Generator, device, pad: int = 4):
+    """The random draws of random_crop_flip for n examples: offsets (2, n) in [0, 2*pad] (rows,
+    columns) and flip (n,) bool, in that order from `generator`.  Split from the gather so a
+    batched ensemble can draw each member's batch from its own generator and crop all at once."""
     assert pad >= 0, f"pad must be >= 0, got {pad}"
-    n, c, h, w = x_uint8.shape
-    device = x_uint8.device
     offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=device)
     flip = torch.randint(0, 2, (n,), generator=generator, device=device).bool()
+    return offsets, flip
 
+
+def apply_crop_flip(x_uint8: torch.Tensor, offsets: torch.Tensor, flip: torch.Tensor, pad: int = 4):
+    """The gather of random_crop_flip for given draws (see draw_crop_flip)."""
+    n, c, h, w = x_uint8.shape
+    device = x_uint8.device
     padded = torch.nn.functional.pad(x_uint8, (pad, pad, pad, pad))   # zeros, (N, C, H+2p, W+2p)
     wp = w + 2 * pad
     cols = torch.arange(w, device=device)

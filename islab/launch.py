@@ -462,6 +462,10 @@ def _run_local(plan: Plan, args, run) -> None:
         run.log(f"launcher local: {msg}")
     run.log(f"launcher local: workers done in {time.time() - started:.1f}s")
     args.launch_failures = failures
+    if "OMP_NUM_THREADS" in envs[0]:   # the report reads the workers' cache entries, whose keys hold
+        import torch                     # the torch thread count on a CPU (islab.proxies.runtime_key)
+
+        torch.set_num_threads(int(envs[0]["OMP_NUM_THREADS"]))
 
 
 def _stop(procs) -> None:

@@ -21,6 +21,7 @@ Every model takes its input channel count from input_shape = (C, H, W) and runs 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from typing import Callable
 
@@ -176,7 +177,9 @@ class VGG(FeatureClassifier):
         x = self.features(x)
         if self.pool_to_one:
             x = F.adaptive_avg_pool2d(x, 1)
-        h = self.classifier[:6](torch.flatten(x, 1))
+        h = torch.flatten(x, 1)
+        for layer in itertools.islice(self.classifier, 6):  # no new nn.Sequential per forward
+            h = layer(h)
         return self.classifier[6](h), h
 
 
@@ -249,8 +252,16 @@ class MobileNetV2(FeatureClassifier):
 # ----------------------------------------------------------------------------- ShuffleNetV2
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """(B, g*c, H, W) -> interleave the g groups channel-wise (view as (B, g, c), transpose, flatten)."""
+    """(B, g*c, H, W) -> interleave the g groups channel-wise (view as (B, g, c), transpose, flatten).
+
+    Keeps the memory format: a channels_last input (the CUDA default in islab.train) is shuffled
+    within each pixel's channel vector and stays channels_last, instead of coming back in the
+    standard layout and being converted again by the next convolution."""
     b, ch, hgt, wid = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        nhwc = x.permute(0, 2, 3, 1)   # a contiguous (B, H, W, C) view of the same memory
+        out = nhwc.reshape(b, hgt, wid, groups, ch // groups).transpose(3, 4).reshape(b, hgt, wid, ch)
+        return out.permute(0, 3, 1, 2)
     return x.view(b, groups, ch // groups, hgt, wid).transpose(1, 2).contiguous().view(b, ch, hgt, wid)
 
 
@@ -369,9 +380,9 @@ class SmallCNN(FeatureClassifier):
 class DeepMLP(FeatureClassifier):
     """Flatten, then Linear-ReLU per hidden width, then the head; h = last hidden activations.
 
-    mlp2x256 (784-256-256-10, 269k parameters) is the Fashion-MNIST target: on 2 CPU cores it
-    trains at tens of thousands of images/s and, unlike the proxies, memorises targeted noise
-    within a 10-epoch schedule (Fashion-MNIST preset, DR-IS/README.md)."""
+    mlp2x256 (784-256-256-10, 269,322 parameters) is the Fashion-MNIST target: cheap on a CPU,
+    and able to memorise targeted noise within the preset's 10-epoch schedule (REPRODUCTION.md
+    reports how much)."""
 
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int], widths: tuple[int, ...]):
         super().__init__()
@@ -390,9 +401,8 @@ class PooledCNN(FeatureClassifier):
     """A cheap CNN for 28x28 inputs: 2x2 average pool (28 -> 14), conv3x3-BN-ReLU (16 ch), 2x2
     max-pool (14 -> 7), conv3x3-BN-ReLU (32 ch), global average pool, fc; h = pooled features (B, 32).
 
-    The first pool quarters every later layer's cost: measured on the 2-core machine (batch 128,
-    one thread, plain PyTorch loop) about 15,000 training images/s, against about 1,900 for the
-    un-pooled `cnn` at 28x28 (DR-IS/README.md has the benchmark command)."""
+    The first pool quarters the cost of every later layer; its training throughput on a CPU is
+    measured by `python benchmarks/train_overhead.py --model pooled_cnn` (benchmarks/README.md)."""
 
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int], widths=(16, 32)):
         super().__init__()

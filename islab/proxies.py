@@ -6,7 +6,9 @@ margin at the snapshot epoch E_s; AUM and forgetting over all E_p epochs; test a
 cached on disk, one file per proxy, keyed by everything that changes them: dataset and its
 content, the exact training labels, model name, seed and training config.  A cache file whose
 key does not match, or that cannot be read in full, is rebuilt, never trusted.  Ensembles of
-different K reuse the same per-proxy files.
+different K reuse the same per-proxy files.  Each entry is locked (<entry>.lock) while it is
+looked up and trained: a second process (another launcher worker, another run folder sharing
+the cache) that wants the same proxy waits, then reads it, instead of training it again.
 """
 from __future__ import annotations
 
@@ -20,13 +22,13 @@ import numpy as np
 import torch
 
 from islab import noise as noise_lib
-from islab.data import Dataset
+from islab.data import Dataset, data_fingerprint, hash_arrays
 from islab.runs import atomic_save_npz, file_lock
 from islab.seeding import derive_seed, numpy_rng
 from islab.train import TrainConfig, train
 
 STAT_NAMES = ("loss", "el2n", "gradnorm", "margin", "correct", "aum", "forgetting")
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: runtime (torch, threads) and pipeline (augment, ...) in the key
 
 
 class ProxyDiverged(RuntimeError):
@@ -51,22 +53,27 @@ class ProxyEnsemble:
                              {s: v[:k] for s, v in self.stats.items()}, self.test_acc[:k])
 
 
-def fingerprint(*arrays) -> str:
-    """A short content hash of tensors/arrays (data and labels are part of every cache key)."""
-    h = hashlib.sha1()
-    for a in arrays:
-        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
+fingerprint = hash_arrays   # a short content hash of tensors/arrays (islab.data.hash_arrays)
+
+
+def runtime_key(device) -> dict:
+    """What, besides data, labels, model, seed and schedule, changes a run's numbers: the device
+    type, the torch release (kernels) and, on the CPU, the torch thread count (the order of
+    floating-point reductions).  Part of every cache key, so a cache filled by another setting is
+    never read as this one's."""
+    device = torch.device(device)
+    return {"device": device.type, "torch": torch.__version__,
+            "threads": torch.get_num_threads() if device.type == "cpu" else None}
 
 
 def _cache_key(ds: Dataset, labels, name, seed, cfg: TrainConfig) -> dict:
     cfg_d = {k: v for k, v in asdict(cfg).items() if k not in ("eval_batch", "compile")}
     cfg_d["snapshot_epochs"] = list(cfg.snapshot_epochs)
-    return {"version": CACHE_VERSION, "dataset": ds.name, "data": fingerprint(ds.train.x, ds.test.x),
-            "labels": fingerprint(labels), "model": name, "seed": int(seed), "train": cfg_d,
-            "device": ds.train.x.device.type}
+    pipeline = {"classes": int(ds.num_classes), "mean": list(ds.mean), "std": list(ds.std),
+                "augment": ds.augment, "crop_pad": int(getattr(ds, "crop_pad", 4))}
+    return {"version": CACHE_VERSION, "dataset": ds.name, "data": data_fingerprint(ds),
+            "labels": fingerprint(np.asarray(labels)), "model": name, "seed": int(seed), "train": cfg_d,
+            "pipeline": pipeline, **runtime_key(ds.train.x.device)}
 
 
 def _cache_file(cache_dir, key: dict) -> Path:
@@ -91,50 +98,131 @@ def _load(path: Path, key: dict, n: int):
     return out, acc
 
 
-def train_proxy(ds: Dataset, labels, name: str, seed: int, cfg: TrainConfig, snapshot_epoch: int,
-                cache_dir=None, log=None, progress=False):
-    """Train one proxy (or read it from the cache): (stats dict of (N,) arrays, test acc %).
-
-    The cache entry is locked while it is looked up and trained (<entry>.lock): a second
-    process that wants the same proxy waits, then reads it, instead of training it again."""
+def _proxy_config(cfg: TrainConfig, snapshot_epoch: int) -> TrainConfig:
     assert 1 <= snapshot_epoch <= cfg.epochs, "snapshot epoch must lie within the proxy run"
-    cfg = TrainConfig(**{**asdict(cfg), "snapshot_epochs": (snapshot_epoch,), "track_presentations": True})
+    return TrainConfig(**{**asdict(cfg), "snapshot_epochs": (snapshot_epoch,), "track_presentations": True})
+
+
+@contextlib.contextmanager
+def _locked(paths):
+    """Hold the lock of every cache entry in `paths` (None: no cache), taken in one global order
+    (sorted), so processes locking overlapping groups never wait for each other in a cycle."""
+    with contextlib.ExitStack() as stack:
+        for path in sorted({str(p) for p in paths if p is not None}):
+            stack.enter_context(file_lock(Path(path).with_suffix(".lock")))
+        yield
+
+
+def _cached(ds, labels, name, seed, cfg, cache_dir, log):
+    """(key, path, hit): the proxy's cache key, file (None without a cache folder) and, when the
+    file holds that key in full, its (stats, test acc)."""
     key = _cache_key(ds, labels, name, seed, cfg)
     path = _cache_file(cache_dir, key) if cache_dir else None
-    with file_lock(path.with_suffix(".lock")) if path is not None else contextlib.nullcontext():
-        return _cached_or_trained(ds, labels, name, seed, cfg, snapshot_epoch, key, path, log, progress)
+    hit = _load(path, key, len(ds.train)) if path is not None else None
+    if hit is not None and log:
+        log(f"proxy {name} seed {seed}: cached ({path.name})")
+    return key, path, hit
 
 
-def _cached_or_trained(ds, labels, name, seed, cfg, snapshot_epoch, key, path, log, progress):
-    if path is not None:
-        hit = _load(path, key, len(ds.train))
-        if hit is not None:
-            if log:
-                log(f"proxy {name} seed {seed}: cached ({path.name})")
-            return hit
-    res = train(name, ds, labels, cfg, seed, progress=progress, desc=f"proxy {name} s{seed}")
+def _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer: str):
+    """One finished proxy run -> (stats dict of (N,) arrays, test acc %), cached on disk.
+
+    The same for a sequential run and for a member of a batched one (islab.ensemble).  A
+    diverged run raises, naming the proxy; nothing is cached for it."""
     if res.diverged:
         raise ProxyDiverged(f"proxy {name} seed {seed} diverged at epoch {res.diverged_epoch}")
     snap = res.snapshots[snapshot_epoch]
-    out = {s: np.asarray(snap[s], dtype=np.float64) for s in ("loss", "el2n", "gradnorm", "margin", "correct")}
+    out = {s: np.asarray(snap[s], dtype=np.float64)
+           for s in ("loss", "el2n", "gradnorm", "margin", "correct")}
     out["aum"], out["forgetting"] = res.aum, res.forgetting
     if log:
-        log(f"proxy {name} seed {seed}: trained {cfg.epochs} epochs, test acc {res.test_acc:.2f}% "
-            f"({res.seconds:.1f}s)")
-    if path is not None:
+        log(f"proxy {name} seed {seed}: trained {cfg.epochs} epochs ({trainer}), "
+            f"test acc {res.test_acc:.2f}% ({res.seconds:.1f}s)")
+    if path is not None:   # `trainer` is recorded, not keyed: both trainers fill the same files
         atomic_save_npz(path, key=np.array(json.dumps(key, sort_keys=True)),
-                        test_acc=np.array(res.test_acc), **out)
+                        test_acc=np.array(res.test_acc), trainer=np.array(trainer), **out)
     return out, res.test_acc
 
 
+def train_proxy(ds: Dataset, labels, name: str, seed: int, cfg: TrainConfig, snapshot_epoch: int,
+                cache_dir=None, log=None, progress=False):
+    """Train one proxy (or read it from the cache): (stats dict of (N,) arrays, test acc %)."""
+    cfg = _proxy_config(cfg, snapshot_epoch)
+    with _locked([_cache_file(cache_dir, _cache_key(ds, labels, name, seed, cfg)) if cache_dir else None]):
+        key, path, hit = _cached(ds, labels, name, seed, cfg, cache_dir, log)
+        if hit is not None:
+            return hit
+        res = train(name, ds, labels, cfg, seed, progress=progress, desc=f"proxy {name} s{seed}")
+        return _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, "sequential")
+
+
+def _train_batched(ds, labels, name, cfg, snapshot_epoch, todo, log, progress):
+    """Proxies `todo` (list of (seed, key, path)) of one architecture as one batched model;
+    returns {seed: (stats, acc)}.  Every member that finished is cached before a diverged one
+    raises (as the sequential loop would have cached the proxies before it)."""
+    from islab.ensemble import train_ensemble
+
+    runs = train_ensemble(name, ds, labels, cfg, [s for s, _, _ in todo], progress=progress,
+                          desc=f"proxies {name} x{len(todo)}")
+    trainer = f"batched with {len(todo) - 1} other seed(s)"
+    done, failed = {}, None
+    for (seed, key, path), res in zip(todo, runs):
+        try:
+            done[seed] = _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer)
+        except RuntimeError as err:
+            failed = failed or err
+    if failed is not None:
+        raise failed
+    return done
+
+
 def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot_epoch: int,
-                   cache_dir=None, log=None, progress=False) -> ProxyEnsemble:
-    """K proxies (names[k] trained with seeds[k]) on the given (possibly noisy) labels."""
+                   cache_dir=None, log=None, progress=False, batched: bool = True) -> ProxyEnsemble:
+    """K proxies (names[k] trained with seeds[k]) on the given (possibly noisy) labels.
+
+    batched: proxies of one architecture that are not cached yet are trained together as one
+    batched model (islab.ensemble) when there are at least two of them and the architecture
+    folds; their numbers equal those of separate runs up to floating-point rounding
+    (tests/test_ensemble.py).  Other proxies, and all with batched=False, train one by one.
+    Either way each proxy has its own cache file, so any K reads what any other K trained."""
     assert len(names) == len(seeds), "one seed per proxy"
+    pcfg = _proxy_config(cfg, snapshot_epoch)
+    found = {}
+    todo = {}   # name -> [(seed, key, path)] still to train, in list order
+    for name, seed in zip(names, seeds):
+        key, path, hit = _cached(ds, labels, name, seed, pcfg, cache_dir, log)
+        if hit is not None:
+            found[(name, seed)] = hit
+        elif (name, seed) not in found:
+            todo.setdefault(name, [])
+            if all(s != seed for s, _, _ in todo[name]):
+                todo[name].append((seed, key, path))
+    if batched:
+        from islab.ensemble import foldable
+
+        for name, group in todo.items():
+            if len(group) >= 2 and foldable(name, ds):
+                with _locked([path for _, _, path in group]):
+                    left = []   # another process may have trained some while this one waited
+                    for seed, key, path in group:
+                        hit = _load(path, key, len(ds.train)) if path is not None else None
+                        if hit is not None and log:
+                            log(f"proxy {name} seed {seed}: cached ({path.name})")
+                        if hit is not None:
+                            found[(name, seed)] = hit
+                        else:
+                            left.append((seed, key, path))
+                    if len(left) >= 2:
+                        for seed, hit in _train_batched(ds, labels, name, pcfg, snapshot_epoch, left, log,
+                                                        progress).items():
+                            found[(name, seed)] = hit
     stats = {s: [] for s in STAT_NAMES}
     accs = []
     for name, seed in zip(names, seeds):
-        out, acc = train_proxy(ds, labels, name, seed, cfg, snapshot_epoch, cache_dir, log, progress)
+        if (name, seed) not in found:   # sequential, in list order (cached on the way)
+            found[(name, seed)] = train_proxy(ds, labels, name, seed, cfg, snapshot_epoch, cache_dir,
+                                              log, progress)
+        out, acc = found[(name, seed)]
         for s in STAT_NAMES:
             stats[s].append(out[s])
         accs.append(acc)

@@ -106,10 +106,15 @@ class AUMTracker:
         self.count.index_add_(0, idx, torch_ones_like(idx))
 
     def value(self) -> np.ndarray:
-        c = self.count.clamp(min=1).double()
-        out = (self.total / c).cpu().numpy()
-        out[self.count.cpu().numpy() == 0] = np.nan  # never presented: no margin to average
-        return out
+        return aum_value(self.total, self.count)
+
+
+def aum_value(total, count) -> np.ndarray:
+    """Mean margin per example from running (total, count) tensors; NaN where never presented."""
+    c = count.clamp(min=1).double()
+    out = (total / c).cpu().numpy()
+    out[count.cpu().numpy() == 0] = np.nan  # never presented: no margin to average
+    return out
 
 
 class ForgettingTracker:
@@ -133,11 +138,17 @@ class ForgettingTracker:
         self.ever[idx] |= correct
 
     def value(self) -> np.ndarray:
-        ev = self.events.cpu().numpy().astype(np.float64)
-        never = ~self.ever.cpu().numpy()
-        if never.any():
-            ev[never] = (ev[~never].max() if (~never).any() else 0.0) + 1.0
-        return ev
+        return forgetting_value(self.events, self.ever)
+
+
+def forgetting_value(events, ever) -> np.ndarray:
+    """Forgetting counts from (events, ever-correct) tensors of one run; examples never classified
+    correctly get the run's max(count) + 1."""
+    ev = events.cpu().numpy().astype(np.float64)
+    never = ~ever.cpu().numpy()
+    if never.any():
+        ev[never] = (ev[~never].max() if (~never).any() else 0.0) + 1.0
+    return ev
 
 
 def torch_ones_like(idx):

@@ -121,6 +121,13 @@ def test_digits_parameter_counts_by_hand():
     assert count_parameters(on_meta("cnn", 10, (1, 8, 8))) == 9 * 32 + 64 + 9 * 32 * 64 + 128 + 650
 
 
+def test_small_28x28_model_parameter_counts_by_hand():
+    # 784-256-256-10 with biases
+    assert count_parameters(on_meta("mlp2x256", 10, (1, 28, 28))) == 784 * 256 + 256 + 256 * 256 + 256 + 2570
+    # conv 1->16 (no bias) + BN(16) + conv 16->32 + BN(32) + fc 32->10; the input pool has no weights
+    assert count_parameters(on_meta("pooled_cnn", 10, (1, 28, 28))) == 9 * 16 + 32 + 9 * 16 * 32 + 64 + 330
+
+
 @pytest.mark.parametrize("name", ZOO)
 def test_state_dict_keys_match_reference_layout(name):
     sd = on_meta(name, 10).state_dict()
@@ -279,3 +286,42 @@ def test_build_pretrained_uses_hub_cache(hub_dir):
         assert torch.equal(model(x), source(x))
     with pytest.raises(PretrainedMissing):  # the cifar100 file is a different name: not there
         build_pretrained("cifar100", "resnet20")
+
+
+def test_channel_shuffle_keeps_channels_last_and_values():
+    from islab.models import channel_shuffle
+
+    x = torch.randn(2, 6, 3, 4)
+    ref = channel_shuffle(x, 2)
+    out = channel_shuffle(x.contiguous(memory_format=torch.channels_last), 2)
+    assert torch.equal(out, ref)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    assert ref.is_contiguous()
+    # hand-computed: groups (0 1 2 | 3 4 5) interleave to 0 3 1 4 2 5
+    assert channel_shuffle(torch.arange(6.0).view(1, 6, 1, 1), 2).flatten().tolist() == [0, 3, 1, 4, 2, 5]
+
+
+def test_shufflenet_blocks_stay_channels_last():
+    torch.manual_seed(0)
+    model = build_model("shufflenetv2_x0_5", 10, (3, 32, 32)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    ref = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    layouts = []
+    for block in [m for m in model.modules() if type(m).__name__ == "ShuffleBlock"]:
+        block.register_forward_hook(lambda m, i, o: layouts.append(
+            o.is_contiguous(memory_format=torch.channels_last) and not o.is_contiguous()))
+    out = model(x.contiguous(memory_format=torch.channels_last))
+    assert len(layouts) == 16 and all(layouts)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_vgg_forward_builds_no_module(monkeypatch):
+    model = build_model("vgg11_bn", 10, (3, 32, 32)).eval()
+
+    def no_new_modules(*a, **k):
+        raise AssertionError("a module was constructed inside forward")
+
+    monkeypatch.setattr(torch.nn.Module, "__init__", no_new_modules)
+    logits, h = model.forward_with_features(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and h.shape == (2, 512)

@@ -1,0 +1,46 @@
+"""Copy the benchmark result files into benchmarks/README.md (numbers are never typed there).
+
+Each block of the README between
+    <!-- result: results/NAME.txt -->
+    <!-- end result -->
+is replaced by the content of benchmarks/results/NAME.txt in a code fence.
+
+    python benchmarks/readme.py           # rewrite the blocks
+    python benchmarks/readme.py --check   # exit 1 if the README differs from the result files
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+BLOCK = re.compile(r"(<!-- result: (?P<file>[^ ]+) -->\n)(?P<body>.*?)(<!-- end result -->)", re.S)
+
+
+def render(text: str) -> str:
+    def fill(m):
+        path = HERE / m.group("file")
+        body = path.read_text() if path.is_file() else f"(missing: {m.group('file')})\n"
+        return f"{m.group(1)}```\n{body}```\n{m.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    text = README.read_text()
+    new = render(text)
+    if "--check" in argv:
+        if new != text:
+            print("benchmarks/README.md is out of date with benchmarks/results/: "
+                  "run python benchmarks/readme.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
