@@ -96,7 +96,9 @@ def add_args(p, checkpoint: bool = True) -> None:
     g.add_argument("--gpus-per-task", type=cli.nonnegative_int, default=None,
                    help="--launcher slurm: GPUs of each task (default 1; 0 on a CPU partition)")
     g.add_argument("--cpus-per-task", type=cli.positive_int, default=None,
-                   help="--launcher slurm: CPU cores of each task (also its torch threads; default: Slurm's)")
+                   help="--launcher slurm: CPU cores of each task, also its torch threads (default: Slurm's "
+                        "cores and torch's threads; with --gpus-per-task 0, one thread: on a CPU every task "
+                        "must run the same thread count to share the proxy cache)")
     g.add_argument("--array-parallelism", type=cli.positive_int, default=None,
                    help="--launcher slurm: at most this many tasks of an array run at once (default 256)")
     g.add_argument("--slurm-extra", action="append", default=None, metavar="KEY=VALUE",

@@ -169,10 +169,16 @@ def submitit_params(args, executor: str) -> tuple[dict, dict]:
 
 
 def _task_env(args, executor: str, parallel: int) -> dict:
+    """Every task of a sweep runs the same torch thread count on a CPU: the proxy cache key holds
+    it there (islab.proxies.runtime_key), so tasks on nodes of different sizes still share entries."""
     if args.cpus_per_task:
         return {"OMP_NUM_THREADS": str(args.cpus_per_task)}
-    if executor != "slurm" and not launch.gpus(args):   # processes here share the cores
-        return {"OMP_NUM_THREADS": str(max(1, launch.cores() // parallel))}
+    if executor != "slurm":
+        if launch.gpus(args):
+            return {}
+        return {"OMP_NUM_THREADS": str(max(1, launch.cores() // parallel))}   # processes here share the cores
+    if args.gpus_per_task == 0:   # a CPU partition without --cpus-per-task: one thread per task
+        return {"OMP_NUM_THREADS": "1"}
     return {}
 
 
