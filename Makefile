@@ -72,18 +72,26 @@ demo: $(ENV_DEP)
 
 # The DR-IS paper's claims on Fashion-MNIST (and digits), then REPRODUCTION.md from the results.
 # Resumable: a second call finishes only what is missing.  REPRO_ARGS go to every stage
-# (e.g. REPRO_ARGS="--device cuda").
+# (e.g. REPRO_ARGS="--device cuda", or a launcher: REPRO_ARGS="--launcher local --workers 4").
+# PRESET=cifar10 (or cifar100) runs that preset's grid alone, e.g. on a Slurm cluster:
+#   make reproduce PRESET=cifar10 REPRO_ARGS="--data-dir data --launcher slurm --slurm-partition gpu"
 REPRO_ARGS ?=
-reproduce: $(ENV_DEP) data
+PRESET ?=
+reproduce: $(ENV_DEP) $(if $(filter-out fashion-mnist,$(PRESET)),,data)
+ifeq ($(PRESET),)
 	$(PY) DR-IS/reproduce.py --preset digits --no-report -- $(REPRO_ARGS)
 	$(PY) DR-IS/reproduce.py --preset fashion-mnist -- $(REPRO_ARGS)
+else
+	$(PY) DR-IS/reproduce.py --preset $(PRESET) -- $(REPRO_ARGS)
+endif
 
-bench: $(ENV_DEP)
+bench: $(ENV_DEP) data
 	$(PY) benchmarks/convex_chains.py
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/digits.py
 	$(PY) benchmarks/train_overhead.py
 	$(PY) benchmarks/ensemble.py
+	$(PY) benchmarks/launcher.py
 
 # The GPU benchmark of issue 14 (benchmarks/README.md), e.g. on a GPU node:  make bench-gpu PYTHON=python
 bench-gpu: $(ENV_DEP)

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment  # noqa: E402
+from islab import cli, experiment, launch  # noqa: E402
 from islab.runs import mean_std_table, open_run, run_name  # noqa: E402
 
 FAMILY = "DL-correlation"
@@ -110,6 +110,7 @@ def build_parser():
     g.add_argument("--no-plots", action="store_true", help="write tables and arrays only, no figures")
     g.add_argument("--scatter-points", type=cli.positive_int, default=4000,
                    help="at most this many (randomly chosen) examples per scatter plot")
+    launch.add_args(p)
     return p
 
 
@@ -178,6 +179,7 @@ def resolve_args(args) -> None:
     args.early_list = early
     if args.weights_dir is not None and not os.path.isdir(args.weights_dir):
         cli.fail(f"--weights-dir {args.weights_dir} is not a folder")
+    launch.check_args(args)
 
 
 def default_name(args) -> str:
@@ -297,9 +299,12 @@ def score_model(args, ds, arch, copy, seed, label, labels, mask, y_split, x_spli
         model, snapshots, final_epoch = zoo[arch], {}, float("nan")
         test_acc = evaluate(model, ds, cfg)[0]
     else:
+        ckpt = launch.checkpoint_file(run, args, f"{label.replace('#', '_c')}-s{seed}")
+        launch.resuming(run, ckpt, f"[seed {seed}] {label}")
         res = train(arch, ds, labels, cfg, train_seed(seed, arch, copy),
                     corrupt_mask=mask if mask.any() else None, progress=args.progress,
-                    desc=f"{label} s{seed}")
+                    desc=f"{label} s{seed}", checkpoint=ckpt)
+        launch.drop_checkpoint(ckpt)   # the job's arrays and rows are written right after
         if res.diverged:
             run.log(f"[seed {seed}] {label}: diverged at epoch {res.diverged_epoch}; "
                     "left out of the comparisons")
@@ -529,14 +534,34 @@ def main(argv=None):
     resolve_args(args)
     ds = experiment.open_dataset(args)
     zoo = load_zoo(args, ds) if args.source == "pretrained" else {}
-    run = open_run(experiment.results_root(args, FAMILY) / (args.name or default_name(args)), args,
-                   seed=args.seed_list[0], quiet=args.quiet)
+    path = launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
+    entries = [(arch if args.model_seeds == 1 else f"{arch}#{c}", arch, c)
+               for arch in args.model_list for c in range(args.model_seeds)]
+    model_keys = {seed: [{"job": "model", "seed": seed, "model_a": e[0]} for e in entries] for seed in args.seed_list}
+    # a replicate's comparisons ("pairs") are done by whoever finishes its last model: no task of their own
+    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path,
+                       [k for seed in args.seed_list for k in [*model_keys[seed], {"job": "pairs", "seed": seed}]],
+                       [experiment.noise_tag(args.noise_kind, args.noise_rate)] if args.split == "train" else [],
+                       task_keys=[k for seed in args.seed_list for k in model_keys[seed]])
+    if args.dry_run:
+        return launch.dry_run(plan, args)
+    run = open_run(path, args, seed=args.seed_list[0], quiet=args.quiet)
+    if launch.delegate(plan, args, run):
+        return run.path
+    role = launch.Role(args)
+    tag = experiment.noise_tag(args.noise_kind, args.noise_rate)
+    if args.split == "train":
+        role.prepare_pass(run, [(tag, plan.keys, lambda: experiment.prepare(
+            args, ds, args.noise_kind, args.noise_rate, run, need_proxies=False))])
+    if role.stage == "prepare":
+        return run.path
 
     import torch
 
     attacker_diverged = None
     if args.split == "train":
-        prep = experiment.prepare(args, ds, args.noise_kind, args.noise_rate, run, need_proxies=False)
+        with role.prepared(run, tag):
+            prep = experiment.prepare(args, ds, args.noise_kind, args.noise_rate, run, need_proxies=False)
         labels, mask, attacker_diverged = prep.labels, prep.mask, prep.diverged
         if labels is None:   # the targeted-noise attacker diverged: nothing to score
             labels, mask = ds.train.y.cpu().numpy(), np.zeros(len(ds.train), dtype=bool)
@@ -546,16 +571,12 @@ def main(argv=None):
         clean = labels
     labels_np = np.asarray(labels) if args.split == "train" else ds.train.y.cpu().numpy()
     y_split = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=x_split.device)
-    entries = [(arch if args.model_seeds == 1 else f"{arch}#{c}", arch, c)
-               for arch in args.model_list for c in range(args.model_seeds)]
     target = args.target if args.model_seeds == 1 else f"{args.target}#0"
     if args.source == "pretrained" and len(experiment.parse_ints(args.seeds, "seeds")) > 1:
         run.log("pretrained models are deterministic: one replicate (seed "
                 f"{args.seed_list[0]}), the other --seeds are not used")
     run.log(f"{args.dataset}: scoring {len(labels)} {args.split} examples with "
             f"{', '.join(e[0] for e in entries)} (target {target}) on {ds.train.x.device}")
-    run.plan([k for seed in args.seed_list for k in
-              [*({"job": "model", "seed": seed, "model_a": e[0]} for e in entries), {"job": "pairs", "seed": seed}]])
 
     first = None
     for seed in args.seed_list:
@@ -563,20 +584,24 @@ def main(argv=None):
         for label, arch, copy in entries:
             key = {"job": "model", "seed": seed, "model_a": label}
             file = run.path / f"scores-{label.replace('#', '_c')}-s{seed}.npz"
-            with run.claim(key) as job:
-                if job is not None:
-                    if attacker_diverged:
-                        arrays[label], rows = {"diverged": np.array(True)}, [{"measure": "diverged", "value": 1.0}]
-                        run.log(f"[seed {seed}] {label}: not trained ({attacker_diverged})")
-                    else:
-                        arrays[label], rows, extra = score_model(args, ds, arch, copy, seed, label, labels_np,
-                                                                 mask, y_split, x_split, zoo, run)
-                    run.save_arrays(file.name, **arrays[label])
-                    job.finish(rows, files=[file, *extra])
-                    with run.locked():
-                        write_report(run, args, [e[0] for e in entries], target, len(labels))
-                    continue
-            if not reload_scores(run, key, file, arrays, label):
+            if role.runs(key):
+                with run.claim(key) as job:
+                    if job is not None:
+                        if attacker_diverged:
+                            arrays[label], rows = ({"diverged": np.array(True)},
+                                                   [{"measure": "diverged", "value": 1.0}])
+                            extra = []
+                            run.log(f"[seed {seed}] {label}: not trained ({attacker_diverged})")
+                        else:
+                            arrays[label], rows, extra = score_model(args, ds, arch, copy, seed, label, labels_np,
+                                                                     mask, y_split, x_split, zoo, run)
+                        run.save_arrays(file.name, **arrays[label])
+                        job.finish(rows, files=[file, *extra])
+                        if role.reports:
+                            with run.locked():
+                                write_report(run, args, [e[0] for e in entries], target, len(labels))
+                        continue
+            if not reload_scores(run, key, file, arrays, label) and role.runs(key):
                 run.log(f"[seed {seed}] {label}: running in another worker, skipped")
         for label, _, _ in entries:   # models other workers finished meanwhile
             if label not in arrays:
@@ -598,10 +623,14 @@ def main(argv=None):
                 csv = export_scores(run, arrays, order, labels, clean, mask, seed)
                 job.finish(pair_rows(arrays, order, target, args.top_q, args.early_list, final_epoch, mask),
                            files=[csv])
-        with run.locked():
-            write_report(run, args, order, target, len(labels))
+        if role.reports:
+            with run.locked():
+                write_report(run, args, order, target, len(labels))
         first = first or (seed, arrays, order)
 
+    if not role.reports:   # a launcher's worker: the report comes once every job is done
+        run.log(f"done -> {run.path}")
+        return run.path
     # figures are drawn once, from every finished replicate (res.txt is rewritten after each job)
     if first is not None and not args.no_plots:
         t0 = time.time()
@@ -621,6 +650,8 @@ def main(argv=None):
     figures = "" if args.no_plots else (
         ", heat-*.png, joint-loss-*.png" + (", early.png" if args.early_list else ""))
     run.log(f"results: {run.path} (res.txt, results.csv{figures})")
+    launch.finish(args)
+    return run.path
 
 
 if __name__ == "__main__":

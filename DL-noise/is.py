@@ -24,6 +24,7 @@ the figures of DL-noise/plot.py, and config/cmd/env provenance.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import time
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, online, runs, sampling, scores, theory  # noqa: E402
+from islab import cli, experiment, launch, online, runs, sampling, scores, theory  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
 from islab.train import Sampling, train  # noqa: E402
 
@@ -67,6 +68,7 @@ def build_parser():
                    help="smoothing of p: p_i proportional to s_i + gamma * mean(s) (unitless)")
     g.add_argument("--alpha", type=cli.fraction, default=0.3,
                    help="--mode subset: kept fraction of the training set, in (0, 1]")
+    launch.add_args(p)
     return p
 
 
@@ -79,6 +81,7 @@ def parse_args(argv=None):
     if "ambiguous" in args.strategy_list and len(args.proxy_list) < 2:
         cli.fail("strategy ambiguous (rank disagreement) needs at least 2 proxies; "
                  f"got --proxies {args.proxies}")
+    launch.check_args(args)
     return args
 
 
@@ -228,12 +231,22 @@ def diverged_rows() -> list[dict]:
              "mass_corrupt": nan, "diverged": 1.0, "proxy_diverged": 1.0, "seconds": 0.0}.items()]
 
 
+def run_keys(args, rate) -> list[dict]:
+    return [{"kind": args.noise_kind, "rate": rate, "strategy": st, "seed": s}
+            for st in args.strategy_list for s in args.seed_list]
+
+
 def main(argv=None):
     args = parse_args(argv)
     ds = experiment.open_dataset(args)
-    name = args.name or default_name(args)
-    run = runs.open_run(experiment.results_root(args, FAMILY) / name, args, seed=args.seed_list[0],
-                        quiet=args.quiet)
+    path = launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
+    need_proxies = any(STRATEGIES[s] for s in args.strategy_list)
+    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path,
+                       [k for r in args.rate_list for k in run_keys(args, r)],
+                       [experiment.noise_tag(args.noise_kind, r) for r in args.rate_list])
+    if args.dry_run:
+        return launch.dry_run(plan, args)
+    run = runs.open_run(path, args, seed=args.seed_list[0], quiet=args.quiet)
     plotter = load_plotter()
 
     def file_log(msg):  # per-epoch lines go to log.txt only; stdout gets one line per run
@@ -243,16 +256,24 @@ def main(argv=None):
     run.log(f"DL-noise {args.target} on {args.dataset} (N={len(ds.train)}), {args.noise_kind} noise at "
             f"{args.rate_list}, strategies {args.strategy_list}, mode {args.mode}, seeds {args.seed_list} "
             f"-> {run.path}")
-    run.plan([{"kind": args.noise_kind, "rate": r, "strategy": st, "seed": s}
-              for r in args.rate_list for st in args.strategy_list for s in args.seed_list])
-    need_proxies = any(STRATEGIES[s] for s in args.strategy_list)
+    if launch.delegate(plan, args, run):
+        return run.path
+    role = launch.Role(args)
+    role.prepare_pass(run, [(experiment.noise_tag(args.noise_kind, r), run_keys(args, r),
+                             functools.partial(experiment.prepare, args, ds, args.noise_kind, r, run,
+                                               need_proxies=need_proxies)) for r in args.rate_list])
+    if role.stage == "prepare":
+        return run.path
     detection: list[dict] = []
     ran_any = False
     t_start = time.perf_counter()
     for rate in args.rate_list:
         kind = args.noise_kind
         tag = experiment.noise_tag(kind, rate)
-        prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
+        if not role.wants(run, run_keys(args, rate)):
+            continue
+        with role.prepared(run, tag):
+            prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
         labels, mask, ens = prep.labels, prep.mask, prep.ens
         strat_scores = strategy_scores(ens, args.strategy_list) if ens is not None else {}
         if strat_scores:
@@ -267,42 +288,50 @@ def main(argv=None):
         if mask is not None:
             detection += [{"rate": rate, **r} for r in detection_rows(args, strat_scores, mask, ens)]
         ran = False
-        for strategy in args.strategy_list:
-            for seed in args.seed_list:
-                key = {"kind": kind, "rate": rate, "strategy": strategy, "seed": seed}
-                with run.claim(key) as job:
-                    if job is None:
-                        run.log(f"  {tag} {strategy} seed {seed}: " + (
-                            "done, skipped (--resume)" if run.is_done(key) else "running in another worker, skipped"))
-                        continue
-                    ran = True
-                    if labels is None or (STRATEGIES[strategy] and ens is None):
-                        job.finish(diverged_rows())
-                        run.log(f"  {tag} {strategy} seed {seed}: DIVERGED (no scores: {prep.diverged})")
-                        continue
-                    smp = make_sampling(args, strategy, strat_scores.get(strategy), len(ds.train), seed)
-                    res = train(args.target, ds, labels, experiment.target_config(args), seed, sampling=smp,
-                                corrupt_mask=mask, progress=args.progress, log=file_log,
-                                desc=f"{tag} {strategy} s{seed}")
-                    job.finish(run_rows(res))
-                note = f" DIVERGED at epoch {res.diverged_epoch}" if res.diverged else ""
-                drawn = epoch_mean(res.history, "drawn_corrupt")
-                run.log(f"  {tag} {strategy} seed {seed}: test acc {res.test_acc:.2f}% (best "
-                        f"{res.best_test_acc:.2f}%), drawn corrupted {drawn:.3f} ({res.seconds:.1f} s){note}")
+        for key in run_keys(args, rate):
+            strategy, seed = key["strategy"], key["seed"]
+            if not role.runs(key):
+                continue
+            with run.claim(key) as job:
+                if job is None:
+                    run.log(f"  {tag} {strategy} seed {seed}: " + (
+                        "done, skipped (--resume)" if run.is_done(key) else "running in another worker, skipped"))
+                    continue
+                ran = True
+                if labels is None or (STRATEGIES[strategy] and ens is None):
+                    job.finish(diverged_rows())
+                    run.log(f"  {tag} {strategy} seed {seed}: DIVERGED (no scores: {prep.diverged})")
+                    continue
+                smp = make_sampling(args, strategy, strat_scores.get(strategy), len(ds.train), seed)
+                ckpt = launch.checkpoint_file(run, args, f"{tag}-{strategy}-s{seed}")
+                launch.resuming(run, ckpt, f"  {tag} {strategy} seed {seed}")
+                res = train(args.target, ds, labels, experiment.target_config(args), seed, sampling=smp,
+                            corrupt_mask=mask, progress=args.progress, log=file_log, checkpoint=ckpt,
+                            desc=f"{tag} {strategy} s{seed}")
+                job.finish(run_rows(res))
+                launch.drop_checkpoint(ckpt)
+            note = f" DIVERGED at epoch {res.diverged_epoch}" if res.diverged else ""
+            drawn = epoch_mean(res.history, "drawn_corrupt")
+            run.log(f"  {tag} {strategy} seed {seed}: test acc {res.test_acc:.2f}% (best "
+                    f"{res.best_test_acc:.2f}%), drawn corrupted {drawn:.3f} ({res.seconds:.1f} s){note}")
+            if role.reports:
                 with run.locked():
                     write_report(run, args, ds, detection)
-        with run.locked():
-            runs.atomic_write_text(run.path / "scores.csv", _frame(detection).to_csv(index=False))
-            write_report(run, args, ds, detection)
-            ran_any |= ran
-            if ran and rate != args.rate_list[-1]:
-                plotter.draw(run.path)  # after each noise rate, not each run: figures cost seconds
+        ran_any |= ran
+        if role.reports:
+            with run.locked():
+                runs.atomic_write_text(run.path / "scores.csv", _frame(detection).to_csv(index=False))
+                write_report(run, args, ds, detection)
+                if ran and rate != args.rate_list[-1]:
+                    plotter.draw(run.path)  # after each noise rate, not each run: figures cost seconds
     total = time.perf_counter() - t_start
-    with run.locked():   # from every worker's job files
-        write_report(run, args, ds, detection, total)
-        if ran_any or not all((run.path / f).is_file() for f in plotter.FIGURES):
-            plotter.draw(run.path)
+    if role.reports:
+        with run.locked():   # from every worker's job files
+            write_report(run, args, ds, detection, total)
+            if ran_any or role.stage == "report" or not all((run.path / f).is_file() for f in plotter.FIGURES):
+                plotter.draw(run.path)
     run.log(f"done in {total:.1f} s -> {run.path}")
+    launch.finish(args)
     return run.path
 
 

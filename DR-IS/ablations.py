@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, runs  # noqa: E402
+from islab import cli, experiment, launch, runs, slurm  # noqa: E402
 
 SWEEPS = ("K", "alpha", "rate", "proxies", "lambda", "gamma")
 # Per sweep: default swept values, and the static flags it sets itself unless the user did.
@@ -143,7 +143,8 @@ def experiment_args(argv):
 
 
 def default_name(args, base_argv, dataset) -> str:
-    text = " ".join(base_argv + [args.rate_kind, args.proxy_pool or ""])
+    # the launcher's flags say how the jobs run, not what they compute: not part of the name
+    text = " ".join(launch.strip_launcher_flags(base_argv) + [args.rate_kind, args.proxy_pool or ""])
     digest = hashlib.sha1(text.encode()).hexdigest()[:6]
     return runs.run_name(args.sweep, "_".join(args.values_list), dataset, digest)
 
@@ -245,30 +246,50 @@ def main(argv=None):
             script.holdout_count(a, len(ds.train))
     root = experiment.results_root(args, "DR-IS/ablations")
     name = args.name or default_name(args, base, dataset)
+    run_sub = script.run_static if mod_name == "static" else script.run_online
+    # what the launcher's processes of a sub-run rerun: its static/online argv and the sweep's cache
+    sub_argvs = {sub: sub_argv + ([] if has_flag(forward, "--cache-dir") else ["--cache-dir", parsed[sub].cache_dir])
+                 for sub, sub_argv in jobs}
+    if first.dry_run:   # each sub-run's plan; nothing is created
+        print(f"sweep folder: {root / name} ({len(jobs)} sub-run(s))")
+        for sub, _ in jobs:
+            print(f"== sub-run {sub}")
+            run_sub(parsed[sub], ds=ds, path=root / name / sub, argv=sub_argvs[sub])
+        return 0
     run = runs.open_run(root / name, args, seed=None)
     run.log(f"sweep {args.sweep} over {args.values_list}: {len(jobs)} sub-run(s) in {run.path}")
     run.plan([{"subrun": sub} for sub, _ in jobs])
     import pandas as pd
 
+    submitted = []   # --launcher slurm: each sub-run's report job (the summary waits for them)
     for sub, sub_argv in jobs:
         with run.claim({"subrun": sub}) as job:
             if job is None:
                 run.log(f"sub-run {sub}: " + ("done, skipped (--resume)" if run.is_done({"subrun": sub})
                                               else "running in another worker, skipped"))
                 continue
-            run.log(f"sub-run {sub}: {' '.join(sub_argv)}")
+            run.log(f"sub-run {sub}: {' '.join(launch.strip_launcher_flags(sub_argv))}")
             a = parsed[sub]
             a.resume = args.resume
-            if mod_name == "static":
-                script.run_static(a, ds=ds, path=run.path / sub)
-            else:
-                script.run_online(a, ds=ds, path=run.path / sub)
+            run_sub(a, ds=ds, path=run.path / sub, argv=sub_argvs[sub])
+            if getattr(a, "submitted", None) is not None:
+                submitted.append(a.submitted)
+                continue
+            missing = [k for k in script.planned_keys(a) if runs.job_id(k) not in runs.finished_ids(run.path / sub)]
+            if missing:   # e.g. another process still runs some of its jobs: summarised on --resume
+                run.log(f"sub-run {sub}: {len(missing)} job(s) not finished yet; rerun with --resume to summarise it")
+                continue
             fin = sub_frame(run, args, sub)
             tidy = fin.melt(id_vars=[c for c in ("config", "alpha", "method", "seed", "setting") if c in fin],
                             value_vars=[c for c in ("test_acc", "corruption_in_subset", "auroc", "ap",
                                                     "kept_fraction", "mass_corrupt_mean", "diverged") if c in fin],
                             var_name="metric", value_name="value") if len(fin) else pd.DataFrame()
             job.finish(tidy.to_dict("records"))
+    if submitted:   # the summary: this script again, inline, once every sub-run's report is written
+        cmd = [sys.executable, str(Path(__file__).resolve()), *launch.user_argv(argv), "--resume", "--launcher",
+               "inline", "--stage", "report"]
+        slurm.submit_after(run, first, cmd, submitted)
+        return run.path
     with run.locked():   # the summary from every sub-run as it is now (other workers' included)
         frames = [f for f in (sub_frame(run, args, sub) for sub, _ in jobs) if len(f)]
         fin = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -281,7 +302,7 @@ def main(argv=None):
             methods = list(dict.fromkeys(fin["method"]))
             head = (f"DR-IS ablation: sweep {args.sweep} over {', '.join(args.values_list)}; sub-runs: "
                     f"{', '.join(s for s, _ in jobs)} (each a run folder here with its full res.txt)\n"
-                    f"shared flags: {' '.join(base)}\n\n")
+                    f"shared flags: {' '.join(launch.strip_launcher_flags(base))}\n\n")
             run.write_text("summary.txt", head + summary(fin, args.values_list, methods))
             write_plots(run, fin, args)
     run.log(f"done -> {run.path}")

@@ -79,6 +79,11 @@ def parse_args(argv=None):
         cli.fail("the comparison includes dris: give at least 2 proxies (--proxies a,b,...)")
     if importlib.util.find_spec("cleanlab") is None:
         cli.fail("the cleanlab comparison needs the cleanlab package (pip install -r requirements.txt)")
+    # one process: its parts are a detection per configuration and one static run (for many
+    # workers, run DR-IS/static.py --methods ...,cleanlab with the launcher instead)
+    if args.launcher != "inline" or args.dry_run or args.stage != "all":
+        cli.fail("cleanlab_compare.py runs in one process (--launcher inline, no --dry-run); for workers or "
+                 "Slurm run DR-IS/static.py --methods random,dris,aum,cleanlab,full with --launcher")
     return args
 
 

@@ -31,6 +31,7 @@ so the numbers are single draws (no std).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sys
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, runs, sampling, scores, theory  # noqa: E402
+from islab import cli, experiment, launch, runs, sampling, scores, theory  # noqa: E402
 
 FAMILY = "DR-IS/diagnostics"
 DEFAULT_NOISE = "clean,targeted:0.25"
@@ -88,6 +89,7 @@ def build_parser():
                    help="A2 holds when the clean-boundary s is at least this fraction of the maximum "
                         "variance")
     g.add_argument("--bins", type=cli.positive_int, default=40, help="histogram bins")
+    launch.add_args(p, checkpoint=False)   # no target is trained: nothing to checkpoint
     return p
 
 
@@ -113,6 +115,7 @@ def parse_args(argv=None):
     cli.check_choices(base, list(MODELS), "model")
     args.proxy_list = list(itertools.islice(itertools.cycle(base), max(ks)))
     args.proxies = ",".join(base)   # config.json shows the pool actually cycled, not the preset's list
+    launch.check_args(args)
     return args
 
 
@@ -292,29 +295,43 @@ def load_verdicts(run, args, info: dict, verdicts: dict) -> None:
             info[tag], verdicts[tag] = d["info"], d["verdict"]
 
 
-def run_diagnostics(args):
+def run_diagnostics(args, argv=None):
     from islab import plots
 
     ds = experiment.open_dataset(args)   # a missing data set exits 2 before any folder exists
-    name = args.name or default_name(args)
-    run = runs.open_run(experiment.results_root(args, FAMILY) / name, args, seed=args.noise_seed,
-                        quiet=args.quiet)
+    path = launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
+    tags = [experiment.noise_tag(k, r) for k, r in args.noise_list]
+    # one job per configuration; its prerequisites (noise draw, proxy pool) are most of its cost
+    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path, [{"config": t} for t in tags], tags)
+    if args.dry_run:
+        return launch.dry_run(plan, args)
+    run = runs.open_run(path, args, seed=args.noise_seed, quiet=args.quiet)
     n = len(ds.train)
     run.log(f"run folder {run.path}; {n} training examples, proxy pool {','.join(args.proxy_list)}, "
             f"K in {args.k_list}, device {args.torch_device}")
-    run.plan([{"config": experiment.noise_tag(k, r)} for k, r in args.noise_list])
+    if launch.delegate(plan, args, run):
+        return run.path
+    role = launch.Role(args)
+    role.prepare_pass(run, [(experiment.noise_tag(k, r), [{"config": experiment.noise_tag(k, r)}],
+                             functools.partial(experiment.prepare, args, ds, k, r, run, need_proxies=True))
+                            for k, r in args.noise_list])
+    if role.stage == "prepare":
+        return run.path
     info, verdicts, t_all = {"n": n}, {}, time.time()
     for kind, rate in args.noise_list:
         tag = experiment.noise_tag(kind, rate)
         key = {"config": tag}
         saved = run.path / f"verdict-{tag}.json"
+        if not role.runs(key):
+            continue
         with run.claim(key) as job:
             if job is None:
                 run.log(f"[{tag}] " + ("done, skipped (--resume)" if run.is_done(key)
                                        else "running in another worker, skipped"))
                 continue
             t0 = time.time()
-            prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=True)
+            with role.prepared(run, tag):
+                prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=True)
             mask, ens = prep.mask, prep.ens
             eps = float(mask.mean()) if mask is not None else float("nan")
             if ens is None:   # a proxy (or the attacker) diverged: no s_i, recorded as such
@@ -343,20 +360,23 @@ def run_diagnostics(args):
             job.finish([{"kind": kind, "rate": rate, **r} for r in rows],
                        files=[saved, run.path / f"scores-{tag}.npz", exported[0]])
         run.log(f"[{tag}] {len(args.k_list)} ensemble sizes in {time.time() - t0:.1f}s\n{verdicts[tag]}")
-        with run.locked():
+        if role.reports:
+            with run.locked():
+                load_verdicts(run, args, info, verdicts)
+                write_report(run, args, verdicts, info)
+                write_plots(run, args)
+    if role.reports:
+        with run.locked():   # from every worker's job files
             load_verdicts(run, args, info, verdicts)
             write_report(run, args, verdicts, info)
             write_plots(run, args)
-    with run.locked():   # from every worker's job files
-        load_verdicts(run, args, info, verdicts)
-        write_report(run, args, verdicts, info)
-        write_plots(run, args)
     run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
+    launch.finish(args)
     return run.path
 
 
 def main(argv=None):
-    return run_diagnostics(parse_args(argv))
+    return run_diagnostics(parse_args(argv), argv=argv)
 
 
 if __name__ == "__main__":

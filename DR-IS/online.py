@@ -22,6 +22,7 @@ scores-<tag>.csv (per-example proxy scores), with --export-probs probs-<tag>-<me
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, online, runs, scores, theory  # noqa: E402
+from islab import cli, experiment, launch, online, runs, scores, theory  # noqa: E402
 from islab.models import MODELS  # noqa: E402
 from islab.sampling import IS_FLOOR  # noqa: E402
 from islab.train import train  # noqa: E402
@@ -94,8 +95,7 @@ def build_parser():
     g.add_argument("--irreducible-epochs", type=cli.positive_int, default=None,
                    help="epochs of the irreducible model over the holdout (default: as many SGD steps as one "
                         "proxy run over all N, i.e. round(proxy_epochs * N / holdout))")
-    g.add_argument("--checkpoint", action="store_true",
-                   help="save each job's training state every epoch so --resume continues it mid-run")
+    launch.add_args(p)   # the launcher flags and --checkpoint
     return p
 
 
@@ -114,6 +114,7 @@ def parse_args(argv=None):
     if "dris" in args.method_list and len(args.proxy_list) < 2:
         cli.fail("dris needs at least 2 proxies (a rank disagreement over one is 0); "
                  f"got --proxies {args.proxies}")
+    launch.check_args(args)
     return args
 
 
@@ -196,7 +197,8 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
     rlog = online.RefreshLog(keep_probs=bool(getattr(args, "export_probs", False)))
     sampling = online.make_sampling(method, d, y, cfg, gamma=args.gamma, is_floor=args.is_floor,
                                     rho_floor=args.rho_floor, rho_every=args.rho_every, log=rlog, **kw)
-    ckpt = run.path / "checkpoints" / f"{tag}-{method}-s{seed}.pt" if args.checkpoint else None
+    ckpt = launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
+    launch.resuming(run, ckpt, f"[{tag}] {method} seed {seed}")
     log_file = run.path / "log.txt"
 
     def epoch_log(msg):  # per-epoch lines go to log.txt only
@@ -377,15 +379,41 @@ def diverged_rows() -> list[dict]:
 
 def main(argv=None):
     args = parse_args(argv)
-    return run_online(args)
+    return run_online(args, argv=argv)
 
 
-def run_online(args, ds=None, path=None):
+def config_keys(args, tag: str) -> list[dict]:
+    return [{"noise": tag, "method": m, "seed": s} for m in args.method_list for s in args.seed_list]
+
+
+def planned_keys(args) -> list[dict]:
+    """Every job key, in run order."""
+    return [k for kind, r in args.noise_configs for k in config_keys(args, experiment.noise_tag(kind, r))]
+
+
+def prepare_config(args, ds, kind, rate, run, n_hold, methods):
+    """One configuration's shared prerequisites for `methods`: the noise draw, the proxy runs
+    (shared cache), RHO-LOSS's irreducible model (irreducible-<tag>.npz in the run folder) and
+    the configuration's per-example exports (scores-<tag>.csv, islab.export)."""
+    tag = experiment.noise_tag(kind, rate)
+    need_proxies = any(m in online.PROXY_METHODS for m in methods)
+    prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
+    irr = (irreducible_for(args, ds, prep.labels, prep.mask, tag, run, n_hold)
+           if prep.labels is not None and any(m in online.RHO_METHODS for m in methods) else None)
+    experiment.export_configuration(run, args, tag, prep.labels, prep.clean, prep.mask, prep.ens)
+    return prep, irr
+
+
+def run_online(args, ds=None, path=None, argv=None):
     """Every noise configuration x method x seed job of parsed args (the data set and the run
-    folder path may be given, as DR-IS/ablations.py does)."""
+    folder path may be given, as DR-IS/ablations.py does, with the argv its launcher reruns)."""
     ds = ds if ds is not None else experiment.open_dataset(args)
     n_hold = holdout_count(args, len(ds.train))   # last check: exit 2 before any folder exists
-    path = path or experiment.results_root(args, FAMILY) / (args.name or default_name(args))
+    path = path or launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
+    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path, planned_keys(args),
+                       [experiment.noise_tag(k, r) for k, r in args.noise_configs])
+    if args.dry_run:
+        return launch.dry_run(plan, args)
     run_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "torch_device"})
     run = runs.open_run(path, run_args, seed=args.seed_list[0], quiet=args.quiet)
     info_file = run.path / "configs.json"
@@ -393,22 +421,26 @@ def run_online(args, ds=None, path=None):
     t_start = time.time()
     run.log(f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods {args.method_list}; "
             f"seeds {args.seed_list}; device {args.torch_device}")
-    run.plan([{"noise": experiment.noise_tag(k, r), "method": m, "seed": s}
-              for k, r in args.noise_configs for m in args.method_list for s in args.seed_list])
+    if launch.delegate(plan, args, run):
+        return run.path
+    role = launch.Role(args)
+    role.prepare_pass(run, [(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
+                             functools.partial(prepare_config, args, ds, k, r, run, n_hold, args.method_list))
+                            for k, r in args.noise_configs])
+    if role.stage == "prepare":
+        return run.path
     for kind, rate in args.noise_configs:
         tag = experiment.noise_tag(kind, rate)
         jobs = [(m, s) for m in args.method_list for s in args.seed_list]
         todo = [(m, s) for m, s in jobs if not run.is_done({"noise": tag, "method": m, "seed": s})]
-        if len(todo) < len(jobs):
+        if len(todo) < len(jobs) and role.trains:
             run.log(f"[{tag}] {len(jobs) - len(todo)} finished jobs skipped (--resume)")
+        todo = [(m, s) for m, s in todo if role.runs({"noise": tag, "method": m, "seed": s})]
         if not todo:
             continue
-        need_proxies = any(m in online.PROXY_METHODS for m, _ in todo)
-        prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
+        with role.prepared(run, tag):
+            prep, irr = prepare_config(args, ds, kind, rate, run, n_hold, [m for m, _ in todo])
         labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
-        irr = (irreducible_for(args, ds, labels, mask, tag, run, n_hold)
-               if labels is not None and any(m in online.RHO_METHODS for m, _ in todo) else None)
-        experiment.export_configuration(run, args, tag, labels, clean, mask, ens)
         with run.locked():   # re-read: other workers may have added their configurations
             infos = {**infos, **read_infos(info_file)}
             infos[tag] = {**infos.get(tag, {}), **(config_info(ds, mask, ens, irr) if mask is not None else {}),
@@ -431,11 +463,15 @@ def run_online(args, ds=None, path=None):
                     f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "
                     f"drawn corrupted {s['drawn_corrupt_mean']:.3f}, "
                     f"ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}")
-            with run.locked():
-                write_report(run, args, ds, infos, time.time() - t_start)
-    with run.locked():   # from every worker's job files
-        write_report(run, args, ds, infos, time.time() - t_start)
+            if role.reports:
+                with run.locked():
+                    write_report(run, args, ds, infos, time.time() - t_start)
+    if role.reports:
+        with run.locked():   # from every worker's job files
+            infos = {**infos, **read_infos(info_file)}
+            write_report(run, args, ds, infos, time.time() - t_start)
     run.log(f"done in {time.time() - t_start:.1f} s -> {run.path}")
+    launch.finish(args)
     return run.path
 
 

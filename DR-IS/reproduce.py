@@ -2,14 +2,17 @@
 """The DR-IS paper's claims tested on a real data set, in one resumable command.
 
 Runs the study of the paper's tables on one preset (Fashion-MNIST by default: all 60,000
-training images, CPU-sized models), each stage an ordinary run folder of DR-IS/static.py,
-online.py, ablations.py or diagnostics.py, then writes the reproduction report
-(DR-IS/claims.py) from the result files of both presets it finds.
+training images, CPU-sized models; cifar10 / cifar100: the paper's own protocol, for GPU nodes),
+each stage an ordinary run folder of DR-IS/static.py, online.py, ablations.py or diagnostics.py,
+then writes the reproduction report (DR-IS/claims.py) from the result files of the
+Fashion-MNIST and digits studies it finds.
 
     python DR-IS/reproduce.py                          # Fashion-MNIST study + report (`make reproduce`)
     python DR-IS/reproduce.py --preset digits          # the same study on digits (about 5 min)
     python DR-IS/reproduce.py --report-only            # only rewrite REPRODUCTION.md from the results
     python DR-IS/reproduce.py --dry-run                # list the stages and their commands
+    python DR-IS/reproduce.py --preset cifar10 -- --data-dir data --launcher slurm --slurm-partition gpu
+                                                       # the CIFAR-10 grid as Slurm job arrays
 
 Stages (paper table -> run folder results/DR-IS/<script>/repro-<preset>-<stage>):
   table1      static, alpha 0.3, clean + targeted 25 %, 5 seeds: accuracy, corruption in subset,
@@ -24,7 +27,11 @@ Stages (paper table -> run folder results/DR-IS/<script>/repro-<preset>-<stage>)
   diagnostics Appendix H: rank-variance histograms, empirical gap vs 2r, K = 2, 3, 4, 6
 Every stage runs with --resume, so a second call finishes only what is missing; a stage that
 fails stops the study with its exit status (rerun to continue).  Flags after `--` go to
-every stage (e.g. `-- --device cuda`).
+every stage (e.g. `-- --device cuda`), the launcher's included (islab/launch.py): with
+`-- --launcher local --workers 4` each stage runs on 4 worker processes (one GPU each on a GPU
+node), with `-- --launcher slurm ...` every stage is submitted as Slurm job arrays and the
+command returns; rerun it (or `--report-only`) once the jobs are done.  The report covers
+Fashion-MNIST and digits; a CIFAR study's numbers are in its run folders' res.txt.
 """
 from __future__ import annotations
 
@@ -40,7 +47,8 @@ sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 
 from islab import cli, experiment  # noqa: E402
 
-PRESETS = ("fashion-mnist", "digits")
+PRESETS = ("fashion-mnist", "digits", "cifar10", "cifar100")
+REPORT_PRESETS = ("fashion-mnist", "digits")   # the presets REPRODUCTION.md reads (main one first)
 MAIN_SEEDS = "0,1,2,3,4"   # the paired t-test cells (paper D.1 used >= 5 seeds)
 SEEDS = "0,1,2"
 SCORE_METHODS = "el2n,forgetting,consensus,aum,dris"
@@ -108,10 +116,22 @@ def build_parser():
     return p
 
 
+def submits(extra: list[str]) -> bool:
+    """Do the forwarded flags submit to Slurm (the stages then return before their jobs run)?"""
+    value = None
+    for i, a in enumerate(extra):
+        if a == "--launcher" and i + 1 < len(extra):
+            value = extra[i + 1]
+        elif a.startswith("--launcher="):
+            value = a.split("=", 1)[1]
+    return value == "slurm" and "--dry-run" not in extra
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = build_parser().parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    submitted = submits(extra)
     plan = stages(args.preset)
     names = [s for s, _, _ in plan]
     if args.stages is not None:
@@ -134,11 +154,22 @@ def main(argv=None):
                 print(f"[{args.preset}] stage {stage} failed (exit {rc}); rerun the same command to continue",
                       file=sys.stderr)
                 return rc
-            print(f"[{args.preset}] {stage}: done in {time.time() - t0:.0f} s", flush=True)
-        print(f"[{args.preset}] all stages done in {time.time() - t_all:.0f} s", flush=True)
+            print(f"[{args.preset}] {stage}: " + ("submitted" if submitted else
+                                                  f"done in {time.time() - t0:.0f} s"), flush=True)
+        print(f"[{args.preset}] all stages " + ("submitted to Slurm; when their jobs are done, write the "
+                                                f"report with: python {Path(__file__).name} --report-only"
+                                                if submitted else f"done in {time.time() - t_all:.0f} s"),
+              flush=True)
+    if submitted and not args.report_only:
+        return 0
+    if not args.no_report and args.preset not in REPORT_PRESETS and not args.report_only:
+        print(f"[{args.preset}] REPRODUCTION.md covers {', '.join(REPORT_PRESETS)}; the {args.preset} tables are "
+              f"in each stage's res.txt under {root}/DR-IS/")
+        return 0
     if not args.no_report:
         claims = load_claims()
-        text = claims.report(root, PRESETS, lambda preset, stage, script: run_folder(root, preset, stage, script))
+        text = claims.report(root, REPORT_PRESETS,
+                             lambda preset, stage, script: run_folder(root, preset, stage, script))
         Path(args.report).write_text(text)
         print(f"report -> {args.report}")
     return 0

@@ -25,6 +25,7 @@ job), labels-<tag>.npz, accuracy.png, corruption.png, config.json/cmd.txt/env.js
 """
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import replace
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, runs, sampling, scores, theory  # noqa: E402
+from islab import cli, experiment, launch, runs, sampling, scores, theory  # noqa: E402
 from islab.noise import top_indices  # noqa: E402
 from islab.proxies import ProxyDiverged  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
@@ -44,6 +45,7 @@ SCORE_METHODS = ("el2n", "forgetting", "consensus", "aum", "dris")   # islab.sco
 BASE_METHODS = ("random",) + SCORE_METHODS + ("full",)
 EXTRA_METHODS = ("hybrid", "aum_tsr", "cleanlab")   # need --hybrid-lambda / an AUM threshold / cleanlab
 OWN_FRACTION = ("full", "aum_tsr", "cleanlab")   # methods whose keep fraction is their own, not alpha
+LEARNT = ("aum_tsr", "cleanlab")   # ... learnt from the proxies: their job keys are unknown until then
 NO_SCORE = ("random", "full")           # methods without a per-example score (no proxies needed)
 DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"  # SPEC section 7 (our default)
 DEFAULT_TSR_PERCENTILE = 99.0           # Pleiss et al.: flag AUM below the 99th threshold percentile
@@ -57,6 +59,7 @@ CLEANLAB_FILTER = "prune_by_noise_rate"  # cleanlab's default find_label_issues 
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
     experiment.add_common_args(p)
+    launch.add_args(p)
     g = p.add_argument_group("static pruning")
     g.add_argument("--noise", default=DEFAULT_NOISE,
                    help="noise configurations, comma list of clean | uniform:RATE | targeted:RATE | "
@@ -122,6 +125,7 @@ def check_args(args):
 
         if importlib.util.find_spec("cleanlab") is None:
             cli.fail("method cleanlab needs the cleanlab package (pip install -r requirements.txt)")
+    launch.check_args(args)
     return args
 
 
@@ -475,68 +479,105 @@ def planned_keys(args) -> list[dict]:
     return keys
 
 
-def run_static(args, ds=None, path=None):
+def config_keys(args, tag: str) -> list[dict]:
+    """The planned job keys of one noise configuration."""
+    return [k for k in planned_keys(args) if k["config"] == tag]
+
+
+def prepare_config(args, ds, kind: str, rate: float, run):
+    """One configuration's shared prerequisites: the noise draw, the proxy runs (shared cache),
+    every method's scores (saved as scores-<tag>.npz and exported as scores-<tag>.csv), aum_tsr's
+    threshold-sample runs and cleanlab's cross-validated proxies.
+    Returns (Prepared, scores by method, kept ids of the LEARNT methods, facts for res.txt)."""
+    n, tag = len(ds.train), experiment.noise_tag(kind, rate)
+    need = any(m not in NO_SCORE for m in args.method_list)
+    prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need)
+    labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
+    eps = float(mask.mean()) if mask is not None else float("nan")
+    info = {"eps": eps, "n_corrupt": int(mask.sum()) if mask is not None else "?", "n": n}
+    score_of = method_scores(ens, args.method_list, args.lambda_list, ddof=args.ddof)
+    own_keep = {}
+    if prep.diverged:
+        info["diverged"] = prep.diverged
+    if ens is not None:
+        info["proxy_acc"] = ", ".join(f"{nm} {a:.1f}" for nm, a in zip(ens.names, ens.test_acc))
+    if "aum_tsr" in args.method_list and ens is not None:
+        try:
+            aum_runs, thr_runs = threshold_sample_runs(args, ds, labels, log=run.log)
+        except ProxyDiverged as e:
+            run.log(f"[{tag}] aum_tsr: {e}; its jobs are recorded as diverged")
+            aum_runs = None
+        if aum_runs is not None:
+            score_of["aum_tsr"], flagged = tsr_scores(aum_runs, thr_runs, args.aum_threshold)
+            own_keep["aum_tsr"] = np.flatnonzero(~flagged)
+            if len(own_keep["aum_tsr"]) == 0:   # every example flagged: keep the top-alpha by margin instead
+                run.log(f"[{tag}] aum_tsr flagged every example; keeping the top alpha by margin")
+                own_keep["aum_tsr"] = top_indices(score_of["aum_tsr"], max(1, round(args.alpha_list[0] * n)))
+            bad = float(mask[flagged].mean()) if flagged.any() else float("nan")
+            run.log(f"[{tag}] aum_tsr: {int(flagged.sum())} of {n} flagged (percentile "
+                    f"{args.aum_threshold:g}), corruption among flagged {bad:.3f}")
+    if "cleanlab" in args.method_list and ens is not None:
+        try:
+            score_of["cleanlab"], issues, _ = cleanlab_scores(args, ds, labels, log=run.log)
+        except ProxyDiverged as e:
+            run.log(f"[{tag}] cleanlab: {e}; its jobs are recorded as diverged")
+        else:
+            own_keep["cleanlab"] = np.flatnonzero(~issues)
+            if len(own_keep["cleanlab"]) == 0:   # every example flagged: keep the top alpha by quality
+                run.log(f"[{tag}] cleanlab flagged every example; keeping the top alpha by label quality")
+                own_keep["cleanlab"] = top_indices(score_of["cleanlab"], max(1, round(args.alpha_list[0] * n)))
+            bad = float(mask[issues].mean()) if issues.any() else float("nan")
+            run.log(f"[{tag}] cleanlab: {int(issues.sum())} of {n} flagged, corruption among flagged {bad:.3f}")
+    if mask is not None:
+        run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
+        experiment.export_configuration(run, args, tag, labels, clean, mask, ens, extra=score_of, ddof=args.ddof)
+    return prep, score_of, own_keep, info
+
+
+def run_static(args, ds=None, path=None, argv=None):
     """Every configuration x method x alpha x seed job of a parsed, validated args (data set and
-    run folder path may be given, as ablations.py does for its sub-runs)."""
+    run folder path may be given, as ablations.py does for its sub-runs, with the static argv
+    its launcher's processes rerun)."""
     from islab.train import Sampling, train
 
     ds = ds if ds is not None else experiment.open_dataset(args)   # missing data: exit 2, no folder
-    path = path or experiment.results_root(args, FAMILY) / (args.name or default_name(args))
+    path = path or launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
+    tags = [experiment.noise_tag(k, r) for k, r in args.noise_list]
+    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path, planned_keys(args), tags,
+                       unplanned=any(m in args.method_list for m in LEARNT))
+    if args.dry_run:
+        return launch.dry_run(plan, args)
     run = runs.open_run(path, args, seed=args.seed_list[0], quiet=args.quiet)
     run.log(f"run folder {run.path}; {len(ds.train)} training examples, device {args.torch_device}")
-    run.plan(planned_keys(args))
+    if launch.delegate(plan, args, run):
+        return run.path
+    role = launch.Role(args)
+    role.prepare_pass(run, [(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
+                             functools.partial(prepare_config, args, ds, k, r, run)) for k, r in args.noise_list])
+    if role.stage == "prepare":
+        return run.path
     tcfg = experiment.target_config(args)
     epoch_log = file_logger(run)
     n = len(ds.train)
     info, t_all = {}, time.time()
     for kind, rate in args.noise_list:
         tag = experiment.noise_tag(kind, rate)
-        need = any(m not in NO_SCORE for m in args.method_list)
-        prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need)
-        labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
-        eps = float(mask.mean()) if mask is not None else float("nan")
-        info[tag] = {"eps": eps, "n_corrupt": int(mask.sum()) if mask is not None else "?", "n": n}
-        score_of = method_scores(ens, args.method_list, args.lambda_list, ddof=args.ddof)
-        own_keep = {}
-        if prep.diverged:
-            info[tag]["diverged"] = prep.diverged
-        if ens is not None:
-            info[tag]["proxy_acc"] = ", ".join(f"{nm} {a:.1f}" for nm, a in zip(ens.names, ens.test_acc))
-        if "aum_tsr" in args.method_list and ens is not None:
-            try:
-                aum_runs, thr_runs = threshold_sample_runs(args, ds, labels, log=run.log)
-            except ProxyDiverged as e:
-                run.log(f"[{tag}] aum_tsr: {e}; its jobs are recorded as diverged")
-                aum_runs = None
-            if aum_runs is not None:
-                score_of["aum_tsr"], flagged = tsr_scores(aum_runs, thr_runs, args.aum_threshold)
-                own_keep["aum_tsr"] = np.flatnonzero(~flagged)
-                if len(own_keep["aum_tsr"]) == 0:   # every example flagged: keep the top-alpha by margin instead
-                    run.log(f"[{tag}] aum_tsr flagged every example; keeping the top alpha by margin")
-                    own_keep["aum_tsr"] = top_indices(score_of["aum_tsr"], max(1, round(args.alpha_list[0] * n)))
-                bad = float(mask[flagged].mean()) if flagged.any() else float("nan")
-                run.log(f"[{tag}] aum_tsr: {int(flagged.sum())} of {n} flagged (percentile "
-                        f"{args.aum_threshold:g}), corruption among flagged {bad:.3f}")
-        if "cleanlab" in args.method_list and ens is not None:
-            try:
-                score_of["cleanlab"], issues, _ = cleanlab_scores(args, ds, labels, log=run.log)
-            except ProxyDiverged as e:
-                run.log(f"[{tag}] cleanlab: {e}; its jobs are recorded as diverged")
-            else:
-                own_keep["cleanlab"] = np.flatnonzero(~issues)
-                if len(own_keep["cleanlab"]) == 0:   # every example flagged: keep the top alpha by quality
-                    run.log(f"[{tag}] cleanlab flagged every example; keeping the top alpha by label quality")
-                    own_keep["cleanlab"] = top_indices(score_of["cleanlab"], max(1, round(args.alpha_list[0] * n)))
-                bad = float(mask[issues].mean()) if issues.any() else float("nan")
-                run.log(f"[{tag}] cleanlab: {int(issues.sum())} of {n} flagged, corruption among flagged {bad:.3f}")
-        if mask is not None:
-            run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
-            experiment.export_configuration(run, args, tag, labels, clean, mask, ens, extra=score_of, ddof=args.ddof)
+        # aum_tsr's and cleanlab's jobs are not in the planned list (their alpha is learnt): a
+        # training process looks at every configuration for them
+        if not (role.wants(run, config_keys(args, tag)) or any(
+                m in args.method_list and role.runs({"config": tag, "method": m}, planned=False) for m in LEARNT)):
+            continue
+        with role.prepared(run, tag):
+            prep, score_of, own_keep, info[tag] = prepare_config(args, ds, kind, rate, run)
+        labels, mask, clean = prep.labels, prep.mask, prep.clean
+        eps = info[tag]["eps"]
         subsets, ran = {}, False
         for alpha, m, seed, ids, score in jobs_of(args, n, score_of, own_keep, labels, ready=labels is not None):
             key = {"config": tag, "alpha": alpha, "method": m, "seed": seed}
             if ids is not None:
                 subsets[f"{m}-a{alpha:g}-s{seed}"] = ids
+            if not role.runs(key, planned=m not in LEARNT):
+                continue
             with run.claim(key) as job:
                 if job is None:
                     run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: " + (
@@ -546,33 +587,40 @@ def run_static(args, ds=None, path=None):
                     job.finish(diverged_rows(eps, kind, rate))
                     run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: DIVERGED (no scores: {prep.diverged})")
                     continue
+                what = f"[{tag}] {m} alpha {alpha:g} seed {seed}"
+                ckpt = launch.checkpoint_file(run, args, f"{tag}-{m}-a{alpha:g}-s{seed}")
+                launch.resuming(run, ckpt, what)
                 res = train(args.target, ds, labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
-                            corrupt_mask=mask, log=epoch_log, progress=args.progress,
+                            corrupt_mask=mask, log=epoch_log, progress=args.progress, checkpoint=ckpt,
                             desc=f"[{tag}] {m} a{alpha:g} s{seed}")
                 fit, pred = experiment.fit_to_labels(res.model, ds, labels, clean, mask, tcfg)
                 if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
                     run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
                 job.finish(job_rows(res, ids, mask, score, eps, kind, rate, clean, fit))
+                launch.drop_checkpoint(ckpt)
                 ran = True
-            run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: test acc {res.test_acc:.2f}%"
+            run.log(f"{what}: test acc {res.test_acc:.2f}%"
                     f"{' DIVERGED' if res.diverged else ''}, corruption in subset "
                     f"{theory.corruption_in_subset(ids, mask):.3f} (eps {eps:.3f}), {res.seconds:.1f}s")
-            with run.locked():
-                write_report(run, args, info)
+            if role.reports:
+                with run.locked():
+                    write_report(run, args, info)
         if subsets:
             run.save_arrays(f"subsets-{tag}.npz", **subsets)
-        if ran and (kind, rate) != args.noise_list[-1]:   # figures cost seconds: after a configuration
+        if role.reports and ran and (kind, rate) != args.noise_list[-1]:   # figures cost seconds
             with run.locked():
                 write_plots(run, args)
-    with run.locked():   # from every worker's job files
-        write_report(run, args, info)
-        write_plots(run, args)
+    if role.reports:
+        with run.locked():   # from every worker's job files
+            write_report(run, args, info)
+            write_plots(run, args)
     run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
+    launch.finish(args)
     return run.path
 
 
 def main(argv=None):
-    return run_static(parse_args(argv))
+    return run_static(parse_args(argv), argv=argv)
 
 
 if __name__ == "__main__":

@@ -155,7 +155,13 @@ def resolve(args) -> None:
     try:
         args.torch_device = pick_device(args.device)
     except ValueError as e:
-        cli.fail(str(e))
+        if not (getattr(args, "launcher", "inline") == "slurm" and str(args.device).startswith("cuda")):
+            cli.fail(str(e))
+        # --launcher slurm on a login node without a GPU: this process only checks the data and
+        # submits; the tasks pick --device on their own nodes
+        import torch
+
+        args.torch_device = torch.device("cpu")
 
 
 def parse_list(text: str, what: str = "list") -> list[str]:

@@ -6,10 +6,13 @@ margin at the snapshot epoch E_s; AUM and forgetting over all E_p epochs; test a
 cached on disk, one file per proxy, keyed by everything that changes them: dataset and its
 content, the exact training labels, model name, seed and training config.  A cache file whose
 key does not match, or that cannot be read in full, is rebuilt, never trusted.  Ensembles of
-different K reuse the same per-proxy files.
+different K reuse the same per-proxy files.  Each entry is locked (<entry>.lock) while it is
+looked up and trained: a second process (another launcher worker, another run folder sharing
+the cache) that wants the same proxy waits, then reads it, instead of training it again.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -20,7 +23,7 @@ import torch
 
 from islab import noise as noise_lib
 from islab.data import Dataset, data_fingerprint, hash_arrays
-from islab.runs import atomic_save_npz
+from islab.runs import atomic_save_npz, file_lock
 from islab.seeding import derive_seed, numpy_rng
 from islab.train import TrainConfig, new_model, train
 
@@ -131,6 +134,17 @@ def _proxy_config(cfg: TrainConfig, snapshot_epoch: int, dynamics: bool = False)
                           "record_logits": dynamics})
 
 
+@contextlib.contextmanager
+def _locked(paths):
+    """Hold the lock of every cache entry in `paths` (None: no cache), taken in one global order
+    (sorted), so processes locking overlapping groups never wait for each other in a cycle."""
+    with contextlib.ExitStack() as stack:
+        for path in sorted({str(p) for p in paths if p is not None}):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)   # a cache folder not made yet
+            stack.enter_context(file_lock(Path(path).with_suffix(".lock")))
+        yield
+
+
 def _cached(ds, labels, name, seed, cfg, cache_dir, log):
     """(key, path, hit): the proxy's cache key, file (None without a cache folder or for a model
     given as a factory, which has no name to key it by) and, when the file holds that key in
@@ -182,14 +196,18 @@ def train_proxy(ds: Dataset, labels, name, seed: int, cfg: TrainConfig, snapshot
 
     name: a registry model name, or a factory `f() -> nn.Module` (islab.train.new_model builds it
     from the seed's 'init' stream; never cached: a factory has no name to key the cache by).
-    dynamics: also return (and cache) the per-epoch training logits under 'dynamics'."""
+    dynamics: also return (and cache) the per-epoch training logits under 'dynamics'.
+    The cache entry is locked while it is trained, so concurrent processes train it once."""
     cfg = _proxy_config(cfg, snapshot_epoch, dynamics)
-    key, path, hit = _cached(ds, labels, name, seed, cfg, cache_dir, log)
-    if hit is not None:
-        return hit
-    res = train(new_model(name, ds, seed, ds.train.x.device), ds, labels, cfg, seed, progress=progress,
-                desc=f"proxy {model_label(name)} s{seed}")
-    return _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, "sequential")
+    entry = (_cache_file(cache_dir, _cache_key(ds, labels, name, seed, cfg))
+             if cache_dir and isinstance(name, str) else None)
+    with _locked([entry]):
+        key, path, hit = _cached(ds, labels, name, seed, cfg, cache_dir, log)
+        if hit is not None:
+            return hit
+        res = train(new_model(name, ds, seed, ds.train.x.device), ds, labels, cfg, seed, progress=progress,
+                    desc=f"proxy {model_label(name)} s{seed}")
+        return _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, "sequential")
 
 
 def _train_batched(ds, labels, name, cfg, snapshot_epoch, todo, log, progress):
@@ -241,9 +259,21 @@ def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot
 
         for name, group in todo.items():
             if len(group) >= 2 and isinstance(name, str) and foldable(name, ds):
-                for seed, hit in _train_batched(ds, labels, name, pcfg, snapshot_epoch, group, log,
-                                                progress).items():
-                    found[(name, seed)] = hit
+                with _locked([path for _, _, path in group]):
+                    left = []   # another process may have trained some while this one waited
+                    for seed, key, path in group:
+                        hit = (_load(path, key, len(ds.train), pcfg.epochs if pcfg.record_logits else None)
+                               if path is not None else None)
+                        if hit is not None and log:
+                            log(f"proxy {name} seed {seed}: cached ({path.name})")
+                        if hit is not None:
+                            found[(name, seed)] = hit
+                        else:
+                            left.append((seed, key, path))
+                    if len(left) >= 2:
+                        for seed, hit in _train_batched(ds, labels, name, pcfg, snapshot_epoch, left, log,
+                                                        progress).items():
+                            found[(name, seed)] = hit
     stats = {s: [] for s in STAT_NAMES}
     accs, logits = [], []
     for name, seed in zip(names, seeds):

@@ -65,13 +65,16 @@ from islab.cli import UsageError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = REPO_ROOT / "results"
 PACKAGES = ("numpy", "scipy", "pandas", "matplotlib", "seaborn", "torch", "torchvision",
-            "scikit-learn", "tqdm", "cleanlab")
+            "scikit-learn", "tqdm", "cleanlab", "submitit")
 # Flags that never change a number: left out of config.json (so --resume may change them) and
 # of the default run names.  ONE list for every script.
 MECHANICS = frozenset({
     "name", "resume", "quiet", "progress", "results_root", "cache_dir", "device", "torch_device",
     "data_dir", "download", "weights_dir", "compile", "checkpoint", "no_plots", "feature_batch",
-    "launcher", "workers", "export_dynamics", "export_probs"})
+    # the launcher's (islab/launch.py): how the jobs are spread over processes, never what they compute
+    "launcher", "workers", "slurm_partition", "timeout_min", "gpus_per_task", "cpus_per_task",
+    "array_parallelism", "slurm_extra", "slurm_executor", "dry_run", "stage", "only_jobs", "run_dir",
+    "export_dynamics", "export_probs"})
 JOB_VERSION = 1
 ORPHAN_AGE_S = 3600.0          # a temporary file of another host older than this is an orphan
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
@@ -328,6 +331,18 @@ def folder_lock(folder):
         yield
     finally:
         _HELD.pop(lock, None)
+        os.close(fd)   # closing releases the flock
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """A blocking exclusive flock on `path` (created if missing), held for the block: a second
+    process waits here until the first is done (e.g. one proxy trained once, then read)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
         os.close(fd)   # closing releases the flock
 
 
@@ -724,6 +739,16 @@ def read_frame(path):
     (read only, no lock): what DL-noise/plot.py and the ablation summary read."""
     import pandas as pd
 
+    return pd.DataFrame([row for rec in RunFolder.records(_reader(path)) for row in rec["rows"]])
+
+
+def finished_ids(path) -> set[str]:
+    """The job ids of a run folder's valid job files (read only, no lock): is a sub-run complete?"""
+    return {job_id(rec["key"]) for rec in RunFolder.records(_reader(path))}
+
+
+def _reader(path) -> "RunFolder":
+    """A read-only view of another process's run folder (its config hash, for checking job files)."""
     path = Path(path)
     try:
         config = json.loads((path / "config.json").read_text())
@@ -732,7 +757,7 @@ def read_frame(path):
     reader = RunFolder.__new__(RunFolder)
     reader.path, reader._cache = path, {}
     reader.config_sha = _sha(_canon(result_config(config)))
-    return pd.DataFrame([row for rec in RunFolder.records(reader) for row in rec["rows"]])
+    return reader
 
 
 def check_name(name: str) -> str:

@@ -6,6 +6,7 @@ representative subset, one per class, runs as real subprocesses."""
 import importlib.util
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ SCRIPTS = {
     "bench_pipeline": "benchmarks/pipeline.py", "bench_convex": "benchmarks/convex_chains.py",
     "nonconvex": "Convex-Noise/nonconvex_rr.py", "reproduce": "DR-IS/reproduce.py",
     "cleanlab": "DR-IS/cleanlab_compare.py",
+    "bench_launcher": "benchmarks/launcher.py",
 }
 OUT = ["--results-root", "{root}", "--name", "x"]
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
@@ -46,6 +48,7 @@ BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: t
                "--quiet", "--cache-dir", "{cache}", "--device", "cpu", *OUT],
     "plot": [], "bench_digits": ["--epochs", "1", "--seeds", "0"], "bench_pipeline": ["--n", "16"],
     "bench_convex": ["--epochs", "1"],
+    "bench_launcher": ["--preset", "digits", "--train-size", "100", "--seeds", "0", "--methods", "random", "--noise", "clean"],
 }
 WITH_ROOT = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr",
              "nonconvex", "cleanlab"]
@@ -142,10 +145,26 @@ def _cases():
     for flag, bad in [("--stages", ""), ("--stages", "static,"), ("--stages", "nope"), ("--preset", "bogus"),
                       ("--results-root", "")]:
         add(f"reproduce {flag} bad", ["reproduce"], [flag, bad])
+    # the launcher (islab/launch.py): checked before any folder exists
+    launched = ["static", "online", "diagnostics", "ablations", "dlnoise", "dlcorr"]
+    add("unknown launcher", launched, ["--launcher", "bogus"])
+    add("--workers below 1", launched, ["--launcher", "local", "--workers", "0"])
+    add("--workers without --launcher local", ["static", "dlnoise"], ["--workers", "2"])
+    add("slurm option without --launcher slurm", launched, ["--slurm-partition", "gpu"])
+    add("slurm option without --launcher slurm", ["static", "online"],
+        ["--launcher", "local", "--timeout-min", "10"])
+    add("submitit missing", launched, ["--launcher", "slurm", "--slurm-executor", "local"])
+    add("--slurm-extra not KEY=VALUE", ["static", "dlcorr"],
+        ["--launcher", "slurm", "--slurm-executor", "local", "--slurm-extra", "oops"])
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        add("--launcher slurm without Slurm", ["static", "diagnostics"], ["--launcher", "slurm"])
     # benchmarks
     add("benchmark bad --model", ["bench_digits", "bench_pipeline"], ["--model", "nope"])
     add("benchmark bad --device", ["bench_pipeline"], ["--device", "bogus"])
     add("benchmark bad --sample", ["bench_convex"], ["--sample", "0"])
+    add("benchmark bad --workers", ["bench_launcher"], ["--workers", "0"])
+    add("benchmark bad sweep", ["bench_launcher"], ["--methods", "nope"])
+    add("benchmark bad sweep", ["bench_launcher"], ["--train-size", "100000"])
     return out
 
 
@@ -157,7 +176,8 @@ SUBPROCESS = {("results root is a file", "convex"), ("cache dir is a file", "onl
               ("missing CIFAR data", "ablations"), ("--lam too small", "convex"),
               ("--name with a separator", "diagnostics"), ("plot.py on a garbage results.csv", "plot"),
               ("benchmark bad --model", "bench_digits"), ("checkpoint of the wrong architecture", "dlcorr"),
-              ("truncated CIFAR batch", "static"), ("cleanlab --folds bad", "cleanlab")}
+              ("truncated CIFAR batch", "static"), ("cleanlab --folds bad", "cleanlab"),
+              ("slurm option without --launcher slurm", "online")}
 
 
 def _load(key):
@@ -256,6 +276,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(cls, script, bad, in
     argv = [a.format(**where) for a in BASE[script] + bad]
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))   # never the user's hub cache
     before, ro_before = _tree(tmp_path), _tree(inputs["ro"])
+    if cls == "submitit missing":   # as on a machine without it: its import fails
+        monkeypatch.setitem(sys.modules, "submitit", None)
     if (cls, script) in SUBPROCESS:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TORCH_HOME": str(tmp_path / "torch_home")}
         r = subprocess.run([sys.executable, str(ROOT / SCRIPTS[script]), *argv], capture_output=True, text=True,

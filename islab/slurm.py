@@ -1,0 +1,310 @@
+"""--launcher slurm (islab/launch.py): the sweep as Slurm job arrays through submitit.
+
+    array 1  prepare: one task per configuration (--stage prepare)
+    array 2  jobs: one task per pending job (--stage jobs --only-jobs <id> --checkpoint), after
+             array 1 (--dependency=afterany: a failed prepare task leaves its configuration to
+             the job tasks, which prepare it once under its lock)
+    job 3    report: res.txt, results.csv, plots (--stage report), after array 2
+The submitting command returns once the three are queued.  submitit's LocalExecutor and
+DebugExecutor (--slurm-executor local | debug) run the same tasks on this machine, one stage
+after the other (they know no dependencies): that is how the tests exercise this path, since
+these machines have no Slurm.  submitit is imported only here, on first use.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from islab import cli, launch, runs
+from islab.launch import DEFAULT_TIMEOUT_MIN, TERM_WAIT_S, UNPLANNED, Plan
+
+SUBMITIT_PIN = "submitit==1.5.4"          # requirements.txt pins the same version
+
+
+def check_args(args) -> None:
+    """--launcher slurm flags that cannot work: exit 2 with one line (before any folder exists)."""
+    submitit_module()
+    extra_params(args.slurm_extra or [])
+    missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+    if (args.slurm_executor or "slurm") == "slurm" and missing:
+        cli.fail(f"--launcher slurm: no Slurm on this machine ({missing[0]} not found); --slurm-executor local "
+                 "runs the same tasks here")
+
+
+def submitit_module():
+    """submitit, imported on first use only (exit 2 naming the pip command when missing)."""
+    try:
+        import submitit
+    except ImportError:
+        cli.fail(f"--launcher slurm needs submitit, which is not installed: python -m pip install {SUBMITIT_PIN}")
+    return submitit
+
+
+def extra_params(items) -> tuple[dict, dict]:
+    """--slurm-extra KEY=VALUE items -> (submitit slurm_* parameters, additional #SBATCH options)."""
+    known = _slurm_parameters()
+    params, additional = {}, {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not sep or not key:
+            cli.fail(f"--slurm-extra {item!r}: expected KEY=VALUE, e.g. account=abc")
+        value = int(value) if value.isdigit() else value
+        if key == "setup":
+            params["slurm_setup"] = [c.strip() for c in str(value).split(";") if c.strip()]
+        elif key in known:
+            params[f"slurm_{key}"] = value
+        else:
+            additional[key] = value
+    return params, additional
+
+
+def _slurm_parameters() -> set:
+    try:
+        from submitit.slurm.slurm import _get_default_parameters
+    except ImportError:
+        return set()
+    # the ones the launcher sets itself are not open to --slurm-extra
+    return set(_get_default_parameters()) - {"array_parallelism", "dependency", "partition", "time",
+                                             "gpus_per_node", "cpus_per_task", "additional_parameters"}
+
+
+def describe(plan: Plan, args, done: set, pending: list) -> None:
+    """--dry-run: the three stages and the command of every task."""
+    executor = args.slurm_executor or "slurm"
+    params, additional = submitit_params(args, executor)
+    print(f"launcher slurm (submitit, executor {executor}): logs in {plan.path}/launch/submitit/; "
+          f"parameters {params}" + (f", extra #SBATCH {additional}" if additional else ""))
+    tasks = [runs.job_id(k) for k in plan.tasks() if runs.job_id(k) not in done]
+    extra = ["--checkpoint"] if _has_checkpoint(args) else []
+    print(f"  array 1, prepare: {min(len(plan.configs), len(pending))} task(s), each: "
+          + launch.shell(plan.command("prepare")))
+    print(f"  array 2, jobs: {len(tasks) + plan.unplanned} task(s), after array 1:")
+    for i, jid in enumerate(tasks + ([UNPLANNED] if plan.unplanned else [])):
+        print(f"    task {i}: " + launch.shell(plan.command("jobs", [jid], extra)))
+    print("  job 3, report: 1 task, after array 2: " + launch.shell(plan.command("report")))
+
+
+
+
+class TaskFailed(RuntimeError):
+    """A task's command exited with a non-zero status (the array task is then FAILED)."""
+
+
+class Task:
+    """One Slurm task: run a script's command as a child process; its output goes to the task's
+    log (submitit's stdout / stderr files in <run>/launch/submitit/).
+
+    submitit calls checkpoint() on the signal Slurm sends before the time limit or a preemption:
+    the child is stopped with SIGTERM (it records nothing half-done: finished jobs are job
+    files, the running one keeps its last epoch's checkpoint) and the same command is requeued,
+    so the next attempt skips what is finished and resumes the rest."""
+
+    def __init__(self, cmd: list[str], env: dict | None = None, cwd: str | None = None, check: bool = True):
+        self.cmd, self.env, self.cwd, self.check = list(cmd), dict(env or {}), cwd or os.getcwd(), check
+        self._child = None
+
+    def __call__(self) -> int:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        threads = os.environ.get("SLURM_CPUS_PER_TASK")
+        if threads and "OMP_NUM_THREADS" not in self.env:
+            env["OMP_NUM_THREADS"] = threads
+        print(f"islab task: {launch.shell(self.cmd, self.env)}", flush=True)
+        self._child = subprocess.Popen(self.cmd, env=env, cwd=self.cwd)
+        rc = self._child.wait()
+        self._child = None
+        if rc != 0 and self.check:
+            raise TaskFailed(f"exit status {rc}: {launch.shell(self.cmd)}")
+        return rc
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=TERM_WAIT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        return DelayedSubmission(Task(self.cmd, self.env, self.cwd, self.check))
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_child"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._child = None
+
+
+def _has_checkpoint(args) -> bool:
+    return hasattr(args, "checkpoint")
+
+
+def submitit_params(args, executor: str) -> tuple[dict, dict]:
+    """(AutoExecutor parameters, additional #SBATCH options) from the launcher flags."""
+    params = {"timeout_min": args.timeout_min or DEFAULT_TIMEOUT_MIN, "name": "islab"}
+    gpus = 1 if args.gpus_per_task is None else args.gpus_per_task
+    if executor != "slurm":   # a local executor hands out only the GPUs this machine has
+        gpus = min(gpus, len(launch.gpus(args)))
+    if gpus:
+        params["gpus_per_node"] = gpus
+    if args.cpus_per_task:
+        params["cpus_per_task"] = args.cpus_per_task
+    extra, additional = extra_params(args.slurm_extra or [])
+    if executor == "slurm":
+        if args.slurm_partition:
+            params["slurm_partition"] = args.slurm_partition
+        if args.array_parallelism:
+            params["slurm_array_parallelism"] = args.array_parallelism
+        params.update(extra)
+        if additional:
+            params["slurm_additional_parameters"] = additional
+    return params, additional
+
+
+def _task_env(args, executor: str, parallel: int) -> dict:
+    """Every task of a sweep runs the same torch thread count on a CPU: the proxy cache key holds
+    it there (islab.proxies.runtime_key), so tasks on nodes of different sizes still share entries."""
+    if args.cpus_per_task:
+        return {"OMP_NUM_THREADS": str(args.cpus_per_task)}
+    if executor != "slurm":
+        if launch.gpus(args):
+            return {}
+        return {"OMP_NUM_THREADS": str(max(1, launch.cores() // parallel))}   # processes here share the cores
+    if args.gpus_per_task == 0:   # a CPU partition without --cpus-per-task: one thread per task
+        return {"OMP_NUM_THREADS": "1"}
+    return {}
+
+
+def _array_id(jobs) -> str:
+    return str(jobs[0].job_id).split("_")[0]
+
+
+def start(plan: Plan, args, run) -> bool:
+    """Submit (Slurm) or run (local executors) the three stages; a submission that Slurm refuses
+    (an unknown partition or account, a bad --slurm-extra) exits 2 with sbatch's last line."""
+    if (args.slurm_executor or "slurm") != "slurm":
+        return _submit_stages(plan, args, run)
+    with _stderr_kept() as said:   # sbatch writes its refusal to our stderr: keep it for the one line
+        try:
+            return _submit_stages(plan, args, run)
+        except (OSError, RuntimeError, ValueError, NameError, subprocess.SubprocessError) as e:
+            err = said()
+            text = " ".join((err.strip().splitlines()[-1] if err.strip() else str(e)).split())
+            raise cli.UsageError(f"--launcher slurm: submission failed: {text[-400:]}") from None
+
+
+@contextlib.contextmanager
+def _stderr_kept():
+    """Collect what child processes (sbatch) write to stderr; pass it on unless the block fails."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        failed = False
+
+        def said() -> str:
+            tmp.seek(0)
+            return tmp.read().decode(errors="replace")
+        try:
+            yield said
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed and said():
+                sys.stderr.write(said())
+
+
+def _submit_stages(plan: Plan, args, run) -> bool:
+    submitit = submitit_module()
+    executor = args.slurm_executor or "slurm"
+    folder = run.path / "launch" / "submitit"
+    ex = submitit.AutoExecutor(folder=folder, cluster=executor)
+    params, _ = submitit_params(args, executor)
+    ex.update_parameters(**params)
+    pending = run.pending(plan.keys)
+    parallel = args.array_parallelism or (256 if executor == "slurm" else launch.cores())
+    env = _task_env(args, executor, parallel)
+    check = executor != "debug"   # a raising task would open pdb in the DebugExecutor
+    extra = ["--checkpoint"] if _has_checkpoint(args) else []
+    prepare = [Task(plan.command("prepare"), env, check=check)
+               for _ in range(min(len(plan.configs), len(pending)))]
+    jobs = [Task(plan.command("jobs", [runs.job_id(k)], extra), env, check=check)
+            for k in run.pending(plan.tasks())]
+    if plan.unplanned:
+        jobs.append(Task(plan.command("jobs", [UNPLANNED], extra), env, check=check))
+    report = Task(plan.command("report"), env, check=check)
+    run.log(f"launcher slurm ({executor}): {len(prepare)} prepare task(s), {len(jobs)} job task(s), 1 report "
+            f"task; logs in {folder}")
+    if executor == "slurm":   # the dependencies hold the order; this command returns now
+        ids = []
+        if prepare:
+            done = ex.submit_array(prepare)
+            ids.append(f"prepare {_array_id(done)} ({len(done)} tasks)")
+            ex.update_parameters(slurm_dependency=f"afterany:{_array_id(done)}")
+        if jobs:
+            done = ex.submit_array(jobs)
+            ids.append(f"jobs {_array_id(done)} ({len(done)} tasks, after the previous array)")
+            ex.update_parameters(slurm_dependency=f"afterany:{_array_id(done)}")
+        rep = ex.submit(report)
+        ids.append(f"report {rep.job_id} (after the jobs)")
+        args.submitted = rep
+        run.log("launcher slurm: submitted " + "; ".join(ids) + f". res.txt is written by the report job; "
+                f"progress: ls {run.path}/jobs/*.json | wc -l (of {len(plan.keys)}), squeue --me")
+        return True
+    # submitit's local executors: no dependencies, so each stage is waited for
+    failures = []
+    for stage, tasks in (("prepare", prepare), ("jobs", jobs), ("report", [report])):
+        failures += _wait_window(ex, tasks, parallel, stage, executor)
+    for msg in failures:
+        run.log(f"launcher slurm ({executor}): {msg}")
+    args.launch_failures = failures
+    return True
+
+
+def _wait_window(ex, tasks, parallel: int, stage: str, executor: str) -> list[str]:
+    """Run tasks through a local submitit executor, at most `parallel` at once; the failures."""
+    failures, queue, running = [], list(tasks), []
+    if executor == "debug":
+        for t in queue:
+            rc = ex.submit(t).result()
+            if rc != 0:
+                failures.append(f"{stage} task exited {rc}")
+        return failures
+    while queue or running:
+        while queue and len(running) < parallel:
+            running.append(ex.submit(queue.pop(0)))
+        time.sleep(0.2)
+        for job in [j for j in running if j.done()]:
+            running.remove(job)
+            err = job.exception()
+            if err is not None:
+                failures.append(f"{stage} task {job.job_id} failed ({str(err).strip().splitlines()[-1][:300]}; "
+                                f"log {job.paths.stderr})")
+    return failures
+
+
+def submit_after(run, args, cmd: list[str], after) -> object:
+    """Submit one more task (e.g. the ablation summary) after the jobs `after` (Slurm only)."""
+    submitit = submitit_module()
+    ex = submitit.AutoExecutor(folder=run.path / "launch" / "submitit", cluster="slurm")
+    params, _ = submitit_params(args, "slurm")
+    ids = ":".join(str(j.job_id) for j in after)
+    ex.update_parameters(**params, **({"slurm_dependency": f"afterany:{ids}"} if ids else {}))
+    job = ex.submit(Task(cmd, _task_env(args, "slurm", 1)))
+    run.log(f"launcher slurm: submitted {job.job_id} after {ids or 'nothing'}: {launch.shell(cmd)}")
+    return job
+
+
