@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """DL-noise: does importance sampling from proxy-model scores help or hurt a deep network
-trained on noisily labelled data?  (SPEC section 7, "DL-noise".)
+trained on noisily labelled data?  (DL-noise/README.md.)
 
 For every label-noise rate one noise draw and one proxy ensemble run (islab.experiment.
 configuration) are shared by every strategy and seed; the target is then trained with
   baseline        ordinary shuffled epochs (uniform, without replacement)
   consensus-high  p proportional to the smoothed mean loss rank across proxies
   ambiguous       p proportional to the smoothed loss-rank variance across proxies
-the two non-uniform ones with the unbiased 1/(N p) reweighting (SPEC section 1).  With
+the two non-uniform ones with the unbiased 1/(N p) reweighting (docs/METHODS.md section 1).  With
 `--mode subset` they instead keep the top alpha fraction by the same score (baseline = a
 random subset of the same size) and train on it with the full-data step budget.
 
@@ -17,7 +17,8 @@ random subset of the same size) and train on it with the full-data step budget.
 Output: results/DL-noise/r-b{batch}[-preset][-mode][-kind]/ with res.txt (per-run lines and
 mean +- std over seeds), results.csv (tidy: every epoch plus the final numbers of every run),
 scores.csv (how well each proxy score detects the corrupted labels), labels-<tag>.npz (noisy,
-clean, corrupt mask), scores-<tag>.npz (the strategies' scores), the figures of
+clean, corrupt mask), scores-<tag>.npz (the strategies' scores, named as in DR-IS: consensus
+for consensus-high, dris for ambiguous), the figures of
 DL-noise/plot.py, and config/cmd/env provenance.
 """
 from __future__ import annotations
@@ -253,7 +254,8 @@ def main(argv=None):
         labels, mask, ens = prep.labels, prep.mask, prep.ens
         strat_scores = strategy_scores(ens, args.strategy_list) if ens is not None else {}
         if strat_scores:
-            run.save_arrays(f"scores-{tag}.npz", **{s.replace("-", "_"): v for s, v in strat_scores.items()})
+            # named by the score, as in DR-IS's files: consensus (consensus-high), dris (ambiguous)
+            run.save_arrays(f"scores-{tag}.npz", **{STRATEGIES[s]: v for s, v in strat_scores.items()})
         if mask is not None:
             detection += [{"rate": rate, **r} for r in detection_rows(args, strat_scores, mask, ens)]
         ran = False

@@ -1,4 +1,4 @@
-"""Divergence is a result (SPEC): a run, a proxy or the attacker that diverges (forced here with a
+"""Divergence is a result: a run, a proxy or the attacker that diverges (forced here with a
 huge step size) is recorded as diverged and reported in res.txt, and the sweep carries on.
 Every script runs through its CLI entry point in this process (cli.guarded)."""
 import importlib.util
@@ -48,7 +48,7 @@ CASES = {
     "Convex-Noise, step size overflows": ("Convex-Noise/IS-noise.py", ["--quick", "--t0", "1e-308", "--safe-step",
                                                                         "0"], "Convex-Noise", "diverged]"),
     "DR-IS synthetic, step size overflows": ("DR-IS/synthetic.py", ["--quick", "--t0", "1e-308", "--safe-step", "0",
-                                                                     "--noise", "none:0,uniform:0.1"],
+                                                                     "--noise", "clean,uniform:0.1"],
                                              "DR-IS/synthetic", "diverged]"),
 }
 
