@@ -221,7 +221,7 @@ def plot_curves(path, df, methods, title):
     d = df[df["epoch"] >= 1]
     sts = plots.styles(methods)
     fig, axes = plt.subplots(len(metrics), len(rates), squeeze=False, sharex=True, sharey="row",
-                             figsize=(3.0 * len(rates) + 0.8, 1.75 * len(metrics) + 0.7))
+                             figsize=(2.9 * len(rates) + 2.3, 1.75 * len(metrics) + 1.2))
     for j, rate in enumerate(rates):
         for i, metric in enumerate(metrics):
             ax = axes[i, j]
@@ -232,17 +232,19 @@ def plot_curves(path, df, methods, title):
                 if len(xs):
                     plots.band(ax, xs, mid, lo, hi, m, clip=CLIP.get(metric), markers=False, st=sts[m])
             if metric in LOG_METRICS:
-                ax.set_yscale("log")
+                plots.log_axis(ax, "y")
             if j == 0:
                 ax.set_ylabel(plots.wrap(PLOT_LABELS[metric], 18))
             if i == 0:
                 ax.set_title("clean" if rate == 0 else f"rate {rate:g}")
             plots.integer_ticks(ax, "x")
         axes[-1, j].set_xlabel("epoch")
-    plots.legend_outside(fig, axes, title="method")
+    plots.legend_outside(fig, axes, title="method", fixed=True)
     fig.suptitle(plots.wrap(title + f": epochs 1-{int(d['epoch'].max())}, mean +- sd over seeds (log "
                             "rows: geometric mean x/÷ geometric sd)", 38 * len(rates) + 20))
-    plots.save(fig, path)
+    # fixed margins: tight layout would cost more than the whole optimisation of a configuration
+    plots.fixed_margins(fig, left=0.85, top=0.95, legend_width=1.3)
+    plots.save(fig, path, tight=False, bbox=False)
 
 
 # ---------------------------------------------------------------- run-level summary

@@ -503,6 +503,7 @@ def plot_mb(run, pr, minima, rows):
                          np.linspace(pr.box[0][1], pr.box[1][1], 300))
     V = nc.mb_potential(np.stack([gx, gy], -1))
     cs = ax.contourf(gx, gy, np.minimum(V, 100), levels=np.linspace(-150, 100, 26), cmap="viridis")
+    ax.grid(False)
     fig.colorbar(cs, ax=ax, label="V (clipped at 100)")
     for p, k in zip(minima, "ABC"):
         ax.plot(*p, "w*", ms=10)

@@ -472,17 +472,21 @@ def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
     groups = [("corrupted", mask[idx], plots.VERMILLION), ("clean", ~mask[idx], plots.BLUE)] if mask.any() \
         else [("all examples", np.ones(len(idx), dtype=bool), plots.BLUE)]
     tx = log_loss(target)
+    lo = min(tx.min(), *(log_loss(m).min() for m in proxies))
+    hi = max(tx.max(), *(log_loss(m).max() for m in proxies))
+    pad = 0.03 * (hi - lo)
     for ax, m in zip(axes.flat, proxies):
         my = log_loss(m)
         for name, sel, colour in groups[::-1]:
             ax.scatter(tx[sel], my[sel], s=4, alpha=0.45, linewidths=0, color=colour, label=name, rasterized=True)
-        lo, hi = min(tx.min(), my.min()), max(tx.max(), my.max())
         ax.plot([lo, hi], [lo, hi], color="0.4", linestyle=(0, (4, 3)), linewidth=0.9, label="equal loss")
         rho = spearman(arrays0[target]["loss"], arrays0[m]["loss"])
         ax.set_title(f"{m}: Spearman {rho:.3f}")
-        ax.set_ylabel(f"proxy log10 loss")
+        ax.set_ylabel("proxy log10 loss")
         ax.set_xlabel(f"{target} (target) log10 loss")
-        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal", adjustable="box")
     for ax in list(axes.flat)[len(proxies):]:
         ax.axis("off")
     plots.legend_outside(fig, axes)
@@ -491,12 +495,15 @@ def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
     plots.save(fig, run.path / "scatter-loss.png")
     early = pairs[pairs.measure == "early_spearman"]
     if not early.empty:
+        tlabel = f"{target} (target)"
+        names = [tlabel if m == target else m for m in order]
+        early = early.assign(model_a=early["model_a"].replace({target: tlabel}))
         plots.lines_with_band(early.rename(columns={"model_a": "model", "value": "spearman"}), "epoch",
                               "spearman", "model", run.path / "early.png", col="score", integer_x=True,
                               ylabel=f"Spearman with {target}'s final scores", clip=(-1, 1), panel="{value}",
-                              hue_order=list(order),
+                              hue_order=names, highlight=tlabel,
                               title="DL-correlation: each model's snapshot after epoch e against the "
-                                    "target's final scores")
+                                    "target's final scores (over replicate seeds)")
 
 
 # ---------------------------------------------------------------- main

@@ -261,8 +261,8 @@ def draw_hist(path, s, mask, rows, k: int, tag: str, args) -> None:
 
     val = {r["metric"]: r["value"] for r in rows if r["K"] == k}
     q_bulk, q_bnd, two_r = val.get("q_bulk", np.nan), val.get("q_boundary", np.nan), val.get("two_radius", np.nan)
-    marks = [(q_bulk, f"q_bulk = {q_bulk:.4f}: top of the lowest {1 - args.tail_fraction:.0%} of corrupted"),
-             (q_bnd, f"q_bnd = {q_bnd:.4f}: bottom of the top-{args.alpha:g}N clean (boundary)")]
+    marks = [(q_bulk, f"q_bulk = {q_bulk:.4f}: the highest s of the lowest {1 - args.tail_fraction:.0%} of corrupted"),
+             (q_bnd, f"q_bnd = {q_bnd:.4f}: the lowest s of the round({args.alpha:g} N) clean with the highest s")]
     span = None
     if np.isfinite(q_bulk) and np.isfinite(two_r):
         off = " (runs off the axis)" if q_bulk + two_r > np.nanmax(s) else ""
@@ -272,7 +272,7 @@ def draw_hist(path, s, mask, rows, k: int, tag: str, args) -> None:
     if not mask.any():   # clean data: no corrupted bulk, nothing to separate
         marks, span = [], None
     plots.hist_by_group(s, np.where(mask, "corrupted", "clean"), path, bins=args.bins, marks=marks, span=span,
-                        title=f"{tag}, K = {k}: rank disagreement s_i, clean vs corrupted",
+                        title=f"{tag}, K = {k}: rank disagreement s_i" + (", clean vs corrupted" if mask.any() else ""),
                         xlabel="rank disagreement s_i (variance of normalised loss ranks)")
 
 

@@ -144,7 +144,7 @@ def reference_line(ax, y, label: str | None = None, x=None) -> Line2D:
 
 
 def legend_outside(fig, axes=None, where: str = "right", handles=None, title: str | None = None, ncol=None,
-                   into=None):
+                   into=None, fixed: bool = False):
     """One legend for the whole figure, outside every axis: to the right of the panels, below
     them (`where="bottom"`), or in an empty panel `into` (turned off).  Handles of equal label
     are shown once."""
@@ -161,6 +161,9 @@ def legend_outside(fig, axes=None, where: str = "right", handles=None, title: st
     if into is not None:
         into.axis("off")
         return into.legend(handles, labels, loc="center", title=title, ncol=ncol or 1)
+    if fixed:   # the right margin kept by fixed_margins(legend_width=...)
+        return fig.legend(handles, labels, loc="center right", bbox_to_anchor=(0.995, 0.5), ncol=ncol or 1,
+                          title=title)
     if where == "bottom":
         n = ncol or min(len(handles), 4)
         return fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=n,
@@ -169,12 +172,23 @@ def legend_outside(fig, axes=None, where: str = "right", handles=None, title: st
                       title=title)
 
 
-def save(fig, path, dpi: int = DPI, tight: bool = True) -> None:
-    """Save atomically at the shared dpi (a tight bounding box keeps legends outside the axes)."""
+def save(fig, path, dpi: int = DPI, tight: bool = True, bbox: bool = True) -> None:
+    """Save atomically at the shared dpi.  tight: tight_layout first; bbox: a tight bounding box
+    (keeps legends outside the axes).  Each costs about a second for a figure of many panels:
+    figures drawn many times per run (Convex-Noise's curves) set their margins themselves
+    (`fixed_margins`) and pass both False."""
     if tight:
         fig.tight_layout()
-    atomic_savefig(fig, path, dpi=dpi, bbox_inches="tight")
+    atomic_savefig(fig, path, dpi=dpi, **({"bbox_inches": "tight"} if bbox else {}))
     plt.close(fig)
+
+
+def fixed_margins(fig, left=0.75, right=0.2, top=0.7, bottom=0.5, hspace=0.35, wspace=0.12, legend_width=0.0):
+    """Margins in inches (no tight_layout, which costs seconds for many panels); `legend_width`
+    inches are kept free on the right for a legend placed with `legend_outside(..., fixed=True)`."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - (right + legend_width) / w, top=1 - top / h, bottom=bottom / h,
+                        hspace=hspace, wspace=wspace)
 
 
 # ---------------------------------------------------------------- seed statistics and bands
@@ -223,17 +237,19 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
                     logy: bool = False, col: str | None = None, clip=None, integer_x: bool = False,
                     xlabel: str | None = None, hue_order=None, col_order=None, reference=None,
                     reference_label: str = "chance", sharey: bool = True, xticks=None, ylim=None,
-                    band_note: bool = True, panel: str = "{col} = {value}") -> None:
+                    band_note: bool = True, panel: str = "{col} = {value}", highlight=None) -> None:
     """Mean over seeds with a +-1 sd band, one line per `hue`, one panel per `col`; the panels
     share their y axis and one legend sits outside them.
 
     reference: a dashed reference level per panel, a number or {col value: number}; clip: the
     metric's range, e.g. (0, 100) for accuracy %; logy: log y axis with log-space bands;
     integer_x: integer x ticks (epochs, K); xticks: exactly these x ticks; panel: the panel
-    title, a format of {col} and {value}."""
+    title, a format of {col} and {value}; highlight: a hue drawn black and thick (the target)."""
     cols = list(col_order) if col_order is not None else (list(dict.fromkeys(df[col])) if col else [None])
     hues = list(hue_order) if hue_order is not None else list(dict.fromkeys(df[hue]))
-    sts = styles(hues)
+    sts = styles([h for h in hues if h != highlight])
+    if highlight in hues:
+        sts[highlight] = _s(BLACK, "D", "--", 2.2, 5.0)
     categories = None
     if hasattr(df[x], "cat"):   # a categorical x (swept values): evenly spaced, labelled by value
         categories = list(df[x].cat.categories)
@@ -348,8 +364,8 @@ def heatmap_grid(mats: dict, labels, rows, cols, path, title: str = "", vmin=-1.
     chance level of the Jaccard)."""
     n = len(labels)
     size = 0.42 * n + 1.0
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(size * len(cols) + 1.2, size * len(rows) + 0.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(size * len(cols) + 1.2, 0.9 * size * len(rows) + 0.9),
+                             squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.12})
     cmap = plt.get_cmap("RdBu_r")
     im = None
     short = [str(lab) for lab in labels]
@@ -398,7 +414,7 @@ def hist_by_group(values, groups, path, title: str = "", xlabel: str = "", bins:
     the axis with its true extent in the label."""
     values = np.asarray(values, dtype=np.float64)
     groups = np.asarray(groups)
-    fig, ax = plt.subplots(figsize=(5.0, 3.1))
+    fig, ax = plt.subplots(figsize=(6.0, 3.1))
     edges = np.histogram_bin_edges(values[np.isfinite(values)], bins=bins)
     colours = {"clean": BLUE, "corrupted": VERMILLION}
     for gname in dict.fromkeys(groups.tolist()):
@@ -418,5 +434,6 @@ def hist_by_group(values, groups, path, title: str = "", xlabel: str = "", bins:
     ax.set_title(wrap(title, 60))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    legend_outside(fig, [ax], handles=handles or None)
+    legend_outside(fig, [ax], handles=handles or None, where="bottom" if (marks or span) else "right",
+                   ncol=1 if (marks or span) else None)
     save(fig, path)
