@@ -80,9 +80,11 @@ demo: $(ENV_DEP)
 # from what the current code makes (CI); `studies` makes the longer runs the READMEs cite.
 report: $(ENV_DEP)
 	$(PY) -m islab.report --results-root $(RESULTS)
+	$(PY) benchmarks/readme.py
 
 report-check: $(ENV_DEP)
 	$(PY) -m islab.report --check --results-root $(RESULTS)
+	$(PY) benchmarks/readme.py --check
 
 studies: $(ENV_DEP)
 	$(PY) -m islab.report --run-missing --results-root $(RESULTS)

@@ -151,8 +151,9 @@ def check_layout(reg: dict) -> list[str]:
     return problems
 
 
-def update(root: Path, check: bool = False, out=sys.stdout) -> int:
+def update(root: Path, check: bool = False, out=None) -> int:
     """Rewrite (or, with check, compare) every block; returns the exit status."""
+    out = sys.stdout if out is None else out
     reg = registry()
     problems = check_layout(reg)
     if problems:

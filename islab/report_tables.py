@@ -83,8 +83,13 @@ def verdict(diff: float, p: float, n: int, unit: str = "pp") -> str:
     """'+5.09 pp, paired t-test p = 0.052 over 3 seeds: not significant at 0.05'."""
     if n == 0 or not math.isfinite(diff):
         return "no paired seeds"
-    ptxt = f"p = {p:.3g}" if math.isfinite(p) else "p undefined (constant difference or one seed)"
-    if math.isfinite(p) and p < ALPHA:
+    if not math.isfinite(p):
+        if n > 1 and diff != 0:   # the same difference in every seed: the t statistic is infinite
+            return (f"{diff:+.2f} {unit}, the same difference in each of the {n} seeds (paired t-test "
+                    f"undefined): {'higher' if diff > 0 else 'lower'} in every seed")
+        return f"{diff:+.2f} {unit} over {n} seed{'s' if n != 1 else ''} (paired t-test undefined)"
+    ptxt = f"p = {p:.3g}"
+    if p < ALPHA:
         what = "significantly " + ("higher" if diff > 0 else "lower") + f" (p < {ALPHA:g})"
     else:
         what = f"no significant difference at {ALPHA:g}"
@@ -102,6 +107,9 @@ def tag_label(tag: str) -> str:
 def bold_best(cells: list, values: list, lowest: bool = True) -> list:
     v = np.array([x if x is not None and math.isfinite(x) else np.nan for x in values], dtype=float)
     if not np.isfinite(v).any():
+        return cells
+    best = np.nanmin(v) if lowest else np.nanmax(v)
+    if np.sum(v == best) > 1:   # a tie (e.g. every method at 0 % error): nothing stands out
         return cells
     i = int(np.nanargmin(v) if lowest else np.nanargmax(v))
     return [f"**{c}**" if j == i else c for j, c in enumerate(cells)]
@@ -706,9 +714,11 @@ def readme_convex(folder):
     big = sorted(fin["ratio"].unique())[-2:]
     sel = [(r, "clean", 0.0) for r in big]
     rare = [s for s in convex_selection(folder, kinds=("rare",)) if s[0] == big[0]]
-    return ("Objective gap on clean data (bold = lowest):\n\n" + convex_matrix(folder, "gap", sel)
-            + "\n\nRare-cluster noise: clean test error % and sampling mass on the corrupted examples:\n\n"
-            + convex_matrix(folder, "test_err_pct", rare, fmt="{:.2f}") + "\n\n"
+    return ("Objective gap F(w) - F(w*) on clean data after the last epoch (mean ± sd; bold = lowest):\n\n"
+            + convex_matrix(folder, "gap", sel)
+            + "\n\nRare-cluster noise (flips inside the large-norm cluster): clean test error %:\n\n"
+            + convex_matrix(folder, "test_err_pct", rare, fmt="{:.2f}")
+            + "\n\n... and the sampling mass on the corrupted examples (uniform = the rate):\n\n"
             + convex_matrix(folder, "mass_corrupt", rare, fmt="{:.3f}", best=False, std=False))
 
 
@@ -778,20 +788,19 @@ def nc_all(folder):
 
 def readme_nonconvex(folder):
     df = runs.read_frame(folder)
-    rows = []
+    out = []
     if (df["part"] == "twowell").any():
-        rows.append(["two wells: chains in the sharp global minimum's well at the end"]
-                    + [f"{nc_value(df, 'twowell', s, 'sampled', 'left_final'):.3f}" for s in ("sgd", "rr")])
+        out.append("Two wells (a sharp global and a flat local minimum), chains in the global minimum's "
+                   "well at the end: " + ", ".join(
+                       f"{s.upper()} {nc_value(df, 'twowell', s, 'sampled', 'left_final'):.3f}" for s in ("sgd", "rr"))
+                   + f" (starts: {nc_value(df, 'twowell', '-', 'init', 'left_final'):.3f}).")
     if (df["part"] == "welsch").any():
-        etas = sorted(df[(df["part"] == "welsch") & (df["dynamics"] == "sampled")]["eta"].unique())
-        for e in etas:
-            rows.append([f"Welsch regression, eta {e:g}: chains in the better minimum"]
-                        + [f"{nc_value(df, 'welsch', s, 'sampled', 'better_fraction', e):.3f}" for s in ("sgd", "rr")])
+        out.append("Welsch regression, chains in the better minimum by learning rate:\n\n"
+                   + nc_fraction_table(df, "welsch", "better_fraction", ("sgd", "rr"), "better minimum"))
     if (df["part"] == "mb").any():
-        for e in sorted(df[(df["part"] == "mb") & (df["dynamics"] == "sampled")]["eta"].unique()):
-            rows.append([f"Mueller-Brown, eta {e:g}: runs in the global minimum"]
-                        + [f"{nc_value(df, 'mb', s, 'sampled', 'frac_A', e):.3f}" for s in ("sgd", "rr-local")])
-    return md(["", "SGD", "RR"], rows)
+        out.append("Mueller-Brown with a rare steep term, runs in the global minimum by learning rate:\n\n"
+                   + nc_fraction_table(df, "mb", "frac_A", ("sgd", "rr-local"), "global minimum"))
+    return "\n\n".join(out)
 
 
 # ---------------------------------------------------------------- the Fashion-MNIST reproduction
