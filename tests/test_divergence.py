@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp", "--proxy-epochs",
       "1", "--snapshot-epoch", "1", "--attacker", "linear", "--seeds", "0", "--quiet", "--device", "cpu",
       "--lr", "1e38"]
+# diagnostics.py trains no target: no --epochs, --target, --seeds
+DIAG = [a for i, a in enumerate(DL) if a not in ("--epochs", "--target", "--seeds")
+        and DL[i - 1] not in ("--epochs", "--target", "--seeds")]
 
 
 def _load(rel):
@@ -34,7 +37,7 @@ CASES = {
                                               "DIVERGED before training"),
     "online, proxies diverged": ("DR-IS/online.py", [*DL, "--noise", "clean", "--methods", "uniform,dris",
                                                      "--irreducible-model", "linear"], "DR-IS/online", "diverged"),
-    "diagnostics, proxies diverged": ("DR-IS/diagnostics.py", [*DL, "--noise", "clean", "--k-values", "2"],
+    "diagnostics, proxies diverged": ("DR-IS/diagnostics.py", [*DIAG, "--noise", "clean", "--k-values", "2"],
                                       "DR-IS/diagnostics", "DIVERGED"),
     "food101, probes diverged": ("DR-IS/food101.py", ["--fake", "--fake-classes", "2", "--fake-per-class", "4",
                                                       "--image-size", "32", "--target-arch", "resnet18", "--epochs",
