@@ -503,7 +503,7 @@ def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
                               ylabel=f"Spearman with {target}'s final scores", clip=(-1, 1), panel="{value}",
                               hue_order=names, highlight=tlabel,
                               title="DL-correlation: each model's snapshot after epoch e against the "
-                                    "target's final scores (over replicate seeds)")
+                                    "target's final scores")
 
 
 # ---------------------------------------------------------------- main
