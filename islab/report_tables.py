@@ -776,16 +776,6 @@ def nc_mb(folder):
             + f"\n\nShare of the starts whose gradient flow ends in A / B / C: {start}.")
 
 
-def nc_all(folder):
-    parts = []
-    df = runs.read_frame(folder)
-    for part, fn, what in (("twowell", nc_twowell, "(a) two wells"), ("welsch", nc_welsch, "(b) Welsch regression"),
-                           ("mb", nc_mb, "(c) Mueller-Brown")):
-        if (df["part"] == part).any():
-            parts.append(f"{what}:\n\n{fn(folder)}")
-    return "\n\n".join(parts)
-
-
 def readme_nonconvex(folder):
     df = runs.read_frame(folder)
     out = []
