@@ -189,7 +189,7 @@ def sub_frame(run, args, sub: str):
     if len(fin):
         fin["setting"] = setting_of(args.sweep, sub, fin)
         if args.sweep == "rate":   # one block whose columns are the rates, not one block per rate
-            fin["config"] = f"{args.rate_kind} noise, rate ="
+            fin["config"] = f"{args.rate_kind} noise"
         if args.sweep == "lambda":  # hybrid<l> rows become one 'hybrid' row over the lambda columns
             fin["method"] = ["hybrid" if str(m).startswith("hybrid") else m for m in fin["method"]]
     return fin
@@ -307,6 +307,10 @@ def write_plots(run, fin, args) -> None:
             ("mass_corrupt_mean", "summary_mass_corrupt.png", "sampling mass on corrupted", (0, 1), None)):
         if metric in d and np.isfinite(d[metric].to_numpy(dtype=float)).any():
             dd = d[np.isfinite(d[metric].to_numpy(dtype=float))]
+            if metric != "test_acc" and "eps" in dd:   # clean data has no corrupted example to show
+                dd = dd[dd.groupby("config")["eps"].transform("max") > 0]
+            if dd.empty:
+                continue
             plots.lines_with_band(dd.sort_values("setting"), "setting", metric, "method", run.path / fname,
                                   title=f"DR-IS ablation: {label}, sweep {args.sweep}", ylabel=label,
                                   col="config", clip=clip, xlabel=SWEEP_LABEL.get(args.sweep, args.sweep),

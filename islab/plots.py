@@ -37,6 +37,7 @@ DPI = 150
 BLACK, ORANGE, SKY, GREEN = "#000000", "#E69F00", "#56B4E9", "#009E73"
 YELLOW, BLUE, VERMILLION, PURPLE = "#F0E442", "#0072B2", "#D55E00", "#CC79A7"
 GREY = "#8C8C8C"
+OLIVE = "#999933"   # Tol's "muted" olive: a ninth colour for static pruning's nine methods (yellow is too faint for lines)
 # Names without an entry below (models of DL-correlation, new methods) take these in order.
 FALLBACK = (BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, "#882255", "#44AA99", "#999933", "#332288")
 
@@ -62,7 +63,7 @@ METHOD_STYLE = {
     # a wide solid line with large markers, consensus a thin dashed one, visible on top of it
     "el2n": _s(VERMILLION, "v", "-", 3.0, 7.5), "consensus": _s(PURPLE, "^", "--", 1.4, 4.0),
     "consensus-high": _s(PURPLE, "^", "--"), "forgetting": _s(GREEN, "P", "-."), "aum": _s(ORANGE, "X", ":"),
-    "aum_tsr": _s(SKY, "*", "-"), "hybrid": _s(YELLOW, "h", "-"),
+    "aum_tsr": _s(SKY, "*", "-"), "hybrid": _s(OLIVE, "h", "-"),
     # importance samplers
     "standard_is": _s(VERMILLION, "v", "-"), "grad-is": _s(VERMILLION, "v", "-"),
     "Standard IS": _s(VERMILLION, "v", "-"),
@@ -276,8 +277,6 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
             ref_handle = reference_line(ax, ref, reference_label)
         if logy:
             log_axis(ax, "y")
-        if ylim is not None:
-            ax.set_ylim(*ylim)
         if integer_x:
             integer_ticks(ax, "x")
         if xticks is not None:
@@ -288,6 +287,9 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
         if k >= n - ncol:
             ax.set_xlabel(xlabel or x)
             ax.tick_params(labelbottom=True)
+    if ylim is not None:   # after every panel is drawn: shared axes autoscale to all panels' data first
+        for ax in axes.flat[:n]:
+            ax.set_ylim(*ylim)
     for r in range(nrow):
         axes[r, 0].set_ylabel(ylabel or y)
     if title:

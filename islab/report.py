@@ -160,6 +160,7 @@ def update(root: Path, check: bool = False, out=None) -> int:
         print("\n".join(problems), file=sys.stderr)
         return 1
     status = 0
+    rewritten = {}
     for readme in READMES:
         path = REPO / readme
         text = path.read_text()
@@ -180,6 +181,11 @@ def update(root: Path, check: bool = False, out=None) -> int:
                     print(f"warning: {readme}: block {b.name} left as it is: {e} does not exist "
                           f"(make it with: {'; '.join(s.command for s in b.sources)})", file=out)
                 return m.group(0)
+            except Exception as e:  # noqa: BLE001  a generator that fails leaves its block as it is
+                print(f"error: {readme}: block {b.name} could not be made from {root}/{b.sources[0].folder}: "
+                      f"{type(e).__name__}: {e}", file=sys.stderr)
+                status = 1
+                return m.group(0)
             if check and body != m["body"]:
                 print(f"{readme}: block {b.name} differs from what the current code makes from "
                       f"{root}/{b.sources[0].folder}: {first_difference(m['body'], body)}", file=sys.stderr)
@@ -188,9 +194,12 @@ def update(root: Path, check: bool = False, out=None) -> int:
             return f"{head}\n{body}<!-- end {b.name} -->"
 
         new = BLOCK.sub(fill, text)
-        if not check and new != text:
+        if new != text:
+            rewritten[path] = new
+    if not check:   # every block made first, then the files written
+        for path, new in rewritten.items():
             path.write_text(new)
-            print(f"rewrote {readme}", file=out)
+            print(f"rewrote {path.relative_to(REPO)}", file=out)
     if check and status == 0:
         n = sum(1 for b in reg.values() if b.demo)
         print(f"README blocks: {n} made by `make demo` match the results in {root}; "

@@ -99,8 +99,9 @@ def verdict(diff: float, p: float, n: int, unit: str = "pp") -> str:
 def tag_label(tag: str) -> str:
     """'targeted0.25' -> 'targeted 25 %', 'clean' -> 'clean'."""
     for kind in ("uniform", "targeted", "pair", "rare"):
-        if str(tag).startswith(kind):
-            return f"{kind} {100 * float(str(tag)[len(kind):]):g} %"
+        rest = str(tag)[len(kind):]
+        if str(tag).startswith(kind) and rest.replace(".", "", 1).isdigit():
+            return f"{kind} {100 * float(rest):g} %"
     return str(tag)
 
 
@@ -256,7 +257,7 @@ def online_pair(folder_a: Path, folder_b: Path, label_a: str, label_b: str) -> s
     rows = []
     fa, fb = online_final(folder_a), online_final(folder_b)
     for t in dict.fromkeys(list(fa["config"]) + list(fb["config"])):
-        for m in dict.fromkeys(list(fa["method"]) + list(fb["method"])):
+        for m in dict.fromkeys(fb["method"]):   # the methods the second run compares
             a = fa[(fa["config"] == t) & (fa["method"] == m)]["final_acc"]
             b = fb[(fb["config"] == t) & (fb["method"] == m)]["final_acc"]
             if len(a) or len(b):
@@ -408,6 +409,8 @@ def ablation_table(folder: Path, metric: str = "test_acc", fmt: str = "{:.2f}") 
         d = fin[fin["config"] == tag]
         if metric not in d or not np.isfinite(d[metric].to_numpy(dtype=float)).any():
             continue
+        if metric != "test_acc" and "eps" in d and not (d["eps"] > 0).any():
+            continue   # clean data: nothing corrupted to keep or detect
         rows = []
         for m in dict.fromkeys(d["method"]):
             rows.append([m] + [pm(d[(d["method"] == m) & (d["setting"].astype(str) == str(v))][metric], fmt)
