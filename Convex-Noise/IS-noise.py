@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Convex-Noise: does importance sampling speed up SGD on heterogeneous data, and what does
-label noise do to it?  (SPEC section 7, "Convex-Noise".)
+label noise do to it?  (Convex-Noise/README.md.)
 
 Squared hinge + L2 on a two-cluster synthetic problem (a rare cluster whose features are
 `ratio` times larger), six samplers (islab.convex.METHODS), four binary noise kinds, several
@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 from islab import cli, convex, noise, runs  # noqa: E402
 
 FAMILY = "Convex-Noise"
-# The --quick setting (smoke test): few points, two ratios, none + uniform, two seeds, 2 epochs.
-QUICK = dict(n=200, n_test=400, d=5, ratios="1,20", flips="none,uniform", rates="0.1", seeds="0,1",
+# The --quick setting (smoke test): few points, two ratios, clean + uniform, two seeds, 2 epochs.
+QUICK = dict(n=200, n_test=400, d=5, ratios="1,20", flips="clean,uniform", rates="0.1", seeds="0,1",
              epochs=2)
 
 
@@ -43,11 +43,11 @@ def build_parser():
     g.add_argument("--ratios", type=cli.comma_list(cli.positive_float), default="1,5,20,50",
                    help="rare-cluster norm / common-cluster norm (dimensionless, each > 0), comma list; "
                         "one scaled_{ratio} folder each")
-    g.add_argument("--flips", type=cli.comma_list(str), default=",".join(noise.BINARY_KINDS),
-                   help=f"noise kinds, comma list from {', '.join(noise.BINARY_KINDS)}; "
+    g.add_argument("--flips", type=cli.comma_list(noise.kind_name), default=",".join(noise.BINARY_KINDS),
+                   help=f"noise kinds, comma list from {', '.join(noise.BINARY_KINDS)} (clean = no flips); "
                         "one flip-{type} folder each")
     g.add_argument("--rates", type=cli.comma_list(cli.rate), default="0.05,0.1,0.25",
-                   help="corruption rates in [0, 1) (fraction of N flipped), comma list; 'none' ignores "
+                   help="corruption rates in [0, 1) (fraction of N flipped), comma list; 'clean' ignores "
                         "them. "
                         "A 'rare' rate needing more flips than the rare cluster holds is skipped (logged)")
     g.add_argument("--methods", type=cli.comma_list(str), default=",".join(convex.METHODS),
@@ -58,7 +58,8 @@ def build_parser():
     convex.add_sgd_args(p)
     g = p.add_argument_group("run")
     g.add_argument("--results-root", type=cli.folder, default=str(runs.RESULTS_ROOT),
-                   help="results folder; the run lands in <root>/Convex-Noise/<name>")
+                   help="results folder; the run lands in <root>/Convex-Noise/<name> (default: the repository's "
+                        "results/)")
     g.add_argument("--name", type=runs.check_name, default=None,
                    help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true",
@@ -91,12 +92,12 @@ def parse_args(argv=None):
 
 
 def configs(args) -> list[tuple[str, list[float]]]:
-    """(flip, rates) per noise kind; 'none' has the single rate 0.  Infeasible 'rare' rates
+    """(flip, rates) per noise kind; 'clean' has the single rate 0.  Infeasible 'rare' rates
     (more flips than the round(rho*N) rare examples) are dropped; none left -> exit 2."""
     out = []
     n_rare = int(round(args.rho * args.n))
     for flip in args.flips:
-        if flip == "none":
+        if flip == "clean":
             out.append((flip, [0.0]))
             continue
         rates = [r for r in args.rates if flip != "rare" or noise.n_corrupt(args.n, r) <= n_rare]
@@ -123,7 +124,7 @@ def make_problems(args, ratio, todo):
         clean = convex.make_clean(args.n, args.n_test, args.d, args.rho, ratio, args.margin, seed, args.lam)
         for flip, rates in todo:
             for rate in rates:
-                pr = clean if flip == "none" else convex.corrupt(clean, flip, rate, args.lam)
+                pr = clean if flip == "clean" else convex.corrupt(clean, flip, rate, args.lam)
                 out.append((flip, rate, seed, pr))
     return out
 
@@ -195,58 +196,55 @@ def write_config(folder: Path, df, items, methods, ratio, flip, elapsed):
         corrupt=np.stack([[by[r, s].corrupt for s in seeds] for r in rates]),
         w_star=np.stack([[by[r, s].opt.w for s in seeds] for r in rates]),
         w_star_clean=np.stack([by[rates[0], s].opt_clean.w for s in seeds]))
-    plot_curves(folder / "curves.png", df, methods, f"ratio={ratio:g}, flip={flip}")
+    plot_curves(folder / "curves.png", df, methods, f"ratio {ratio:g}, {flip}")
 
 
-def band(ax, stats, label=None, color=None):
-    """Mean line with a +-1 std band over seeds; stats: DataFrame indexed by x with mean, std."""
-    x, mu, sd = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].fillna(0.0).to_numpy()
-    ax.plot(x, mu, label=label, color=color, lw=1.3)
-    ax.fill_between(x, mu - sd, mu + sd, color=color, alpha=0.18, lw=0)
+def _per_x(df, x):
+    """{x: per-seed values} of one method's rows."""
+    return {xv: g["value"].to_numpy(dtype=float) for xv, g in df.groupby(x)}
 
 
-def seed_stats(df, keys):
-    """mean and std over seeds of `value`, grouped by `keys` (the last key becomes the x axis)."""
-    return df.groupby(keys)["value"].agg(["mean", "std"])
+# the metrics drawn on a log axis (positive, spanning decades), with log-space seed bands
+LOG_METRICS = ("dist_train", "gap")
+CLIP = {"test_err_pct": (0.0, 100.0), "mass_corrupt": (0.0, 1.0)}
 
 
 def plot_curves(path, df, methods, title):
-    import matplotlib
+    """Every metric vs epoch, a column per rate, a row per metric.  Epoch 0 (w = 0: 100 % test
+    error, the largest distances) is not drawn: it would flatten every curve.  The rows share
+    their y axis across rates; a clean configuration has no mass-on-corrupted row."""
+    from islab import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.plt
     rates = sorted(df["rate"].unique())
-    colors = dict(zip(methods, plt.cm.tab10.colors))
-    stats = seed_stats(df, ["rate", "metric", "method", "epoch"])
-    fig, axes = plt.subplots(len(PLOT_METRICS), len(rates), squeeze=False,
-                             figsize=(3.4 * len(rates) + 0.6, 1.9 * len(PLOT_METRICS) + 0.6))
+    metrics = [m for m in PLOT_METRICS if not (m == "mass_corrupt" and max(rates) == 0)]
+    d = df[df["epoch"] >= 1]
+    sts = plots.styles(methods)
+    fig, axes = plt.subplots(len(metrics), len(rates), squeeze=False, sharex=True, sharey="row",
+                             figsize=(2.9 * len(rates) + 2.3, 1.75 * len(metrics) + 1.2))
     for j, rate in enumerate(rates):
-        for i, metric in enumerate(PLOT_METRICS):
+        for i, metric in enumerate(metrics):
             ax = axes[i, j]
+            sub = d[(d["rate"] == rate) & (d["metric"] == metric)]
             for m in methods:
-                if (rate, metric, m) in stats.index.droplevel(-1):
-                    band(ax, stats.loc[(rate, metric, m)], label=m, color=colors[m])
-            if metric == "gap":
-                ax.set_yscale("log")
-                ax.minorticks_off()  # tick layout is most of a figure's cost
-            else:
-                ax.locator_params(axis="y", nbins=4)
-            ax.locator_params(axis="x", nbins=5)
+                xs, mid, lo, hi = plots.seed_stats(_per_x(sub[sub["method"] == m], "epoch"),
+                                                   logy=metric in LOG_METRICS)
+                if len(xs):
+                    plots.band(ax, xs, mid, lo, hi, m, clip=CLIP.get(metric), markers=False, st=sts[m])
+            if metric in LOG_METRICS:
+                plots.log_axis(ax, "y")
             if j == 0:
-                ax.set_ylabel(PLOT_LABELS[metric], fontsize=8)
+                ax.set_ylabel(plots.wrap(PLOT_LABELS[metric], 18))
             if i == 0:
-                ax.set_title(f"rate {rate:g}", fontsize=9)
-            ax.tick_params(labelsize=7)
-        axes[-1, j].set_xlabel("epoch", fontsize=8)
-    if axes[0, 0].get_legend_handles_labels()[0]:   # empty when every chain diverged
-        axes[0, 0].legend(fontsize=6)
-    fig.suptitle(title + " (mean +- std over seeds)", fontsize=10)
-    # fixed margins: tight_layout costs more than the whole optimisation of a configuration
-    fig.subplots_adjust(left=0.6 / fig.get_figwidth() + 0.08, right=0.97, top=1 - 0.75 / fig.get_figheight(),
-                        bottom=0.45 / fig.get_figheight(), hspace=0.3, wspace=0.3)
-    runs.atomic_savefig(fig, path, dpi=80)
-    plt.close(fig)
+                ax.set_title("clean" if rate == 0 else f"rate {rate:g}")
+            plots.integer_ticks(ax, "x")
+        axes[-1, j].set_xlabel("epoch")
+    plots.legend_outside(fig, axes, title="method", fixed=True)
+    fig.suptitle(plots.wrap(title + f": epochs 1-{int(d['epoch'].max())}, mean +- sd over seeds (log "
+                            "rows: geometric mean x/÷ geometric sd)", 38 * len(rates) + 20))
+    # fixed margins: tight layout would cost more than the whole optimisation of a configuration
+    plots.fixed_margins(fig, left=0.85, top=0.95, legend_width=1.3)
+    plots.save(fig, path, tight=False, bbox=False)
 
 
 # ---------------------------------------------------------------- run-level summary
@@ -300,48 +298,53 @@ def write_summary(run, methods, total_s):
 
 
 def plot_summary(run, final, methods):
-    import matplotlib
+    """Final test error vs the norm ratio (per noise kind, at its largest rate) and vs the noise
+    rate (per noisy kind, at the largest ratio; rate 0 = clean data).  The ratio axis shows the
+    ratios themselves; the rate panels share the y axis of their row; no empty panel."""
+    from islab import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.plt
     err = final[final["metric"] == "test_err_pct"]
     flips = list(dict.fromkeys(err["flip"]))
-    colors = dict(zip(methods, plt.cm.tab10.colors))
-    noisy = [f for f in flips if f != "none"]
-    ncol = max(len(flips), len(noisy), 1)
-    fig, axes = plt.subplots(2, ncol, figsize=(3.6 * ncol, 6.0), squeeze=False)
+    noisy = [f for f in flips if f != "clean"]
+    ratios = sorted(err["ratio"].unique())
+    sts = plots.styles(methods)
+    ncol = max(len(flips), 1)
+    nrow = 2 if noisy else 1
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol + 0.6, 2.9 * nrow + 0.6), squeeze=False)
     for j, flip in enumerate(flips):  # row 1: error vs ratio at the largest rate of that kind
         d = err[err["flip"] == flip]
         rate = d["rate"].max()
-        st = seed_stats(d[d["rate"] == rate], ["method", "ratio"])
         ax = axes[0, j]
         for m in methods:
-            if m in st.index.get_level_values(0):
-                band(ax, st.loc[m], label=m, color=colors[m])
-        ax.set_xscale("log")
-        ax.set_title(f"{flip} {rate:g}" if flip != "none" else "clean", fontsize=9)
-        ax.set_xlabel("ratio (rare / common norm)")
+            xs, mid, lo, hi = plots.seed_stats(_per_x(d[(d["rate"] == rate) & (d["method"] == m)], "ratio"))
+            if len(xs):
+                plots.band(ax, xs, mid, lo, hi, m, clip=(0, 100), st=sts[m])
+        if len(ratios) > 1 and min(ratios) > 0:
+            ax.set_xscale("log")
+        plots.integer_ticks(ax, "x", ratios)
+        ax.set_title("clean" if flip == "clean" else f"{flip} {rate:g}")
+        ax.set_xlabel("norm ratio (rare / common)")
     ratio = err["ratio"].max()
     for j, flip in enumerate(noisy):  # row 2: error vs rate at the largest ratio (rate 0 = clean)
-        st = seed_stats(err[(err["ratio"] == ratio) & err["flip"].isin([flip, "none"])], ["method", "rate"])
+        d = err[(err["ratio"] == ratio) & err["flip"].isin([flip, "clean"])]
         ax = axes[1, j]
         for m in methods:
-            if m in st.index.get_level_values(0):
-                band(ax, st.loc[m], label=m, color=colors[m])
-        ax.set_title(f"{flip}, ratio {ratio:g}", fontsize=9)
-        ax.set_xlabel("noise rate")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("final test error (%)")
-    for ax in axes.flat:
-        if not ax.has_data():
-            ax.axis("off")
-    if axes[0, 0].get_legend_handles_labels()[0]:   # empty when every chain diverged
-        axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Convex-Noise: final clean test error (mean +- std over seeds)", fontsize=10)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.1, hspace=0.45, wspace=0.3)
-    run.savefig(fig, "summary.png", dpi=80)
-    plt.close(fig)
+            xs, mid, lo, hi = plots.seed_stats(_per_x(d[d["method"] == m], "rate"))
+            if len(xs):
+                plots.band(ax, xs, mid, lo, hi, m, clip=(0, 100), st=sts[m])
+        plots.integer_ticks(ax, "x", sorted(d["rate"].unique()))
+        ax.set_title(f"{flip}, ratio {ratio:g}")
+        ax.set_xlabel("noise rate (0 = clean)")
+    for i in range(nrow):
+        axes[i, 0].set_ylabel("final test error (%)")
+    spare = list(axes[1, len(noisy):]) if nrow == 2 else []   # the row of noisy kinds is one shorter
+    for ax in spare[1:]:
+        ax.remove()
+    plots.legend_outside(fig, axes, title="method", into=spare[0] if spare else None)
+    fig.suptitle("Convex-Noise: final clean test error (mean +- sd over seeds); top: vs the norm ratio "
+                 "at each kind's largest rate; bottom: vs the rate at the largest ratio")
+    plots.save(fig, run.path / "summary.png")
 
 
 # ---------------------------------------------------------------- main

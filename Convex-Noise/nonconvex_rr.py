@@ -113,7 +113,8 @@ def build_parser():
                         "ends in")
     g = p.add_argument_group("run")
     g.add_argument("--results-root", type=cli.folder, default=str(runs.RESULTS_ROOT),
-                   help="results folder; the run lands in <root>/Convex-Noise/nonconvex/<name>")
+                   help="results folder; the run lands in <root>/Convex-Noise/nonconvex/<name> (default: the repository's "
+                        "results/)")
     g.add_argument("--name", type=runs.check_name, default=None,
                    help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true", help="continue a run folder, skipping finished parts")
@@ -399,22 +400,28 @@ def write_summary(run, args):
 
 
 def _plt():
-    import matplotlib
+    from islab import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return plots.plt
 
-    return plt
+
+def _save(run, fig, name):
+    from islab import plots
+
+    plots.save(fig, run.path / name, tight=False)
 
 
 def plot_twowell(run, tw, eta, edges, hists, pred):
+    from islab import plots
+
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.9))
     x = np.linspace(-2.5, 2.5, 1001)
     ax = axes[0]
     ax.plot(x, tw.loss(x), color="k", lw=1.6, label="F = a1 f1 + a2 f2")
-    ax.plot(x, tw.a[0] * tw.term_losses(x)[:, 0], color="tab:red", ls="--", lw=1, label="a1 f1 (sensitive)")
-    ax.plot(x, tw.a[1] * tw.term_losses(x)[:, 1], color="tab:blue", ls="--", lw=1,
+    ax.plot(x, tw.a[0] * tw.term_losses(x)[:, 0], color=plots.VERMILLION, ls="--", lw=1,
+            label="a1 f1 (sensitive)")
+    ax.plot(x, tw.a[1] * tw.term_losses(x)[:, 1], color=plots.SKY, ls="--", lw=1,
             label="a2 f2 (insensitive)")
     ax.set_xlabel("x (parameter)")
     ax.set_ylabel("loss")
@@ -423,9 +430,9 @@ def plot_twowell(run, tw, eta, edges, hists, pred):
     w = np.diff(edges)
     mid = (edges[:-1] + edges[1:]) / 2
     for ax, scheme, name in ((axes[1], "sgd", "(b) SGD"), (axes[2], "rr", "(c) RR")):
-        for dyn, style in (("sampled", dict(color="tab:orange", lw=1.6,
+        for dyn, style in (("sampled", dict(color=plots.ORANGE, lw=1.6,
                                             label="iterates, sampled terms (SGD / RR)")),
-                           ("diffusion", dict(color="tab:green", lw=1.2,
+                           ("diffusion", dict(color=plots.GREEN, lw=1.2,
                                               label="iterates, Lemma 2.1 diffusion (E-M)"))):
             h = hists[f"{scheme}-{dyn}"] / max(hists[f"{scheme}-{dyn}"].sum(), 1) / w
             ax.step(mid, np.where(h > 0, h, np.nan), where="mid", **style)
@@ -438,13 +445,15 @@ def plot_twowell(run, tw, eta, edges, hists, pred):
         ax.set_title(f"{name}, eta {eta:g}, second half of the run", fontsize=10)
         ax.set_xlim(-2.2, 2.2)
     axes[1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.2), ncol=3)
+    axes[2].sharey(axes[1])
     fig.subplots_adjust(left=0.06, right=0.99, top=0.9, bottom=0.3, wspace=0.3)
-    run.savefig(fig, "twowell.png", dpi=100)
-    plt.close(fig)
+    _save(run, fig, "twowell.png")
 
 
 def plot_welsch(run, args, pr, mins, rows, thr):
     import pandas as pd
+
+    from islab import plots
 
     plt = _plt()
     df = pd.DataFrame(rows)
@@ -453,33 +462,38 @@ def plot_welsch(run, args, pr, mins, rows, thr):
     ax = axes[0]
     ax.plot(b, pr.loss(b), color="k", lw=1.4)
     for i, m in enumerate(mins):
-        ax.plot([m], [pr.loss(m)], "o", color="tab:green" if i == 0 else "tab:red", ms=6,
+        ax.plot([m], [pr.loss(m)], "o", color=plots.GREEN if i == 0 else plots.VERMILLION, ms=6,
                 label=("better" if i == 0 else "worse") + f" minimum, beta = {m:.2f}")
     ax.set_xlabel("coefficient beta")
     ax.set_ylabel("Welsch objective F(beta)")
     ax.set_title("(a) landscape", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     ax = axes[1]
-    for s, color in (("sgd", "tab:orange"), ("rr", "tab:blue")):
+    for s in ("sgd", "rr"):
         d = df[(df.method == s) & (df.dynamics == "sampled") & (df.metric == "better_fraction")]
-        ax.plot(d.eta, d.value, "o-", color=color, label=f"{s.upper()}: chains in the better minimum")
+        st = plots.style(s)
+        color = st["color"]
+        ax.plot(d.eta, d.value, marker=st["marker"], linestyle=st["linestyle"], color=color,
+                label=f"{s.upper()}: chains in the better minimum")
         ax.axvline(thr[s], color=color, ls=":", lw=1,
                    label=f"{s.upper()} linear stability limit {thr[s]:.3f}")
     g = df[(df.dynamics == "gd") & (df.metric == "better_fraction")]["value"].iloc[0]
-    ax.axhline(g, color="grey", ls="--", lw=1, label=f"starts in its basin ({g:.2f})")
+    ax.axhline(g, **plots.REFERENCE, label=f"starts in its basin ({g:.2f})")
     ax.set_xscale("log")
+    plots.integer_ticks(ax, "x", args.w_etas)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("learning rate eta (log scale)")
     ax.set_ylabel("fraction of chains")
     ax.set_title(f"(b) {args.w_chains} chains x {args.w_steps} steps per point", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.36, wspace=0.25)
-    run.savefig(fig, "welsch.png", dpi=100)
-    plt.close(fig)
+    _save(run, fig, "welsch.png")
 
 
 def plot_mb(run, pr, minima, rows):
     import pandas as pd
+
+    from islab import plots
 
     plt = _plt()
     df = pd.DataFrame(rows)
@@ -489,6 +503,7 @@ def plot_mb(run, pr, minima, rows):
                          np.linspace(pr.box[0][1], pr.box[1][1], 300))
     V = nc.mb_potential(np.stack([gx, gy], -1))
     cs = ax.contourf(gx, gy, np.minimum(V, 100), levels=np.linspace(-150, 100, 26), cmap="viridis")
+    ax.grid(False)
     fig.colorbar(cs, ax=ax, label="V (clipped at 100)")
     for p, k in zip(minima, "ABC"):
         ax.plot(*p, "w*", ms=10)
@@ -497,20 +512,22 @@ def plot_mb(run, pr, minima, rows):
     ax.set_ylabel("y")
     ax.set_title("(a) Mueller-Brown potential, minima A (global), B, C", fontsize=10)
     ax = axes[1]
-    for s, color in (("sgd", "tab:orange"), ("rr-local", "tab:blue")):
+    for s in ("sgd", "rr-local"):
         d = df[(df.method == s) & (df.dynamics == "sampled") & (df.metric == "frac_A")]
-        ax.plot(d.eta, d.value, "o-", color=color, label=f"{s.upper()}: runs ending in A")
+        st = plots.style(s)
+        ax.plot(d.eta, d.value, marker=st["marker"], linestyle=st["linestyle"], color=st["color"],
+                label=f"{s.upper()}: runs ending in A")
     g = df[(df.dynamics == "gd") & (df.metric == "frac_A")]["value"].iloc[0]
-    ax.axhline(g, color="grey", ls="--", lw=1, label=f"starts in A's basin ({g:.2f})")
+    ax.axhline(g, **plots.REFERENCE, label=f"starts in A's basin ({g:.2f})")
     ax.set_xscale("log")
+    plots.integer_ticks(ax, "x", sorted(df[df.dynamics == "sampled"].eta.unique()))
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("learning rate eta (log scale)")
     ax.set_ylabel("fraction of runs")
     ax.set_title("(b) term proportions a = (" + ", ".join(f"{v:.2g}" for v in pr.a) + ")", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2)
     fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.3, wspace=0.3)
-    run.savefig(fig, "mueller_brown.png", dpi=100)
-    plt.close(fig)
+    _save(run, fig, "mueller_brown.png")
 
 
 # ---------------------------------------------------------------- main

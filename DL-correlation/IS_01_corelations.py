@@ -5,7 +5,7 @@ Every model in --models (the target is the last one, or --target) scores each ex
 split (--split) with its eval-mode loss, EL2N, gradient-norm bound and margin (one pass of
 islab.train.per_example_stats per model).  Per score kind the models are then compared by
 Spearman, Kendall and Pearson correlation matrices and by the Jaccard overlap of their top-q
-("hardest") sets (SPEC section 7, "DL-correlation").
+("hardest") sets (DL-correlation/README.md).
 
 Where the models come from
   trained     (digits, mnist, or --train-proxies): every model is trained from scratch for
@@ -32,7 +32,7 @@ Output: results/DL-correlation/<run>/ with res.txt (tables), results.csv (tidy: 
 score, model_a, model_b, measure, value, epoch), scores-<model>-s<seed>.npz (per-example arrays),
 scores-s<seed>.csv (per-example scores of every model of a replicate, keyed by example_id; with
 --export-dynamics, dynamics-<model>-s<seed>/ per trained model: results/README.md),
-labels-<noise>.npz, heat-<score>-<measure>.png, joint-loss-<proxy>.png, early.png and provenance.
+labels-<noise>.npz, heat.png, scatter-loss.png, early.png and provenance.
 """
 from __future__ import annotations
 
@@ -60,6 +60,12 @@ DEFAULT_MODELS = {  # the target (last) is the most expensive model; proxies are
     "cifar": "resnet20,resnet56,mobilenetv2_x0_5,shufflenetv2_x0_5,vgg19_bn",
 }
 DEFAULT_NOISE_RATE = 0.2
+NOISE_KINDS = ("clean", "uniform", "targeted", "pair")
+
+
+def noise_kind_name(text: str) -> str:
+    """--noise-kind: `none`, the former spelling of `clean`, still reads as clean."""
+    return "clean" if text == "none" else text
 
 
 # ---------------------------------------------------------------- arguments
@@ -67,7 +73,8 @@ DEFAULT_NOISE_RATE = 0.2
 
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
-    experiment.add_common_args(p)
+    # models come from --models and snapshots from --early-epochs: no proxy flags here
+    experiment.add_common_args(p, exclude=("proxies", "proxy_epochs", "snapshot_epoch"))
     # this study trains every model for a few epochs (not the preset's target budget) and
     # averages two replicates by default, so the digits run stays well under a minute
     p.set_defaults(epochs=6, seeds="0,1")
@@ -78,10 +85,8 @@ def build_parser():
             a.help = "target model (default: the last of --models; appended to --models if missing)"
         elif a.dest == "seeds":
             a.help = "comma list of replicate seeds (trained models only; pretrained use the first)"
-        elif a.dest in ("proxies", "snapshot_epoch", "proxy_epochs"):
-            a.help = "unused here (models come from --models, snapshots from --early-epochs)"
     g = p.add_argument_group("correlation study")
-    g.add_argument("--models", help="comma list of models; the last is the target (default %(default)s: "
+    g.add_argument("--models", help="comma list of models; the last is the target (default: "
                    f"{DEFAULT_MODELS['small']} on digits/mnist, "
                    f"{DEFAULT_MODELS['cifar']} on CIFAR-shaped data)")
     g.add_argument("--model-seeds", type=cli.positive_int, default=1,
@@ -94,11 +99,12 @@ def build_parser():
     g.add_argument("--early-epochs", default="auto",
                    help="comma list of snapshot epochs (1-based) correlated with the target's final scores; "
                         "'auto' = 1, 2, 4, ... below --epochs; 'none' = skip (trained models, --split train)")
-    g.add_argument("--noise-kind", choices=("none", "uniform", "targeted", "pair"), default="none",
-                   help="label noise on the training set (SPEC section 2); scores then use the noisy labels")
+    g.add_argument("--noise-kind", type=noise_kind_name, choices=NOISE_KINDS, default="clean",
+                   help="label noise on the training set (docs/METHODS.md section 2); scores then use the "
+                        "noisy labels")
     g.add_argument("--noise-rate", type=cli.rate, default=None,
-                   help=f"corruption rate in [0, 1) (default %(default)s: {DEFAULT_NOISE_RATE} "
-                        "when --noise-kind is set)")
+                   help=f"corruption rate in [0, 1), fraction of N relabelled (default: {DEFAULT_NOISE_RATE} "
+                        "when --noise-kind is not clean)")
     g.add_argument("--train-proxies", action="store_true",
                    help="on cifar10/cifar100, train every model from scratch instead of loading "
                         "pretrained weights")
@@ -152,7 +158,7 @@ def resolve_args(args) -> None:
     if len(models) * args.model_seeds < 2:
         cli.fail("need at least two models to compare (see --models, --model-seeds)")
 
-    if args.noise_kind == "none":
+    if args.noise_kind == "clean":
         if args.noise_rate:
             cli.fail("--noise-rate needs --noise-kind uniform, targeted or pair")
         args.noise_rate = 0.0
@@ -446,24 +452,26 @@ def write_report(run, args, order, target, n_examples) -> None:
 
 
 def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
-    """Heatmaps of the replicate-mean matrices, loss scatter plots of the first replicate, early lines."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
+    """heat.png (every replicate-mean matrix in one grid), scatter-loss.png (each proxy's loss
+    against the target's, first replicate) and early.png (snapshot Spearman per epoch)."""
     from islab import plots
-    from islab.runs import atomic_savefig
 
+    plt = plots.plt
     df = results_frame(run)
     pairs = df[df.job == "pairs"]
     n_rep = pairs.seed.nunique()
+    mats = {}
     for k in SCORES:
         for m in MEASURES:
             d = pairs[(pairs.score == k) & (pairs.measure == m)]
             mean = d.groupby(["model_a", "model_b"])["value"].mean()
-            mat = np.array([[1.0 if a == b else mean.get((a, b), np.nan) for b in order] for a in order])
-            plots.heatmap(mat, order, run.path / f"heat-{k}-{m}.png", title=f"{m}, {k} (mean of {n_rep})",
-                          vmin=0 if m == "jaccard" else -1, vmax=1)
+            mats[k, m] = np.array([[1.0 if a == b else mean.get((a, b), np.nan) for b in order] for a in order])
+    plots.heatmap_grid(mats, order, SCORES, MEASURES, run.path / "heat.png", vmin=-1, vmax=1, highlight=target,
+                       notes={"jaccard": f"top-{args.top_q:g} sets; chance {chance_jaccard(args.top_q):.3f}"},
+                       cbar_label="agreement (one scale for every panel)",
+                       title=f"DL-correlation: agreement between every pair of models (rows: score; columns: "
+                             f"measure; mean of {n_rep} replicate{'s' if n_rep != 1 else ''}; boxed: the "
+                             f"target {target})")
     rng = np.random.default_rng(0)  # which examples are drawn in the scatter plots only
     n = len(arrays0[target]["loss"])
     idx = np.sort(rng.choice(n, size=min(n, args.scatter_points), replace=False))
@@ -471,27 +479,46 @@ def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
     def log_loss(m):  # losses span decades; 1e-7 keeps exact zeros on the plot
         return np.log10(np.maximum(arrays0[m]["loss"][idx], 1e-7))
 
-    for m in order:
-        if m == target:
-            continue
-        d = pd.DataFrame({target: log_loss(target), m: log_loss(m),
-                          "label": np.where(mask[idx], "corrupted", "clean") if mask.any() else "all"})
-        g = sns.JointGrid(data=d, x=target, y=m, hue="label" if mask.any() else None, height=4)
-        g.plot_joint(sns.scatterplot, s=6, alpha=0.5, linewidth=0)
-        g.plot_marginals(sns.histplot, bins=40, element="step", stat="density", **(
-            {"common_norm": False} if mask.any() else {}))
+    proxies = [m for m in order if m != target]
+    ncol = min(len(proxies), 4)
+    nrow = -(-len(proxies) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.9 * ncol + 0.6, 2.9 * nrow + 0.5), squeeze=False,
+                             sharex=True, sharey=True)
+    groups = [("corrupted", mask[idx], plots.VERMILLION), ("clean", ~mask[idx], plots.BLUE)] if mask.any() \
+        else [("all examples", np.ones(len(idx), dtype=bool), plots.BLUE)]
+    tx = log_loss(target)
+    lo = min(tx.min(), *(log_loss(m).min() for m in proxies))
+    hi = max(tx.max(), *(log_loss(m).max() for m in proxies))
+    pad = 0.03 * (hi - lo)
+    for ax, m in zip(axes.flat, proxies):
+        my = log_loss(m)
+        for name, sel, colour in groups[::-1]:
+            ax.scatter(tx[sel], my[sel], s=4, alpha=0.45, linewidths=0, color=colour, label=name, rasterized=True)
+        ax.plot([lo, hi], [lo, hi], color="0.4", linestyle=(0, (4, 3)), linewidth=0.9, label="equal loss")
         rho = spearman(arrays0[target]["loss"], arrays0[m]["loss"])
-        g.set_axis_labels(f"{target} log10 loss", f"{m} log10 loss")
-        g.figure.suptitle(f"loss, seed {seed0}: Spearman {rho:.3f}")
-        g.figure.tight_layout()
-        atomic_savefig(g.figure, run.path / f"joint-loss-{m.replace('#', '_c')}.png", dpi=110)
-        plt.close(g.figure)
+        ax.set_title(f"{m}: Spearman {rho:.3f}")
+        ax.set_ylabel("proxy log10 loss")
+        ax.set_xlabel(f"{target} (target) log10 loss")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal", adjustable="box")
+    for ax in list(axes.flat)[len(proxies):]:
+        ax.axis("off")
+    plots.legend_outside(fig, axes)
+    fig.suptitle(plots.wrap(f"DL-correlation: per-example loss of each proxy against the target {target} "
+                            f"(replicate seed {seed0}, {len(idx)} examples; exact zeros at 1e-7)", 40 * ncol))
+    plots.save(fig, run.path / "scatter-loss.png")
     early = pairs[pairs.measure == "early_spearman"]
     if not early.empty:
+        tlabel = f"{target} (target)"
+        names = [tlabel if m == target else m for m in order]
+        early = early.assign(model_a=early["model_a"].replace({target: tlabel}))
         plots.lines_with_band(early.rename(columns={"model_a": "model", "value": "spearman"}), "epoch",
-                              "spearman", "model", run.path / "early.png", col="score",
-                              ylabel=f"Spearman vs {target} final",
-                              title="early snapshots vs the target's final scores")
+                              "spearman", "model", run.path / "early.png", col="score", integer_x=True,
+                              ylabel=f"Spearman with {target}'s final scores", clip=(-1, 1), panel="{value}",
+                              hue_order=names, highlight=tlabel,
+                              title="DL-correlation: each model's snapshot after epoch e against the "
+                                    "target's final scores")
 
 
 # ---------------------------------------------------------------- main
@@ -648,7 +675,7 @@ def main(argv=None):
                 if (df.measure == "diverged").any() and (df.value[df.measure == "diverged"] == 1).any()
                 else "no comparisons yet")
     figures = "" if args.no_plots else (
-        ", heat-*.png, joint-loss-*.png" + (", early.png" if args.early_list else ""))
+        ", heat.png, scatter-loss.png" + (", early.png" if args.early_list else ""))
     run.log(f"results: {run.path} (res.txt, results.csv{figures})")
     launch.finish(args)
     return run.path

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """DL-noise: does importance sampling from proxy-model scores help or hurt a deep network
-trained on noisily labelled data?  (SPEC section 7, "DL-noise".)
+trained on noisily labelled data?  (DL-noise/README.md.)
 
 For every label-noise rate one noise draw and one proxy ensemble run (islab.experiment.
 configuration) are shared by every strategy and seed; the target is then trained with
   baseline        ordinary shuffled epochs (uniform, without replacement)
   consensus-high  p proportional to the smoothed mean loss rank across proxies
   ambiguous       p proportional to the smoothed loss-rank variance across proxies
-the two non-uniform ones with the unbiased 1/(N p) reweighting (SPEC section 1).  With
+the two non-uniform ones with the unbiased 1/(N p) reweighting (docs/METHODS.md section 1).  With
 `--mode subset` they instead keep the top alpha fraction by the same score (baseline = a
 random subset of the same size) and train on it with the full-data step budget.
 
@@ -17,10 +17,11 @@ random subset of the same size) and train on it with the full-data step budget.
 Output: results/DL-noise/r-b{batch}[-preset][-mode][-kind]/ with res.txt (per-run lines and
 mean +- std over seeds), results.csv (tidy: every epoch plus the final numbers of every run),
 scores.csv (how well each proxy score detects the corrupted labels), labels-<tag>.npz (noisy,
-clean, corrupt mask), scores-<tag>.npz (the strategies' scores), scores-<tag>.csv (every
-per-example proxy score), with --export-probs probs-<tag>-<strategy>.npz (the fixed p of each
-weighted strategy, one row at epoch 0), with --export-dynamics dynamics-<tag>/ (results/README.md),
-the figures of DL-noise/plot.py, and config/cmd/env provenance.
+clean, corrupt mask), scores-<tag>.npz (the strategies' scores, named as in DR-IS: consensus
+for consensus-high, dris for ambiguous), scores-<tag>.csv (every per-example proxy score), with
+--export-probs probs-<tag>-<strategy>.npz (the fixed p of each weighted strategy, one row at
+epoch 0), with --export-dynamics dynamics-<tag>/ (results/README.md), the figures of
+DL-noise/plot.py, and config/cmd/env provenance.
 """
 from __future__ import annotations
 
@@ -277,7 +278,8 @@ def main(argv=None):
         labels, mask, ens = prep.labels, prep.mask, prep.ens
         strat_scores = strategy_scores(ens, args.strategy_list) if ens is not None else {}
         if strat_scores:
-            run.save_arrays(f"scores-{tag}.npz", **{s.replace("-", "_"): v for s, v in strat_scores.items()})
+            # named by the score, as in DR-IS's files: consensus (consensus-high), dris (ambiguous)
+            run.save_arrays(f"scores-{tag}.npz", **{STRATEGIES[s]: v for s, v in strat_scores.items()})
         experiment.export_configuration(run, args, tag, labels, prep.clean, mask, ens)
         if args.export_probs and args.mode == "weighted":
             from islab import export

@@ -5,12 +5,13 @@
     python DL-noise/plot.py results/DL-noise/r-b64 --out figs
 
 Draws, into the folder (or --out):
-  accuracy_vs_noise.png    final and best test accuracy % vs label-noise rate, one line per
-                           strategy, error bars = std over seeds
+  accuracy_vs_noise.png    final and best test accuracy % vs label-noise rate, one marker per
+                           strategy (dodged), error bars = sd over seeds
   corrupted_vs_noise.png   fraction of drawn training examples whose label was corrupted vs the
-                           noise rate (dashed: what uniform sampling draws, = the rate)
+                           noise rate (grey marks: what uniform sampling draws, = the rate)
   curves_test_acc.png      test accuracy % vs epoch per strategy, one panel per noise rate
-  curves_train_loss.png    training loss vs epoch (the 1/(N p)-weighted loss for sampled runs)
+  curves_train_loss.png    training loss vs epoch, log scale (the baseline's plain loss; the
+                           1/(N p)-weighted loss for the sampled strategies, as the title says)
 """
 from __future__ import annotations
 
@@ -19,22 +20,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: find islab
 
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
 from islab import cli, plots, runs  # noqa: E402
 from islab.cli import UsageError  # noqa: E402
 
 FIGURES = ("accuracy_vs_noise.png", "corrupted_vs_noise.png", "curves_test_acc.png", "curves_train_loss.png")
 
 
-def errorbar_lines(ax, df, x: str, hue: str, ylabel: str, title: str = "") -> None:
-    """Mean over seeds +- one std (error bars), one line per `hue`; df is tidy with a 'value' column."""
-    stats = df.groupby([hue, x], sort=False)["value"].agg(["mean", "std"]).reset_index()
-    for h, d in stats.groupby(hue, sort=False):
-        d = d.sort_values(x)
-        ax.errorbar(d[x], d["mean"], yerr=d["std"].fillna(0.0), marker="o", capsize=3, label=str(h))
-    ax.set_xlabel(x)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
+def dodged_errorbars(ax, df, hue: str, order, sts) -> None:
+    """Mean over seeds +- one sd per strategy at each noise rate.  The rates sit at evenly
+    spaced positions (0, 2, 5, 10, 25 % are not crowded at the left) and the strategies are
+    dodged sideways, so no error bar hides another."""
+    rates = sorted(df["noise %"].unique())
+    pos = {r: i for i, r in enumerate(rates)}
+    hues = [h for h in order if (df[hue] == h).any()]
+    width = 0.5 / max(len(hues), 1)
+    for k, h in enumerate(hues):
+        st = df[df[hue] == h].groupby("noise %")["value"].agg(["mean", "std"]).reset_index()
+        x = np.array([pos[r] for r in st["noise %"]]) + (k - (len(hues) - 1) / 2) * width
+        s = sts[h]
+        ax.errorbar(x, st["mean"], yerr=st["std"].fillna(0.0), color=s["color"], marker=s["marker"],
+                    linestyle=s["linestyle"], capsize=2.5, label=str(h), zorder=3)
+    ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates])
+    ax.set_xlabel("label-noise rate (%)")
 
 
 REQUIRED = ("rate", "strategy", "seed", "metric", "value", "epoch")
@@ -82,38 +92,62 @@ def draw(run_dir, out=None) -> list[Path]:
     per_epoch = df[df["epoch"].notna()]
     written = []
 
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6), sharey=True)
+    order = list(dict.fromkeys(final["strategy"]))
+    sts = plots.styles(order)
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2), sharey=True)
     for ax, (metric, title) in zip(axes, [("final_test_acc", "final test accuracy"),
-                                          ("best_test_acc", "best test accuracy over epochs")]):
-        errorbar_lines(ax, final[final["metric"] == metric], "noise %", "strategy", "test accuracy %", title)
+                                          ("best_test_acc", "best test accuracy over the epochs")]):
+        dodged_errorbars(ax, final[final["metric"] == metric], "strategy", order, sts)
+        ax.set_title(title)
+    axes[0].set_ylabel("test accuracy (%)")
+    plots.legend_outside(fig, axes, title="strategy")
+    fig.suptitle("DL-noise: test accuracy vs label noise (mean +- sd over seeds)")
     plots.save(fig, out / FIGURES[0])
     written.append(out / FIGURES[0])
 
-    fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    errorbar_lines(ax, final[final["metric"] == "drawn_corrupt"], "noise %", "strategy",
-                   "fraction of drawn examples corrupted", "corrupted labels drawn during training")
-    rates = sorted(final["noise %"].unique())
-    ax.plot(rates, [r / 100.0 for r in rates], "k--", lw=1, label="noise rate (uniform)")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    d = final[final["metric"] == "drawn_corrupt"]
+    rates = sorted(d["noise %"].unique())
+    # the noise rate (what uniform sampling draws): a mark at the centre of each group, on top of
+    # the dodged points, so neither hides the baseline, which lies on it
+    dodged_errorbars(ax, d, "strategy", order, sts)
+    ax.scatter(range(len(rates)), [r / 100.0 for r in rates], marker="_", s=260, linewidths=1.6,
+               color="0.25", zorder=4)
+    ref = Line2D([], [], marker="_", markersize=12, markeredgewidth=1.6, linestyle="none", color="0.25",
+                 label="noise rate (what uniform sampling draws)")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("fraction of drawn examples corrupted")
+    ax.set_title("corrupted labels drawn during training")
+    handles = ax.get_legend_handles_labels()[0] + [ref]
+    plots.legend_outside(fig, handles=handles, title="strategy")
     plots.save(fig, out / FIGURES[1])
     written.append(out / FIGURES[1])
 
-    for name, metric, ylabel in [(FIGURES[2], "test_acc", "test accuracy %"),
-                                 (FIGURES[3], "train_loss", "training loss")]:
-        d = per_epoch[per_epoch["metric"] == metric].rename(columns={"value": metric})
-        plots.lines_with_band(d, "epoch", metric, "strategy", out / name, title=f"{ylabel} vs epoch "
-                              "(mean +- std over seeds)", ylabel=ylabel, col="noise %",
-                              logy=metric == "train_loss")
+    for name, metric, ylabel, title, logy, clip in [
+            (FIGURES[2], "test_acc", "test accuracy (%)", "DL-noise: test accuracy per epoch", False, (0, 100)),
+            (FIGURES[3], "train_loss", "training loss (log)",
+             "DL-noise: training loss per epoch; baseline: the plain mean cross-entropy, "
+             + ", ".join(s for s in order if s != "baseline")
+             + ": the 1/(N p)-weighted loss the step minimises (not comparable in level with the baseline's)",
+             True, None)]:
+        dd = per_epoch[per_epoch["metric"] == metric].rename(columns={"value": metric})
+        plots.lines_with_band(dd, "epoch", metric, "strategy", out / name, title=title, ylabel=ylabel,
+                              col="noise %", logy=logy, clip=clip, integer_x=True, hue_order=order,
+                              panel="noise {value:g} %")
         written.append(out / name)
     return written
 
 
-def main(argv=None):
+def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
     p.add_argument("path", nargs="?", help="results folder of DL-noise/is.py (holds results.csv)")
     p.add_argument("--run", help="the same folder as a flag (instead of the positional path)")
     p.add_argument("--out", type=cli.folder, help="folder for the figures (default: the results folder)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     folder = args.path or args.run
     if folder is None:
         cli.fail("give the results folder (positional path or --run)")

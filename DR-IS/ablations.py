@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DR-IS ablation sweeps (SPEC section 7): thin wrappers that compose DR-IS/static.py (and
+"""DR-IS ablation sweeps (DR-IS/README.md): thin wrappers that compose DR-IS/static.py (and
 DR-IS/online.py for the gamma sweep); every sub-run is an ordinary static run folder inside
 the sweep folder, and the sweep folder adds a summary across the swept values.
 
@@ -170,7 +170,8 @@ def final_rows(path: Path):
     df = runs.read_frame(path)   # the sub-run's job files (checksummed), not its derived results.csv
     if df.empty:
         return df
-    # online.py names the configuration column 'noise' and the final accuracy 'final_acc'
+    # online.py names the final accuracy 'final_acc' (and its folders before this version named
+    # the configuration column 'noise')
     df = df.rename(columns={"noise": "config"}) if "config" not in df else df
     df["metric"] = df["metric"].replace({"final_acc": "test_acc"})
     if "epoch" in df:
@@ -189,7 +190,7 @@ def sub_frame(run, args, sub: str):
     if len(fin):
         fin["setting"] = setting_of(args.sweep, sub, fin)
         if args.sweep == "rate":   # one block whose columns are the rates, not one block per rate
-            fin["config"] = f"{args.rate_kind} noise, rate ="
+            fin["config"] = f"{args.rate_kind} noise"
         if args.sweep == "lambda":  # hybrid<l> rows become one 'hybrid' row over the lambda columns
             fin["method"] = ["hybrid" if str(m).startswith("hybrid") else m for m in fin["method"]]
     return fin
@@ -310,20 +311,37 @@ def main(argv=None):
 
 
 def write_plots(run, fin, args) -> None:
+    """summary_*.png: each metric over the swept values (evenly spaced, labelled by value), a line
+    per method, a panel per noise configuration, mean +- sd over seeds; corruption in the subset
+    with its chance level (eps) per panel."""
     from islab import plots
 
     d = fin.copy()
     d["setting"] = pd_categorical(d["setting"], args.values_list)
-    # a categorical hue keeps each method's colour the same in every panel
-    d["method"] = pd_categorical(d["method"], list(dict.fromkeys(fin["method"])))
-    for metric, fname, label in (
-            ("test_acc", "summary_acc.png", "final test accuracy (%)"),
-            ("corruption_in_subset", "summary_corruption.png", "corruption in kept subset"),
-            ("mass_corrupt_mean", "summary_mass_corrupt.png", "sampling mass on corrupted")):
+    methods = list(dict.fromkeys(fin["method"]))
+    # chance level of the corruption in a subset: eps, one per panel (not in a rate sweep, where
+    # eps is the swept value itself)
+    eps = d.groupby("config")["eps"].first().to_dict() if "eps" in d and args.sweep != "rate" else {}
+    for metric, fname, label, clip, ref in (
+            ("test_acc", "summary_acc.png", "final test accuracy (%)", (0, 100), None),
+            ("corruption_in_subset", "summary_corruption.png", "corrupted fraction of the kept subset", (0, 1), eps),
+            ("mass_corrupt_mean", "summary_mass_corrupt.png", "sampling mass on corrupted", (0, 1), None)):
         if metric in d and np.isfinite(d[metric].to_numpy(dtype=float)).any():
-            plots.lines_with_band(d.sort_values("setting"), "setting", metric, "method", run.path / fname,
-                                  title=f"sweep {args.sweep} (mean +- std over seeds)", ylabel=label,
-                                  col="config")
+            dd = d[np.isfinite(d[metric].to_numpy(dtype=float))]
+            if metric != "test_acc" and "eps" in dd:   # clean data has no corrupted example to show
+                dd = dd[dd.groupby("config")["eps"].transform("max") > 0]
+            if dd.empty:
+                continue
+            plots.lines_with_band(dd.sort_values("setting"), "setting", metric, "method", run.path / fname,
+                                  title=f"DR-IS ablation: {label}, sweep {args.sweep}", ylabel=label,
+                                  col="config", clip=clip, xlabel=SWEEP_LABEL.get(args.sweep, args.sweep),
+                                  hue_order=[m for m in methods if (dd["method"] == m).any()],
+                                  reference=ref or None, reference_label="chance (= eps)", panel="{value}",
+                                  ylim=(0, None))
+
+
+SWEEP_LABEL = {"K": "K (proxies)", "alpha": "alpha (kept fraction)", "rate": "corruption rate",
+               "proxies": "proxy set", "lambda": "hybrid lambda", "gamma": "gamma (online smoothing)"}
 
 
 def pd_categorical(series, order):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DR-IS theory diagnostics (SPEC section 6; paper Theorem 1, Theorem 2, Appendix H): how the
+"""DR-IS theory diagnostics (docs/METHODS.md section 6; paper Theorem 1, Theorem 2, Appendix H): how the
 rank-disagreement score s_i separates clean from corrupted examples as the ensemble grows.
 
 Per noise configuration ONE pool of K_max proxies is trained (shared cache), and for each K in
@@ -51,7 +51,7 @@ DEFAULT_NOISE = "clean,targeted:0.25"
 # cycle their own proxy list.
 DEFAULT_POOL = {"digits": "cnn,mlp"}
 SAMPLERS = ("uniform", "standard_is", "loss_is", "dris")
-SUBSET_SCORES = ("dris", "consensus", "el2n")
+SUBSET_SCORES = ("dris", "el2n", "consensus")   # consensus drawn last: on top of el2n, which it can equal
 
 
 # ---------------------------------------------------------------- arguments
@@ -59,13 +59,12 @@ SUBSET_SCORES = ("dris", "consensus", "el2n")
 
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
-    experiment.add_common_args(p)
+    # no target model is trained here: no --seeds, --target, --epochs
+    experiment.add_common_args(p, exclude=("seeds", "target", "epochs"))
     for a in p._actions:  # shared flags whose meaning is specific here
         if a.dest == "proxies":
             a.help = ("comma list of proxy models, cycled to K_max = max(--k-values) (default: cnn,mlp on "
                       "digits, else the preset's list)")
-        elif a.dest in ("seeds", "target", "epochs"):
-            a.help = "unused here (no target model is trained)"
     g = p.add_argument_group("diagnostics")
     g.add_argument("--noise", default=DEFAULT_NOISE,
                    help="noise configurations, comma list of clean | uniform:RATE | targeted:RATE | "
@@ -82,9 +81,10 @@ def build_parser():
     g.add_argument("--eta", type=cli.unit_interval, default=0.1,
                    help="Assumption 2 exceedance probability: tau is the eta-quantile of the bulk's ranks")
     g.add_argument("--gamma", type=cli.nonnegative_float, default=0.1,
-                   help="DR-IS smoothing c = gamma * mean(s) of the dris sampler (SPEC section 5)")
+                   help="DR-IS smoothing of the dris sampler: c = gamma * mean(s) is added to every s_i "
+                        "(dimensionless; docs/METHODS.md section 5)")
     g.add_argument("--ddof", type=int, choices=(0, 1), default=0,
-                   help="rank-variance normalisation: 0 = 1/K (SPEC default), 1 = 1/(K-1)")
+                   help="divisor of the rank variance: 0 = 1/K (docs/METHODS.md), 1 = 1/(K-1)")
     g.add_argument("--a2-min-spread", type=cli.unit_interval, default=0.05,
                    help="A2 holds when the clean-boundary s is at least this fraction of the maximum "
                         "variance")
@@ -120,7 +120,7 @@ def parse_args(argv=None):
 
 
 def default_name(args) -> str:
-    # --seeds trains nothing here: left out of the name (it stays in config.json)
+    # no target seeds here (folders of earlier versions had a --seeds flag: left out of the digest)
     digest = runs.config_digest({k: v for k, v in vars(args).items() if k not in ("seeds", "seed_list")})
     return runs.run_name("diag", args.dataset, f"n{args.train_size}" if args.train_size else None,
                          "K" + "_".join(map(str, args.k_list)), f"a{args.alpha:g}", digest)
@@ -233,29 +233,55 @@ def write_report(run, args, verdicts: dict, info: dict) -> None:
 def gap_plot(gap, configs, path) -> None:
     """Empirical and plug-in gaps against 2r over K, one panel per configuration.  The gaps are
     ~100x smaller than 2r, so the y axis is symmetric-log (linear within +-1e-3)."""
-    import matplotlib.pyplot as plt
-
     from islab import plots
 
-    fig, axes = plt.subplots(1, len(configs), figsize=(4.4 * len(configs), 3.4), squeeze=False)
+    colours = {"empirical gap": plots.BLUE, "plug-in Theorem 1 gap": plots.VERMILLION, "2r (McDiarmid)": plots.BLACK}
+    styles_ = {"empirical gap": ("o", "-"), "plug-in Theorem 1 gap": ("s", "-."), "2r (McDiarmid)": ("D", "--")}
+    fig, axes = plots.plt.subplots(1, len(configs), figsize=(3.6 * len(configs) + 0.4, 3.1), squeeze=False,
+                                   sharey=True)
     for ax, c in zip(axes[0], configs):
-        for q, sub in gap[gap["config"] == c].groupby("quantity"):
+        for q, sub in gap[gap["config"] == c].groupby("quantity", sort=False):
             sub = sub.sort_values("K")
-            style = "--" if q.startswith("2r") else "-"
-            ax.plot(sub["K"], sub["value"], marker="o", label=q, linestyle=style)
-        ax.axhline(0.0, color="k", linewidth=0.8)
+            mk, ls = styles_.get(q, ("o", "-"))
+            ax.plot(sub["K"], sub["value"], marker=mk, linestyle=ls, color=colours.get(q), label=q)
+        ax.axhline(0.0, color="0.5", linewidth=0.8)
         ax.set_yscale("symlog", linthresh=1e-3)
+        plots.integer_ticks(ax, "x", sorted(gap["K"].unique()))
         ax.set_xlabel("K (proxies)")
-        ax.set_ylabel("s units (symlog)")
-        ax.set_title(f"{c}: separation gap vs 2r")
-        ax.legend(fontsize=7)
+        ax.set_title(c)
+    axes[0, 0].set_ylabel("s units (symlog; linear within +-0.001)")
+    plots.legend_outside(fig, axes, title="quantity")
+    fig.suptitle(plots.wrap("DR-IS diagnostics: separation gaps vs 2r (Theorem 1 certifies the separation "
+                            "when a gap exceeds 2r; our A1 check needs the empirical gap > 0)", 60))
     plots.save(fig, path)
+
+
+def draw_hist(path, s, mask, rows, k: int, tag: str, args) -> None:
+    """Histogram of s_i, clean vs corrupted, with the two quantiles the Appendix H verdict compares
+    (the corrupted bulk's top q_bulk, the clean boundary's bottom q_bnd) and the 2r separation
+    Theorem 1 asks for, drawn from q_bulk (its true extent is in the legend when it runs off the
+    axis)."""
+    from islab import plots
+
+    val = {r["metric"]: r["value"] for r in rows if r["K"] == k}
+    q_bulk, q_bnd, two_r = val.get("q_bulk", np.nan), val.get("q_boundary", np.nan), val.get("two_radius", np.nan)
+    marks = [(q_bulk, f"q_bulk = {q_bulk:.4f}: the highest s of the lowest {1 - args.tail_fraction:.0%} of corrupted"),
+             (q_bnd, f"q_bnd = {q_bnd:.4f}: the lowest s of the round({args.alpha:g} N) clean with the highest s")]
+    span = None
+    if np.isfinite(q_bulk) and np.isfinite(two_r):
+        off = " (runs off the axis)" if q_bulk + two_r > np.nanmax(s) else ""
+        span = (q_bulk, q_bulk + two_r, f"q_bulk + 2r, 2r = {two_r:.3f}{off}: Theorem 1 certifies the "
+                                        "separation only if q_bnd lies beyond")
+    marks[1] = (q_bnd, marks[1][1] + " (A1: q_bnd > q_bulk)")
+    if not mask.any():   # clean data: no corrupted bulk, nothing to separate
+        marks, span = [], None
+    plots.hist_by_group(s, np.where(mask, "corrupted", "clean"), path, bins=args.bins, marks=marks, span=span,
+                        title=f"{tag}, K = {k}: rank disagreement s_i" + (", clean vs corrupted" if mask.any() else ""),
+                        xlabel="rank disagreement s_i (variance of normalised loss ranks)")
 
 
 def write_plots(run, args) -> None:
     """gap.png, subset.png, mass.png over K, one panel per configuration with corruption."""
-    import pandas as pd
-
     from islab import plots
 
     df = run.frame()
@@ -272,13 +298,21 @@ def write_plots(run, args) -> None:
     gap_plot(gap, noisy, run.path / "gap.png")
     cis = d[d["metric"].isin([f"cis_{s}" for s in SUBSET_SCORES])].assign(
         score=lambda x: x["metric"].str.replace("cis_", "", regex=False))
-    eps = d[d["metric"] == "eps"].assign(score="chance (eps)")
-    plots.lines_with_band(pd.concat([cis, eps]), "K", "value", "score", run.path / "subset.png", col="config",
-                          title=f"top-{args.alpha:g} subset", ylabel="corrupted fraction")
+    eps = d[d["metric"] == "eps"].groupby("config")["value"].first().to_dict()
+    ks = sorted(d["K"].unique())
+    plots.lines_with_band(cis, "K", "value", "score", run.path / "subset.png", col="config", xticks=ks,
+                          title=f"DR-IS diagnostics: corrupted fraction of the top-{args.alpha:g} subset "
+                                "by each score (one proxy pool: single draws)", band_note=False,
+                          ylabel="corrupted fraction", clip=(0, 1), reference=eps,
+                          reference_label="chance (= eps)", panel="{value}", ylim=(0, None),
+                          hue_order=[s for s in SUBSET_SCORES if (cis["score"] == s).any()])
     mass = d[d["metric"].isin([f"mass_{s}" for s in SAMPLERS])].assign(
         sampler=lambda x: x["metric"].str.replace("mass_", "", regex=False))
-    plots.lines_with_band(mass, "K", "value", "sampler", run.path / "mass.png", col="config",
-                          title="mass on corrupted (Theorem 2)", ylabel="mass")
+    plots.lines_with_band(mass, "K", "value", "sampler", run.path / "mass.png", col="config", xticks=ks,
+                          title="DR-IS diagnostics: sampling mass on the corrupted examples (Theorem 2; "
+                                "uniform = eps; single draws)", band_note=False, ylabel="mass", clip=(0, 1),
+                          panel="{value}", ylim=(0, None),
+                          hue_order=[s for s in SAMPLERS if (mass["sampler"] == s).any()])
 
 
 # ---------------------------------------------------------------- main
@@ -296,8 +330,6 @@ def load_verdicts(run, args, info: dict, verdicts: dict) -> None:
 
 
 def run_diagnostics(args, argv=None):
-    from islab import plots
-
     ds = experiment.open_dataset(args)   # a missing data set exits 2 before any folder exists
     path = launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
     tags = [experiment.noise_tag(k, r) for k, r in args.noise_list]
@@ -349,9 +381,7 @@ def run_diagnostics(args, argv=None):
                             mean_loss=scores.ensemble_score(ens, "loss"),
                             **{f"s_K{k}": s for k, s in s_of.items()})
             for k, s in s_of.items():
-                groups = np.where(mask, "corrupted", "clean")
-                plots.hist_by_group(s, groups, run.path / f"hist-{tag}-K{k}.png", bins=args.bins,
-                                    title=f"{tag}, K = {k}", xlabel="rank disagreement s_i")
+                draw_hist(run.path / f"hist-{tag}-K{k}.png", s, mask, rows, k, tag, args)
             verdicts[tag] = theory.verdict(last["checks"], last["masses"], last["aligned"])
             runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
             exported = experiment.export_configuration(run, args, tag, prep.labels, prep.clean, mask, ens,

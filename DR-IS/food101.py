@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DR-IS on Food-101 (external validity; SPEC section 7): ImageNet backbones as linear-probe
+"""DR-IS on Food-101 (external validity; DR-IS/README.md): ImageNet backbones as linear-probe
 proxies on cached features, static pruning by their rank disagreement, and a ResNet-50 target
 with only its last block (layer4) and classifier fine-tuned.
 
@@ -13,7 +13,7 @@ Pipeline (islab/features.py holds the pieces):
      unmodified labels (the paper briefly trains a ResNet-18).
   4. Proxies: one linear probe per backbone (islab.train, registry model `linear`, on the
      quantised features), --probe-epochs epochs; losses snapshotted at --probe-snapshot.
-  5. Scores -> keep the top round(alpha N) (SPEC section 4; random = uniform subset) -> the
+  5. Scores -> keep the top round(alpha N) (docs/METHODS.md section 4; random = uniform subset) -> the
      target trains on the subset with the full-data step budget (E/alpha passes).
 
     python DR-IS/food101.py --data-dir data                     # needs data/food-101 and the weights
@@ -73,15 +73,16 @@ def build_parser():
     g.add_argument("--backbones", type=cli.comma_list(str, unique=True), default=list(BACKBONES),
                    help=f"ImageNet backbones, one probe proxy each, from {', '.join(BACKBONES)}")
     g.add_argument("--probe-epochs", type=cli.positive_int, default=10,
-                   help="probe training epochs (paper: 10)")
+                   help="probe training epochs, each ceil(N / probe batch) steps (paper: 10)")
     g.add_argument("--probe-snapshot", type=cli.positive_int, default=5,
-                   help="epoch whose eval-mode losses give the ranks "
-                        "(our default: half, as E_s = E_p/2 on CIFAR)")
+                   help="epoch (1-based) whose eval-mode losses give the ranks (ours: half of "
+                        "--probe-epochs, as E_s = E_p/2 on CIFAR)")
     g.add_argument("--probe-lr", type=cli.positive_float, default=0.1,
-                   help="probe peak learning rate (cosine to 0)")
+                   help="probe peak SGD learning rate (step size per unit gradient, dimensionless), "
+                        "cosine-annealed to 0")
     g.add_argument("--probe-batch", type=cli.positive_int, default=256, help="probe examples per SGD step")
     g.add_argument("--probe-weight-decay", type=cli.nonnegative_float, default=5e-4,
-                   help="probe L2 coefficient")
+                   help="probe L2 weight-decay coefficient (dimensionless; wd * w added to the gradient)")
     g.add_argument("--attacker-epochs", type=cli.positive_int, default=10,
                    help="epochs the targeted-noise attacker (a linear probe on the first backbone's "
                         "features, clean labels) trains; its other settings are the probes'. Default 10 = "
@@ -99,17 +100,20 @@ def build_parser():
     g.add_argument("--target-arch", choices=TARGETS, default="resnet50",
                    help="target network (layer4 + a new fc trained, the rest frozen)")
     g.add_argument("--epochs", type=cli.positive_int, default=5,
-                   help="target budget in epochs of ceil(N/b) steps (our default)")
+                   help="target budget in epochs, each ceil(N / batch size) SGD steps (ours)")
     g.add_argument("--batch-size", type=cli.positive_int, default=128, help="target examples per SGD step")
     g.add_argument("--lr", type=cli.positive_float, default=0.01,
-                   help="target peak learning rate (cosine to 0)")
-    g.add_argument("--weight-decay", type=cli.nonnegative_float, default=5e-4, help="target L2 coefficient")
-    g.add_argument("--momentum", type=cli.unit_interval, default=0.9, help="SGD momentum (probes and target)")
+                   help="target peak SGD learning rate (step size per unit gradient, dimensionless), "
+                        "cosine-annealed to 0")
+    g.add_argument("--weight-decay", type=cli.nonnegative_float, default=5e-4, help="target L2 weight-decay coefficient (dimensionless; "
+                   "wd * w added to the gradient)")
+    g.add_argument("--momentum", type=cli.unit_interval, default=0.9,
+                   help="SGD momentum coefficient in [0, 1] (dimensionless), probes and target")
     g.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g = p.add_argument_group("run")
-    g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds")
-    g.add_argument("--noise-seed", type=int, default=0, help="seed of the label-noise draw")
+    g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds (integers)")
+    g.add_argument("--noise-seed", type=int, default=0, help="seed (integer) of the label-noise draw")
     g.add_argument("--cache-dir", type=cli.folder, default=None,
                    help="image / feature / probe cache folder (default: <results-root>/cache)")
     g.add_argument("--results-root", type=cli.folder, default=None,
@@ -119,8 +123,10 @@ def build_parser():
                    help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true",
                    help="continue an existing run folder, skipping finished jobs")
-    g.add_argument("--quiet", action="store_true", help="log to log.txt only")
-    g.add_argument("--progress", action="store_true", help="tqdm progress bar per epoch")
+    g.add_argument("--quiet", action="store_true",
+                   help="log to log.txt only (progress lines still show in a terminal)")
+    g.add_argument("--progress", action="store_true",
+                   help="a tqdm bar per epoch too (a line per finished job shows in a terminal anyway)")
     return p
 
 
@@ -226,19 +232,27 @@ def write_report(run, args, info: dict) -> None:
 
 
 def write_plot(run) -> None:
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
+    """accuracy.png: final test accuracy per configuration and method (one bar per method and
+    alpha), sd error bars over seeds, y from 0, one legend outside."""
     from islab import plots
 
     fin = final_frame(run.frame())
     d = fin[fin["metric"] == "test_acc"] if len(fin) else fin
     if len(d) == 0:
         return
-    fig, ax = plt.subplots(figsize=(1.5 + 1.5 * d["config"].nunique(), 3.4))
-    sns.barplot(data=d.assign(method=d["method"] + " a" + d["alpha"].map("{:g}".format)), x="config",
-                y="value", hue="method", errorbar="sd", ax=ax, capsize=0.1)
+    d = d.assign(label=d["method"] + d["alpha"].map(lambda a: "" if a == 1 else f" a{a:g}"))
+    groups, hues = list(dict.fromkeys(d["config"])), list(dict.fromkeys(d["label"]))
+    base = {h: str(h).split(" ")[0] for h in hues}
+    sts = {h: plots.style(base[h]) for h in hues}
+    fig, ax = plots.plt.subplots(figsize=(1.6 + 0.45 * len(hues) * len(groups), 3.2))
+    stats = {(g, h): d[(d["config"] == g) & (d["label"] == h)]["value"].to_numpy(dtype=float)
+             for g in groups for h in hues}
+    handles = plots.grouped_bars(ax, stats, groups, hues, sts=sts)
+    ax.set_ylim(0, 100)
     ax.set_ylabel("final test accuracy (%)")
+    ax.set_xlabel("noise configuration")
+    plots.legend_outside(fig, handles=handles, title="method")
+    fig.suptitle("DR-IS Food-101: final test accuracy (mean +- sd over seeds)")
     plots.save(fig, run.path / "accuracy.png")
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """DR-IS online importance sampling (Algorithm 2) against Uniform SGD, Standard IS and RHO-LOSS
-(approximate and faithful), under label noise.  (SPEC sections 1, 3, 5, 7; paper Table 3.)
+(approximate and faithful), under label noise.  (docs/METHODS.md sections 1, 3, 5, 7; paper Table 3.)
 
 Per noise configuration: one noise draw and one cached proxy run shared by every method; the
 target is trained by the one loop of islab.train with each method's sampling distribution
@@ -41,7 +41,7 @@ from islab.train import train  # noqa: E402
 
 FAMILY = "DR-IS/online"
 DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"
-# RHO-LOSS reference model and holdout per preset (SPEC 3: ResNet-20 on a 5k holdout for CIFAR;
+# RHO-LOSS reference model and holdout per preset (docs/METHODS.md section 3: ResNet-20 on a 5k holdout for CIFAR;
 # digits: the small cnn on 20 % of the 1437 training examples, our default).
 IRREDUCIBLE_DEFAULTS = {"cifar10": ("resnet20", 5000), "cifar100": ("resnet20", 5000), "digits": ("cnn", 0.2)}
 COLLAPSE_MARGIN = 5.0    # a run "collapsed" when its final test accuracy <= chance + this (points)
@@ -323,7 +323,7 @@ def write_report(run, args, ds, infos, wall):
              "mean +- std (ddof 1) over seeds; paired t-test of final acc against uniform across seeds.", ""]
     for kind, rate in args.noise_configs:
         tag = experiment.noise_tag(kind, rate)
-        sub = df[df["noise"] == tag]
+        sub = df[df["config"] == tag]
         if sub.empty:
             continue
         info = infos.get(tag, {})
@@ -341,17 +341,23 @@ def write_report(run, args, ds, infos, wall):
 
 
 def plot(run, df):
+    """acc_vs_epoch.png and mass_corrupt_vs_epoch.png: mean +- sd over seeds per method, a panel
+    per noise configuration (shared y axis, bands clipped to the metric's range); clean data has
+    no mass panel (nothing is corrupted)."""
     from islab.plots import lines_with_band
 
     ep = df[df["epoch"].notna()] if "epoch" in df else df.iloc[:0]
-    for metric, name, label in (("test_acc", "acc_vs_epoch.png", "test accuracy (%)"),
-                                ("mass_corrupt", "mass_corrupt_vs_epoch.png", "sampling mass on corrupted")):
+    methods = [m for m in dict.fromkeys(ep["method"])] if len(ep) else []
+    for metric, name, label, clip in (("test_acc", "acc_vs_epoch.png", "test accuracy (%)", (0, 100)),
+                                      ("mass_corrupt", "mass_corrupt_vs_epoch.png", "sampling mass on corrupted",
+                                       (0, 1))):
         d = ep[ep["metric"] == metric]
         if metric == "mass_corrupt":  # nothing to see where nothing is corrupted
-            d = d[d["noise"] != "clean"]
+            d = d[d["config"] != "clean"]
         if not d.empty:
-            lines_with_band(d, "epoch", "value", "method", run.path / name, ylabel=label, col="noise",
-                            title=f"{label}, mean +- std over seeds")
+            lines_with_band(d, "epoch", "value", "method", run.path / name, ylabel=label, col="config",
+                            clip=clip, integer_x=True, hue_order=[m for m in methods if (d["method"] == m).any()],
+                            panel="{value}", title=f"DR-IS online: {label} per epoch")
 
 
 # ---------------------------------------------------------------- main
@@ -383,7 +389,7 @@ def main(argv=None):
 
 
 def config_keys(args, tag: str) -> list[dict]:
-    return [{"noise": tag, "method": m, "seed": s} for m in args.method_list for s in args.seed_list]
+    return [{"config": tag, "method": m, "seed": s} for m in args.method_list for s in args.seed_list]
 
 
 def planned_keys(args) -> list[dict]:
@@ -432,10 +438,10 @@ def run_online(args, ds=None, path=None, argv=None):
     for kind, rate in args.noise_configs:
         tag = experiment.noise_tag(kind, rate)
         jobs = [(m, s) for m in args.method_list for s in args.seed_list]
-        todo = [(m, s) for m, s in jobs if not run.is_done({"noise": tag, "method": m, "seed": s})]
+        todo = [(m, s) for m, s in jobs if not run.is_done({"config": tag, "method": m, "seed": s})]
         if len(todo) < len(jobs) and role.trains:
             run.log(f"[{tag}] {len(jobs) - len(todo)} finished jobs skipped (--resume)")
-        todo = [(m, s) for m, s in todo if role.runs({"noise": tag, "method": m, "seed": s})]
+        todo = [(m, s) for m, s in todo if role.runs({"config": tag, "method": m, "seed": s})]
         if not todo:
             continue
         with role.prepared(run, tag):
@@ -448,7 +454,7 @@ def run_online(args, ds=None, path=None, argv=None):
             runs.atomic_write_json(info_file, infos)
         for method, seed in todo:
             blocked = labels is None or (ens is None and method in online.PROXY_METHODS)
-            with run.claim({"noise": tag, "method": method, "seed": seed}) as job:
+            with run.claim({"config": tag, "method": method, "seed": seed}) as job:
                 if job is None:
                     run.log(f"[{tag}] {method} seed {seed}: running in another worker, skipped")
                     continue

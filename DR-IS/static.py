@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""DR-IS static pruning (Algorithm 1; SPEC sections 3, 4, 7): keep the top-alpha fraction of the
+"""DR-IS static pruning (Algorithm 1; docs/METHODS.md sections 3, 4, 7): keep the top-alpha fraction of the
 training set by a per-example score computed from ONE shared proxy run per noise configuration,
 train the target on that subset with the step budget of full-data training (E/alpha passes),
 and compare the scores under label noise.
 
     python DR-IS/static.py --noise clean,targeted:0.25          # digits on CPU (`make demo`, ~4 min)
-    python DR-IS/static.py                                       # digits, the four SPEC configurations
+    python DR-IS/static.py                                       # digits, the four default configurations
     python DR-IS/static.py --preset cifar10 --data-dir data      # paper protocol (GPU, CIFAR-10 on disk)
 
 Methods (high score = keep; every score method keeps the top round(alpha*N) by its own score):
@@ -47,7 +47,7 @@ EXTRA_METHODS = ("hybrid", "aum_tsr", "cleanlab")   # need --hybrid-lambda / an 
 OWN_FRACTION = ("full", "aum_tsr", "cleanlab")   # methods whose keep fraction is their own, not alpha
 LEARNT = ("aum_tsr", "cleanlab")   # ... learnt from the proxies: their job keys are unknown until then
 NO_SCORE = ("random", "full")           # methods without a per-example score (no proxies needed)
-DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"  # SPEC section 7 (our default)
+DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"  # the paper's Table 1 settings
 DEFAULT_TSR_PERCENTILE = 99.0           # Pleiss et al.: flag AUM below the 99th threshold percentile
 CLEANLAB_FOLDS = 3                      # cross-validation folds of the cleanlab method (ours)
 CLEANLAB_FILTER = "prune_by_noise_rate"  # cleanlab's default find_label_issues filter
@@ -83,7 +83,8 @@ def build_parser():
                         "target sees) instead of a global top alpha; our extension, not in the paper. "
                         "random stays a uniform subset (class-balanced in expectation)")
     g.add_argument("--ddof", type=int, choices=(0, 1), default=0,
-                   help="rank-variance normalisation: 0 = 1/K (SPEC default), 1 = 1/(K-1); same ranking")
+                   help="divisor of the rank variance: 0 = 1/K (docs/METHODS.md), 1 = 1/(K-1); the ranking is "
+                        "the same")
     return p
 
 
@@ -185,7 +186,7 @@ def select(method: str, score, n: int, alpha: float, seed: int, beta: float = 0.
 
 
 def tsr_scores(aum_runs, threshold_runs, percentile: float):
-    """AUM threshold-sample test (peers.md 3.1) from R proxy runs.
+    """AUM threshold-sample test (Pleiss et al. 2020, section 3.1) from R proxy runs.
 
     aum_runs: (R, N) AUM of every example in each run (threshold samples measured against the
     extra class); threshold_runs: (R, N) bool, True where the example was a threshold sample.
@@ -358,11 +359,9 @@ def write_report(run, args, info: dict) -> None:
 
 
 def write_plots(run, args) -> None:
-    """accuracy.png (accuracy per configuration and method, sd error bars over seeds) and
-    corruption.png (corruption in the kept subset, chance = eps marked), one panel per alpha."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
+    """accuracy.png (final test accuracy per configuration and method, sd error bars over seeds,
+    y from 0) and corruption.png (corruption in the kept subset of the noisy configurations, a
+    chance line = eps over each configuration's bars), one panel per alpha, one legend."""
     from islab import plots
 
     fin = final_frame(run.frame())
@@ -372,26 +371,33 @@ def write_plots(run, args) -> None:
     tags = [experiment.noise_tag(k, r) for k, r in args.noise_list]
     order = [t for t in tags if t in set(fin["config"])]
     hue = [m for m in args.method_list if m in set(fin["method"])]
-    for metric, fname, ylabel in (("test_acc", "accuracy.png", "final test accuracy (%)"),
-                                  ("corruption_in_subset", "corruption.png", "corruption in kept subset")):
-        width = 1.2 + 1.6 * len(order) * len(args.alpha_list)
-        fig, axes = plt.subplots(1, len(args.alpha_list), figsize=(width, 3.6), squeeze=False)
+    sts = plots.styles(hue)
+    eps = fin.groupby("config")["eps"].first()
+    for metric, fname, ylabel, groups in (
+            ("test_acc", "accuracy.png", "final test accuracy (%)", order),
+            ("corruption_in_subset", "corruption.png", "corrupted fraction of the kept subset",
+             [t for t in order if eps.get(t, 0) > 0])):   # clean data has nothing to show here
+        if not groups:
+            continue
+        n = len(args.alpha_list)
+        width = 1.0 + 0.32 * len(hue) * len(groups)
+        fig, axes = plots.plt.subplots(1, n, figsize=(width * n + 1.5, 3.3), squeeze=False, sharey=True)
+        handles = []
         for ax, a in zip(axes[0], args.alpha_list):
             d = fin[np.isclose(fin["panel"], a)]
-            sns.barplot(data=d, x="config", y=metric, hue="method", order=order, hue_order=hue, errorbar="sd",
-                        ax=ax, capsize=0.1, err_kws={"linewidth": 1})
+            stats = {(g, m): d[(d["config"] == g) & (d["method"] == m)][metric].to_numpy(dtype=float)
+                     for g in groups for m in hue}
+            chance = {g: float(eps.get(g, np.nan)) for g in groups} if metric != "test_acc" else None
+            handles = plots.grouped_bars(ax, stats, groups, hue, chance=chance, chance_label="chance (= eps)",
+                                         sts=sts) or handles
             if metric == "test_acc":
-                lo = np.nanmin(d[metric]) if np.isfinite(d[metric].to_numpy(dtype=float)).any() else 0
-                ax.set_ylim(max(0.0, lo - 10), 100)
-            else:
-                eps = d.groupby("config")["eps"].first()
-                for i, tag in enumerate(order):
-                    if tag in eps:
-                        ax.hlines(eps[tag], i - 0.45, i + 0.45, colors="k", linestyles="--", linewidth=1)
-            ax.set_title(f"alpha = {a:g}" + (" (dashed: chance = eps)" if metric != "test_acc" else ""))
-            ax.set_ylabel(ylabel)
+                ax.set_ylim(0, 100)
+            ax.set_title(f"alpha = {a:g}")
             ax.set_xlabel("noise configuration")
-            ax.legend(fontsize=6, ncol=2)
+        axes[0, 0].set_ylabel(ylabel)
+        plots.legend_outside(fig, handles=handles, title="method")
+        fig.suptitle(plots.wrap("DR-IS static pruning: " + ("final test accuracy" if metric == "test_acc" else
+                                "corruption in the kept subset") + " (mean +- sd over seeds)", 60 * n))
         plots.save(fig, run.path / fname)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DR-IS synthetic study (SPEC section 7, DR-IS, "synthetic study (Appendix G)").
+"""DR-IS synthetic study (paper Appendix G; DR-IS/README.md).
 
 Uniform SGD, Standard IS, Loss IS and DR-IS with linear proxies on the two-cluster mixture of
 islab.convex (squared hinge + L2), under clean / uniform 10 % / targeted 10 % / targeted 25 %
@@ -28,25 +28,30 @@ from islab import cli, convex, noise, runs  # noqa: E402
 
 FAMILY = "DR-IS/synthetic"
 NAMES = {"uniform": "Uniform SGD", "grad-is": "Standard IS", "loss-is": "Loss IS", "dr-is": "DR-IS"}
-# Paper Appendix G, test accuracy % (SPEC section 7); its generator is not recoverable.
+# Paper Appendix G, test accuracy % (typed from the paper); its generator is not recoverable.
 PAPER = {"Uniform SGD": "95.84 / 86.16 / 23.62 / 21.22", "Standard IS": "95.92 / 87.16 / 22.62 / 19.80",
          "Loss IS": "95.86 / 86.74 / 24.94 / 21.62", "DR-IS": "94.64 / 53.86 / 22.98 / 20.70"}
-QUICK = dict(n=200, n_test=400, d=5, noise="none:0,uniform:0.1,targeted:0.25", seeds="0,1", epochs=2)
+QUICK = dict(n=200, n_test=400, d=5, noise="clean,uniform:0.1,targeted:0.25", seeds="0,1", epochs=2)
 COLLAPSE_PCT = 50.0  # a chain "collapsed" when its final clean test accuracy is <= this (coin flip)
-COLUMNS = ["noise", "rate", "method", "seed", "epoch", "metric", "value"]
+COLUMNS = ["kind", "rate", "method", "seed", "epoch", "metric", "value"]
 
 
 # ---------------------------------------------------------------- arguments
 
 
 def noise_config(text):
-    """KIND:RATE, e.g. targeted:0.25 (KIND from islab.noise.BINARY_KINDS, RATE in [0, 1))."""
+    """clean or KIND:RATE, e.g. targeted:0.25 (KIND from islab.noise.BINARY_KINDS, RATE in [0, 1));
+    the former spelling none:0 still reads as clean."""
     kind, sep, rate = text.partition(":")
+    kind = noise.kind_name(kind)
+    if kind == "clean":
+        if sep:
+            cli.rate(rate)
+        return "clean", 0.0
     if not sep or kind not in noise.BINARY_KINDS:
         raise cli.argparse.ArgumentTypeError(
-            f"noise must be KIND:RATE with KIND in {', '.join(noise.BINARY_KINDS)}, got {text!r}")
-    r = cli.rate(rate)
-    return kind, 0.0 if kind == "none" else r
+            f"noise must be clean or KIND:RATE with KIND in {', '.join(noise.BINARY_KINDS[1:])}, got {text!r}")
+    return kind, cli.rate(rate)
 
 
 def build_parser():
@@ -54,9 +59,9 @@ def build_parser():
     p.epilog = "methods: " + "; ".join(f"{m} = {h}" for m, h in convex.METHOD_HELP.items())
     g = p.add_argument_group("study")
     g.add_argument("--noise", type=cli.comma_list(noise_config),
-                   default="none:0,uniform:0.1,targeted:0.1,targeted:0.25",
-                   help="noise configurations KIND:RATE, comma list (rate = fraction of N flipped, "
-                        "in [0, 1))")
+                   default="clean,uniform:0.1,targeted:0.1,targeted:0.25",
+                   help="noise configurations, comma list of clean | KIND:RATE (KIND from "
+                        f"{', '.join(noise.BINARY_KINDS[1:])}; RATE = fraction of N flipped, in [0, 1))")
     g.add_argument("--methods", type=cli.comma_list(str), default="uniform,grad-is,loss-is,dr-is",
                    help=f"samplers, comma list from {', '.join(convex.METHODS)}; uniform = Uniform SGD, "
                         "grad-is = Standard IS (gradient norm of the current model, every epoch), "
@@ -78,7 +83,8 @@ def build_parser():
                         "as long as a proxy, as in every deep-learning preset")
     g = p.add_argument_group("run")
     g.add_argument("--results-root", type=cli.folder, default=str(runs.RESULTS_ROOT),
-                   help="results folder; the run lands in <root>/DR-IS/synthetic/<name>")
+                   help="results folder; the run lands in <root>/DR-IS/synthetic/<name> (default: the repository's "
+                        "results/)")
     g.add_argument("--name", type=runs.check_name, default=None,
                    help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true",
@@ -129,7 +135,7 @@ def problems(args):
                          "--eta-max, --safe-step); the targeted labels cannot be drawn")
         items = []
         for seed, clean, w_att in zip(args.seeds, cleans, attackers):
-            items += [(k, r, seed, clean if k == "none" else
+            items += [(k, r, seed, clean if k == "clean" else
                        convex.corrupt(clean, k, r, args.lam, attacker_w=w_att if k == "targeted" else None))
                       for k, r in args.noise]
     except convex.SolveError as e:
@@ -146,7 +152,7 @@ def default_name(args) -> str:
 
 
 def label(kind, rate) -> str:
-    return "clean" if kind == "none" else f"{kind} {100 * rate:g}%"
+    return "clean" if kind == "clean" else f"{kind} {100 * rate:g}%"
 
 
 # ---------------------------------------------------------------- tables and figure
@@ -164,7 +170,7 @@ def matrix(final, metric, methods, configs, fmt):
     for m in methods:
         row = [NAMES.get(m, m)]
         for k, r in configs:
-            sel = (final["method"] == m) & (final["noise"] == k) & np.isclose(final["rate"], r)
+            sel = (final["method"] == m) & (final["kind"] == k) & np.isclose(final["rate"], r)
             d = final[sel & (final["metric"] == metric)]
             div = final[sel & (final["metric"] == "diverged")]["value"]   # seeds whose chain diverged
             tag = f" [{int(div.sum())}/{len(div)} diverged]" if div.sum() else ""
@@ -182,7 +188,7 @@ def collapse_matrix(final, methods, configs):
     for m in methods:
         row = [NAMES.get(m, m)]
         for k, r in configs:
-            d = final[(final["method"] == m) & (final["noise"] == k) & np.isclose(final["rate"], r)
+            d = final[(final["method"] == m) & (final["kind"] == k) & np.isclose(final["rate"], r)
                       & (final["metric"] == "test_acc_pct")]["value"]
             row.append(f"{int((d <= COLLAPSE_PCT).sum())}/{len(d)}" if len(d) else "-")
         rows.append(row)
@@ -200,9 +206,9 @@ def attack_section(df, args, configs) -> list:
     out = [f"## where the flips landed: flipped examples in the rare cluster (of {n_rare} rare, "
            f"N = {args.n}); targeted attacker: {att}; mean +- std over seeds [per seed]"]
     for k, r in configs:
-        if k == "none":
+        if k == "clean":
             continue
-        sub = lab[(lab["noise"] == k) & np.isclose(lab["rate"], r)]
+        sub = lab[(lab["kind"] == k) & np.isclose(lab["rate"], r)]
         fr = sub[sub["metric"] == "flips_in_rare"].sort_values("seed")["value"]
         nf = sub[sub["metric"] == "flips"]["value"]
         line = (f"{label(k, r)}: {cell(fr, '{:.1f}')} of {int(nf.max()) if len(nf) else '?'} flips "
@@ -244,37 +250,46 @@ def write_summary(run, args, configs, optima):
 
 
 def plot(run, df, methods, configs):
-    import matplotlib
+    """Test accuracy and mass on corrupted vs epoch, a column per noise configuration; the rows
+    share their y axis; epoch 0 (w = 0, accuracy 0) is not drawn."""
+    from islab import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = dict(zip(methods, plt.cm.tab10.colors))
-    stats = df.groupby(["noise", "rate", "metric", "method", "epoch"])["value"].agg(["mean", "std"])
-    fig, axes = plt.subplots(2, len(configs), figsize=(3.4 * len(configs) + 0.6, 5.4), squeeze=False)
+    plt = plots.plt
+    names = [NAMES.get(m, m) for m in methods]
+    sts = plots.styles(names)
+    d = df[df["epoch"] >= 1]
+    fig, axes = plt.subplots(2, len(configs), figsize=(2.9 * len(configs) + 0.8, 5.0), squeeze=False,
+                             sharex=True, sharey="row")
+    spare = None   # the mass panel of clean data (nothing is corrupted) holds the legend
     for j, (k, r) in enumerate(configs):
-        for i, metric in enumerate(("test_acc_pct", "mass_corrupt")):
+        for i, (metric, clip) in enumerate((("test_acc_pct", (0, 100)), ("mass_corrupt", (0, 1)))):
             ax = axes[i, j]
-            for m in methods:
-                key = (k, r, metric, m)
-                if key not in stats.index.droplevel(-1):
-                    continue
-                s = stats.loc[key]
-                x, mu, sd = s.index.to_numpy(), s["mean"].to_numpy(), s["std"].fillna(0).to_numpy()
-                ax.plot(x, mu, color=colors[m], lw=1.3, label=NAMES.get(m, m))
-                ax.fill_between(x, mu - sd, mu + sd, color=colors[m], alpha=0.18, lw=0)
-            ax.tick_params(labelsize=7)
-            ax.locator_params(nbins=5)
-        axes[0, j].set_title(label(k, r), fontsize=9)
-        axes[1, j].set_xlabel("epoch", fontsize=8)
-    axes[0, 0].set_ylabel("clean test accuracy (%)", fontsize=8)
-    axes[1, 0].set_ylabel("sampling mass on corrupted", fontsize=8)
-    if axes[0, 0].get_legend_handles_labels()[0]:   # empty when every chain diverged
-        axes[0, 0].legend(fontsize=7)
-    fig.suptitle("DR-IS synthetic study (mean +- std over seeds)", fontsize=10)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.1, hspace=0.3, wspace=0.3)
-    run.savefig(fig, "synthetic.png", dpi=80)
-    plt.close(fig)
+            if metric == "mass_corrupt" and k == "clean":
+                spare = spare or ax
+                axes[0, j].tick_params(labelbottom=True)
+                axes[0, j].set_xlabel("epoch")
+                continue
+            sub = d[(d["kind"] == k) & np.isclose(d["rate"], r) & (d["metric"] == metric)]
+            for m, name in zip(methods, names):
+                g = {e: v["value"].to_numpy(dtype=float) for e, v in sub[sub["method"] == m].groupby("epoch")}
+                xs, mid, lo, hi = plots.seed_stats(g)
+                if len(xs):
+                    plots.band(ax, xs, mid, lo, hi, name, clip=clip, markers=False, st=sts[name])
+            plots.integer_ticks(ax, "x")
+        axes[0, j].set_title(label(k, r))
+        axes[1, j].set_xlabel("epoch")
+    axes[0, 0].set_ylabel("clean test accuracy (%)")
+    shown = [ax for ax in axes[1] if ax is not spare]
+    if shown:   # the first drawn mass panel carries the row's y label and tick labels
+        shown[0].set_ylabel(plots.wrap("sampling mass on corrupted", 20))
+        shown[0].tick_params(labelleft=True)
+    plots.legend_outside(fig, axes, title="method", into=spare)
+    for ax in axes[1]:
+        if ax is not spare and not ax.has_data():
+            ax.axis("off")
+    fig.suptitle(f"DR-IS synthetic study: epochs 1-{int(d['epoch'].max()) if len(d) else 0}, mean +- sd "
+                 "over seeds (epoch 0, w = 0, not drawn)")
+    plots.save(fig, run.path / "synthetic.png")
 
 
 # ---------------------------------------------------------------- main
@@ -305,7 +320,7 @@ def main(argv=None):
     run = runs.open_run(Path(args.results_root) / FAMILY / (args.name or default_name(args)), args,
                         seed=args.seeds[0])
     cfg = convex.sgd_config(args)
-    run.plan([{"noise": k, "rate": r} for k, r in args.noise])
+    run.plan([{"kind": k, "rate": r} for k, r in args.noise])
     optima = {(k, r): [(100 * (1 - convex.test_error(pr.opt.w, pr.X_test, pr.y_test)),
                         int((pr.corrupt & pr.rare).sum()), pr.opt.grad_norm)
                        for k2, r2, _, pr in items if (k2, r2) == (k, r)] for k, r in args.noise}
@@ -313,11 +328,11 @@ def main(argv=None):
     with contextlib.ExitStack() as claims:
         jobs = {}
         for k, r in args.noise:
-            job = claims.enter_context(run.claim({"noise": k, "rate": r}))
+            job = claims.enter_context(run.claim({"kind": k, "rate": r}))
             if job is not None:
                 jobs[(k, r)] = job
             else:
-                run.log(f"{label(k, r)}: " + ("done, skipped (--resume)" if run.is_done({"noise": k, "rate": r})
+                run.log(f"{label(k, r)}: " + ("done, skipped (--resume)" if run.is_done({"kind": k, "rate": r})
                                               else "running in another worker, skipped"))
         items = [it for it in items if (it[0], it[1]) in jobs]
         if items:
@@ -325,7 +340,7 @@ def main(argv=None):
             metrics = convex.run_methods([it[3] for it in items], args.methods, cfg)
             metrics["test_acc_pct"] = 100.0 - metrics["test_err_pct"]
             elapsed = time.perf_counter() - t0
-            per_problem = {"noise": [it[0] for it in items], "rate": [it[1] for it in items],
+            per_problem = {"kind": [it[0] for it in items], "rate": [it[1] for it in items],
                            "seed": [it[2] for it in items]}
             df = pd.DataFrame(convex.long_format(metrics, per_problem, args.methods))[COLUMNS]
             run.log(f"{len(items)} problems x {len(args.methods)} methods = "
@@ -339,8 +354,8 @@ def main(argv=None):
                                 corrupt=np.stack([pr.corrupt for *_, pr in its]),
                                 rare=np.stack([pr.rare for *_, pr in its]),
                                 w_star=np.stack([pr.opt.w for *_, pr in its]))
-                sub = df[(df["noise"] == k) & np.isclose(df["rate"], r)]
-                rows = sub.drop(columns=["noise", "rate"]).to_dict("records") + label_rows(its, k, att_acc)
+                sub = df[(df["kind"] == k) & np.isclose(df["rate"], r)]
+                rows = sub.drop(columns=["kind", "rate"]).to_dict("records") + label_rows(its, k, att_acc)
                 job.finish(rows, files=[run.path / labels_file])
                 last = sub[sub["epoch"] == args.epochs]
                 acc = last[last["metric"] == "test_acc_pct"]

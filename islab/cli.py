@@ -31,9 +31,35 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def show_default(value) -> str:
+    """A default as a user types it: lists as comma lists, floats without trailing zeros."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(show_default(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """--help with each default shown once, as the user would type it.
+
+    '(default: X)' is appended unless the help text already says what the default is (it
+    contains 'default'), the flag is a switch (store_true / store_false), or the default is
+    None / empty (the help then says where the value comes from).  Lists print as comma lists."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text:
+            return text.replace("%(default)s", show_default(action.default)).replace("%", "%%")
+        d = action.default
+        if ("default" in text.lower() or d is None or d is argparse.SUPPRESS or isinstance(d, bool)
+                or d == "" or d == [] or action.option_strings == [] or action.nargs == 0):
+            return text.replace("%", "%%")
+        return f"{text} (default: {show_default(d)})".replace("%", "%%")
+
+
 def make_parser(description: str) -> OneLineParser:
-    return OneLineParser(description=description,
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return OneLineParser(description=description, formatter_class=HelpFormatter)
 
 
 def fail(message: str, prog: str | None = None) -> None:

@@ -1,5 +1,5 @@
 """The convex family: squared-hinge + L2 binary classification, its exact optimum, and many
-importance-sampled SGD chains run as ONE vectorised numpy update (SPEC sections 1, 2, 7).
+importance-sampled SGD chains run as ONE vectorised numpy update (docs/METHODS.md sections 1, 2, 7).
 
 Objective (N examples, labels y in {-1, +1}, margin m_i = y_i <w, x_i>):
 
@@ -16,7 +16,7 @@ Bounds used by the samplers (R = 1/sqrt(lam), the projection radius):
     clean and for the corrupted objective alike.
   * On that ball ||grad phi_i(w)|| = 2 a_i ||x_i|| <= G_i = 2 (1 + R ||x_i||) ||x_i||: the
     per-example Lipschitz bound of the sampled (loss) part.  "is-norm" samples p_i ∝ G_i
-    (Zhao & Zhang's Lipschitz-bound choice, SPEC section 1).  When R ||x_i|| >> 1, G_i is
+    (Zhao & Zhang's Lipschitz-bound choice, docs/METHODS.md section 1).  When R ||x_i|| >> 1, G_i is
     ~ 2 R ||x_i||^2, i.e. proportional to the smoothness constant L_i = 2 ||x_i||^2.
 
 The stochastic gradient samples only the loss part; the regulariser is exact:
@@ -207,7 +207,7 @@ def make_clean(n, n_test, d, rho, ratio, margin, seed, lam) -> Problem:
     opt = solve(X, y, lam)
     return Problem(X=X, y=y, y_clean=y, corrupt=np.zeros(n, dtype=bool), rare=rare, X_test=Xt,
                    y_test=yt, opt=opt, opt_clean=opt, seed=seed, key=label_key(f"ratio={ratio}|none|0"),
-                   info={"ratio": ratio, "flip": "none", "rate": 0.0})
+                   info={"ratio": ratio, "flip": "clean", "rate": 0.0})
 
 
 def attack_score(w, X, y) -> np.ndarray:
@@ -250,7 +250,7 @@ def corrupt(clean: Problem, flip: str, rate: float, lam: float, attacker_w=None)
 
     targeted: the top noise.n_corrupt(N, rate) by ||grad phi_i|| of the attacker (ties: smaller
     margin first, then lower index); the attacker is `attacker_w` (d,) when given (e.g. from
-    `train_attacker`), else the exact clean optimum (SPEC section 2's binary rule).  rare:
+    `train_attacker`), else the exact clean optimum (docs/METHODS.md section 2's binary rule).  rare:
     uniformly inside the rare cluster; uniform: uniformly.  Noise stream: purpose 'noise' keyed by
     (flip, rate), so it is shared by every method and every ratio.
     """
@@ -483,7 +483,7 @@ class SGDConfig:
     epochs: int = 10
     batch: int = 1
     floor: float = sampling.IS_FLOOR  # loss-is / grad-is floor, as a fraction of the mean score
-    gamma: float = 0.1         # DR-IS smoothing (SPEC section 5)
+    gamma: float = 0.1         # DR-IS smoothing (docs/METHODS.md section 5)
     proxies: int = 3           # K linear proxies for DR-IS
     proxy_epochs: int = 2      # uniform-SGD epochs of each proxy
     safe: float = 0.0          # per-chain cap safe / max_i(w_i L_i) (0 = off)
@@ -497,7 +497,7 @@ def add_data_args(p, margin: float) -> None:
     g.add_argument("--n", type=cli.positive_int, default=1000, help="training examples N (examples)")
     g.add_argument("--n-test", type=cli.positive_int, default=2000, help="clean test examples (examples)")
     g.add_argument("--d", type=cli.positive_int, default=20,
-                   help="feature dimension (no bias feature: the labelling rule passes through 0)")
+                   help="feature dimension, number of features (no bias feature: the labelling rule passes through 0)")
     g.add_argument("--rho", type=cli.rate, default=0.1,
                    help="rare-cluster fraction of the examples, in [0, 1); exactly round(rho*N) are rare")
     g.add_argument("--margin", type=cli.nonnegative_float, default=margin,

@@ -1,6 +1,6 @@
 """Dataset registry for the deep-learning families: whole splits as uint8 tensors on the device.
 
-DESIGN "speed": each split is ONE uint8 tensor (N, C, H, W) with values 0..255 plus int64 labels
+For speed, each split is ONE uint8 tensor (N, C, H, W) with values 0..255 plus int64 labels
 (N,), kept on the training device.  A batch is a gather of rows, augmented per example on the
 device (`random_crop_flip`) and normalised there (`normalise`); no DataLoader, no PIL, no workers.
 

@@ -1,7 +1,7 @@
 """What the deep-learning scripts share: presets, argument groups, and the set-up steps
 dataset -> noisy labels -> proxy ensemble, so each script only composes them.
 
-Presets hold the protocol of each data set (SPEC section 7); every value stays overridable
+Presets hold the protocol of each data set (docs/METHODS.md); every value stays overridable
 on the command line, and `--help` shows the flag, its unit and the digits default.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from islab.data import DATASETS, DataMissing, load_dataset
 from islab.models import MODELS
 from islab.train import TrainConfig, pick_device
 
-# Protocols.  cifar10/cifar100 follow the DR-IS paper (SPEC 3, 7): proxies trained E_p = 40
+# Protocols.  cifar10/cifar100 follow the DR-IS paper (docs/METHODS.md section 3): proxies trained E_p = 40
 # epochs, scored at E_s = 20; SGD momentum 0.9, wd 5e-4, cosine, batch 128.  digits is our
 # CPU-sized stand-in: small models, short schedules, same structure.  The targeted-noise
 # attacker trains `attacker_epochs` on the clean labels (its own flag, --attacker-epochs); the
@@ -71,61 +71,81 @@ def _flag_text(key: str, value) -> str:
     return f"--{flag} {value}"
 
 
-def add_common_args(p, default_name_hint: str = "") -> None:
-    """Data, model, schedule, device and run-folder flags shared by the DL scripts."""
+def add_common_args(p, default_name_hint: str = "", exclude=()) -> None:
+    """Data, model, schedule, device and run-folder flags shared by the DL scripts.
+
+    `exclude`: destinations of shared flags a script does not use (e.g. diagnostics.py trains no
+    target: 'seeds', 'target', 'epochs'); they are left out of its parser, and `resolve` fills
+    them from the preset where the shared set-up needs a value."""
     p.epilog = preset_epilog()
+    skip = set(exclude)
+
+    def add(g, *flags, **kw):
+        dest = kw.get("dest") or flags[0].lstrip("-").replace("-", "_")
+        if dest not in skip:
+            g.add_argument(*flags, **kw)
+
     g = p.add_argument_group("data and protocol")
-    g.add_argument("--preset", default="digits", choices=sorted(PRESETS),
-                   help="protocol preset; explicit flags below override its values")
-    g.add_argument("--dataset", choices=DATASETS, help="data set (default: the preset's)")
-    g.add_argument("--data-dir", default="data", help="folder holding torchvision data sets")
-    g.add_argument("--download", action="store_true", help="download the data set if missing")
-    g.add_argument("--train-size", type=cli.positive_int,
-                   help="keep a seeded subset of this many training examples (default: all)")
-    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random crop + horizontal flip of training batches where the data set defines "
-                        "them (cifar, fashion-mnist); default: the preset's (on, off for fashion-mnist)")
-    g = p.add_argument_group("training")
-    g.add_argument("--target", help="target model name (default: the preset's)")
-    g.add_argument("--epochs", type=cli.positive_int, help="target budget in epochs of ceil(N/b) steps")
-    g.add_argument("--batch-size", type=cli.positive_int, help="examples per SGD step")
-    g.add_argument("--lr", type=cli.positive_float, help="peak learning rate (cosine to 0)")
-    g.add_argument("--weight-decay", type=cli.nonnegative_float, help="L2 coefficient")
-    g.add_argument("--momentum", type=cli.unit_interval, default=0.9, help="SGD momentum")
-    g.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (never changes a result's "
-                   "config: --resume may move a run to another device)")
+    add(g, "--preset", default="digits", choices=sorted(PRESETS),
+        help="protocol preset; explicit flags below override its values (listed at the end)")
+    add(g, "--dataset", choices=DATASETS, help="data set (default: the preset's)")
+    add(g, "--data-dir", default="data", help="folder holding the torchvision data sets")
+    add(g, "--download", action="store_true", help="download the data set if missing (network needed)")
+    add(g, "--train-size", type=cli.positive_int,
+        help="keep a seeded subset of this many training examples (default: all)")
+    add(g, "--augment", action=argparse.BooleanOptionalAction, default=None,
+        help="random crop + horizontal flip of training batches where the data set defines them "
+             "(cifar, fashion-mnist); default: the preset's (on, off for fashion-mnist)")
+    g = p.add_argument_group("training (the target model)")
+    add(g, "--target", help="target model name (default: the preset's)")
+    add(g, "--epochs", type=cli.positive_int,
+        help="target budget in epochs, each ceil(N / batch size) SGD steps (default: the preset's)")
+    add(g, "--batch-size", type=cli.positive_int, help="examples per SGD step (default: the preset's)")
+    add(g, "--lr", type=cli.positive_float,
+        help="peak SGD learning rate (step size per unit gradient, dimensionless), cosine-annealed to 0 "
+             "over the run (default: the preset's)")
+    add(g, "--weight-decay", type=cli.nonnegative_float,
+        help="L2 weight-decay coefficient (dimensionless; wd * w is added to the gradient every step; "
+             "default: the preset's)")
+    add(g, "--momentum", type=cli.unit_interval, default=0.9,
+        help="SGD momentum coefficient in [0, 1] (dimensionless; fraction of the previous update kept)")
+    add(g, "--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    add(g, "--compile", action="store_true", help="torch.compile the model (CUDA)")
+    add(g, "--device", default="auto", help="auto, cpu, cuda or cuda:N (never changes a result's config: "
+                                            "--resume may move a run to another device)")
     g = p.add_argument_group("proxies")
-    g.add_argument("--proxies", help="comma list of proxy models (default: the preset's)")
-    g.add_argument("--proxy-epochs", type=cli.positive_int, help="E_p: proxy training epochs")
-    g.add_argument("--snapshot-epoch", type=cli.positive_int, help="E_s: epoch the scores are taken at")
-    g.add_argument("--attacker", help="model trained on clean labels for targeted noise")
-    g.add_argument("--attacker-epochs", type=cli.positive_int,
-                   help="epochs the targeted-noise attacker trains on the clean labels (default: the "
-                        "preset's, equal to its --proxy-epochs; independent of --proxy-epochs); part of "
-                        "the attacker's cache key")
-    g.add_argument("--cache-dir", type=cli.folder, default=None,
-                   help="proxy/attacker cache folder (default: <results-root>/cache)")
-    g.add_argument("--sequential-proxies", action="store_true",
-                   help="train proxies of one architecture one after the other instead of as one batched "
-                        "model (islab.ensemble; the same numbers, up to float rounding for conv nets; one "
-                        "cache file per proxy either way)")
+    add(g, "--proxies", help="comma list of proxy models (default: the preset's)")
+    add(g, "--proxy-epochs", type=cli.positive_int,
+        help="E_p: proxy training epochs, each ceil(N / batch size) steps (default: the preset's)")
+    add(g, "--snapshot-epoch", type=cli.positive_int,
+        help="E_s: the epoch (1-based, <= E_p) whose snapshot gives the scores (default: the preset's)")
+    add(g, "--attacker", help="model trained on the clean labels whose gradient norms choose the targeted "
+                              "flips (default: the preset's)")
+    add(g, "--attacker-epochs", type=cli.positive_int,
+        help="epochs the targeted-noise attacker trains on the clean labels (default: the preset's, equal "
+             "to its --proxy-epochs; independent of --proxy-epochs); part of the attacker's cache key")
+    add(g, "--cache-dir", type=cli.folder, default=None,
+        help="proxy/attacker cache folder (default: <results-root>/cache)")
+    add(g, "--sequential-proxies", action="store_true",
+        help="train proxies of one architecture one after the other instead of as one batched model "
+             "(islab.ensemble; the same numbers, up to float rounding for conv nets; one cache file per "
+             "proxy either way)")
     g = p.add_argument_group("run")
-    g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds")
-    g.add_argument("--noise-seed", type=int, default=0, help="seed of the label-noise draw")
-    g.add_argument("--results-root", type=cli.folder, default=None,
-                   help="results folder; runs land in <root>/<family>/<name> (default: the repository's results/)")
-    g.add_argument("--name", type=runs.check_name, default=None,
-                   help=f"run folder name, one folder (default: from the parameters{default_name_hint})")
-    g.add_argument("--resume", action="store_true", help="continue an existing run folder, skipping finished jobs")
-    g.add_argument("--quiet", action="store_true", help="log to log.txt only")
-    g.add_argument("--progress", action="store_true", help="tqdm progress bar per epoch")
+    add(g, "--seeds", default="0,1,2", help="comma list of target seeds (integers; each trains every method once)")
+    add(g, "--noise-seed", type=int, default=0, help="seed (integer) of the label-noise draw")
+    add(g, "--results-root", type=cli.folder, default=None,
+        help="results folder; runs land in <root>/<family>/<name> (default: the repository's results/)")
+    add(g, "--name", type=runs.check_name, default=None,
+        help=f"run folder name, one folder (default: from the parameters{default_name_hint})")
+    add(g, "--resume", action="store_true", help="continue an existing run folder, skipping finished jobs")
+    add(g, "--quiet", action="store_true", help="log to log.txt only (progress lines still show in a terminal)")
+    add(g, "--progress", action="store_true",
+        help="a tqdm bar per epoch too (a line per finished job shows in a terminal anyway)")
     g = p.add_argument_group("per-example exports (scores-<config>.csv is always written)")
-    g.add_argument("--export-dynamics", action="store_true",
-                   help="also write each proxy's per-epoch training logits in allenai/cartography's format "
-                        "(dynamics-<config>/<proxy>_s<seed>/training_dynamics/dynamics_epoch_<e>.jsonl; ~12 MB "
-                        "per epoch and proxy for 60,000 examples); proxies cached without them train again")
+    add(g, "--export-dynamics", action="store_true",
+        help="also write each proxy's per-epoch training logits in allenai/cartography's format "
+             "(dynamics-<config>/<proxy>_s<seed>/training_dynamics/dynamics_epoch_<e>.jsonl; ~12 MB "
+             "per epoch and proxy for 60,000 examples); proxies cached without them train again")
 
 
 def add_probs_export_arg(p) -> None:
@@ -145,7 +165,8 @@ def resolve(args) -> None:
         if getattr(args, k, None) is None:
             setattr(args, k, v)
     args.proxy_list = parse_list(args.proxies, "--proxies")
-    args.seed_list = parse_ints(args.seeds, "seeds")
+    # a script without target seeds (diagnostics.py) has no --seeds flag
+    args.seed_list = parse_ints(args.seeds, "seeds") if getattr(args, "seeds", None) is not None else []
     resolve_cache_dir(args)
     for m in [args.target, args.attacker, *args.proxy_list]:
         if m not in MODELS:
@@ -234,15 +255,15 @@ def results_root(args, family: str) -> Path:
 
 
 def parse_noise_configs(text: str) -> list[tuple[str, float]]:
-    """'clean,uniform:0.1,targeted:0.25' -> [('none', 0.0), ('uniform', 0.1), ('targeted', 0.25)].
+    """'clean,uniform:0.1,targeted:0.25' -> [('clean', 0.0), ('uniform', 0.1), ('targeted', 0.25)].
 
     Exits 2 with one line on an unknown kind or a rate outside [0, 1)."""
     from islab.noise import MULTICLASS_KINDS
 
     out = []
     for item in parse_list(text, "--noise"):
-        if item in ("clean", "none"):
-            out.append(("none", 0.0))
+        if item in ("clean", "none"):   # 'none': the former spelling, still accepted
+            out.append(("clean", 0.0))
             continue
         kind, _, r = item.partition(":")
         if kind not in MULTICLASS_KINDS:
@@ -256,7 +277,7 @@ def parse_noise_configs(text: str) -> list[tuple[str, float]]:
 
 
 def noise_tag(kind: str, rate: float) -> str:
-    return "clean" if kind == "none" or rate == 0 else f"{kind}{rate:g}"
+    return "clean" if kind in ("clean", "none") or rate == 0 else f"{kind}{rate:g}"
 
 
 def proxy_seed(args, k: int) -> int:
@@ -331,7 +352,7 @@ class Prepared(NamedTuple):
 def prepare(args, ds, kind: str, rate: float, run, need_proxies: bool = True, **kw) -> Prepared:
     """configuration() that records a diverging attacker or proxy instead of raising: the
     script then records the jobs that need it as diverged (NaN, 'diverged' in res.txt) and
-    carries on with the others (SPEC: a method that diverges is a result)."""
+    carries on with the others (a method that diverges is a result)."""
     from islab.proxies import ProxyDiverged
 
     tag = noise_tag(kind, rate)

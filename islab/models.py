@@ -7,7 +7,7 @@
 
 Families (see MODEL_FAMILIES):
 - "cifar_zoo": ResNet-20/32/44/56, VGG-11/13/16/19-BN, MobileNetV2 x0.5..x1.4, ShuffleNetV2 x0.5..x2.0.
-  Written from the facts in reference/modelzoo.md (section 1.3/1.4): same topology, attribute names,
+  Written from the published chenyaofo/pytorch-cifar-models architecture and checkpoint layout: same topology, attribute names,
   Sequential indices and conv-bias choices as chenyaofo/pytorch-cifar-models, so the released
   state_dicts load with strict=True (`load_pretrained`, `build_pretrained`).
 - "cifar": resnet18, a torchvision-style ResNet-18 adapted to 32x32 (3x3 stride-1 stem, no max-pool).

@@ -1,4 +1,4 @@
-"""Label-noise injection (SPEC section 2).
+"""Label-noise injection (docs/METHODS.md section 2).
 
 Every function takes the clean labels and a numpy Generator and returns (noisy, mask), where
 mask[i] is True exactly for the examples whose label was changed.  Exactly n_corrupt(N, rate)
@@ -12,8 +12,16 @@ from fractions import Fraction
 
 import numpy as np
 
-MULTICLASS_KINDS = ("none", "uniform", "targeted", "pair")
-BINARY_KINDS = ("none", "uniform", "targeted", "rare")
+# The no-noise setting is spelled `clean` in every flag, file and table; `none` (its former
+# spelling) is still accepted as input (`kind_name`).
+MULTICLASS_KINDS = ("clean", "uniform", "targeted", "pair")
+BINARY_KINDS = ("clean", "uniform", "targeted", "rare")
+ALIASES = {"none": "clean"}
+
+
+def kind_name(kind: str) -> str:
+    """The one spelling of a noise kind (`none` -> `clean`)."""
+    return ALIASES.get(kind, kind)
 
 
 def check_rate(rate: float) -> float:
@@ -64,7 +72,7 @@ def top_indices(score, k: int) -> np.ndarray:
 def targeted_flip(labels, rate, num_classes, score, rng):
     """Targeted noise: the n_corrupt(N, rate) examples with the highest attacker score are flipped.
 
-    `score` is the attacker's per-example gradient norm on the clean labels (SPEC section 2).
+    `score` is the attacker's per-example gradient norm on the clean labels (docs/METHODS.md section 2).
     """
     labels = np.asarray(labels, dtype=np.int64)
     assert len(score) == len(labels), "one attacker score per example"
@@ -82,7 +90,8 @@ def pair_flip(labels, rate, num_classes, rng):
 def corrupt_labels(labels, kind, rate, num_classes, rng, score=None):
     """Dispatch on the noise kind of a multi-class data set.  `score` only for 'targeted'."""
     labels = np.asarray(labels, dtype=np.int64)
-    if kind == "none" or n_corrupt(len(labels), rate) == 0:
+    kind = kind_name(kind)
+    if kind == "clean" or n_corrupt(len(labels), rate) == 0:
         return labels.copy(), np.zeros(len(labels), dtype=bool)
     if kind == "uniform":
         return uniform_flip(labels, rate, num_classes, rng)
@@ -106,7 +115,8 @@ def binary_flip(y, kind, rate, rng, score=None, rare=None):
     y = np.asarray(y, dtype=np.float64)
     n = len(y)
     k = n_corrupt(n, rate)
-    if kind == "none" or k == 0:
+    kind = kind_name(kind)
+    if kind == "clean" or k == 0:
         chosen = np.array([], dtype=np.int64)
     elif kind == "uniform":
         chosen = np.sort(rng.choice(n, size=k, replace=False))

@@ -1,5 +1,5 @@
 """Resampling-reweighting (RR) beyond convexity: the three examples of An & Ying (seed 001) as
-vectorised chains (SPEC section 1: "the RR scheme of An & Ying is this same estimator").
+vectorised chains (docs/METHODS.md section 1: "the RR scheme of An & Ying is this same estimator").
 
 Every problem is a finite sum with population proportions a_i (sum 1):
 

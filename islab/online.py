@@ -1,8 +1,8 @@
-"""Online importance-sampling methods (SPEC sections 1, 3 and 5; DR-IS Algorithm 2).
+"""Online importance-sampling methods (docs/METHODS.md sections 1, 3 and 5; DR-IS Algorithm 2).
 
 Each method is a sampling distribution over the training examples, handed to the one training
 loop (islab.train) as a `Sampling`.  Weighted methods draw with replacement and weight the
-loss by 1 / (N p_i), so the step is unbiased for the mean training loss (SPEC section 1).
+loss by 1 / (N p_i), so the step is unbiased for the mean training loss (docs/METHODS.md section 1).
 
   uniform       ordinary shuffled epochs (without replacement; Sampling mode 'shuffle');
                 weights all 1.  Not i.i.d. draws: the usual SGD baseline.

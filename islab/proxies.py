@@ -290,7 +290,7 @@ def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot
 
 
 def attacker_score(ds: Dataset, model: str, cfg: TrainConfig, seed: int, cache_dir=None, log=None):
-    """Targeted-noise attacker (SPEC section 2): a model trained on the CLEAN labels; each
+    """Targeted-noise attacker (docs/METHODS.md section 2): a model trained on the CLEAN labels; each
     example is scored by its exact last-layer gradient norm at the end of training."""
     clean = ds.train.y.cpu().numpy()
     out, acc = train_proxy(ds, clean, model, derive_seed(seed, "attacker"), cfg, cfg.epochs,

@@ -60,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
+from islab import progress
 from islab.cli import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -401,6 +402,7 @@ class RunFolder:
         self._cache: dict[str, tuple] = {}   # job id -> (stat signature, record or None, reason)
         self._claimed: set[str] = set()
         self.finished_here = 0
+        self._started = time.monotonic()   # for the progress lines (islab.progress)
         created = make_dirs(self.path, "run folder")
         try:
             with self.locked():
@@ -630,6 +632,8 @@ class RunFolder:
         self.finished_here += 1
         with self.locked():
             self._write_derived()
+        done, total = self.progress()
+        progress.report(done, total, time.monotonic() - self._started, self.finished_here, key)
 
     # -- reading back
     def records(self) -> list[dict]:

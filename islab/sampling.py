@@ -1,4 +1,4 @@
-"""Importance-sampling distributions and the unbiased weighted sampler (SPEC section 1).
+"""Importance-sampling distributions and the unbiased weighted sampler (docs/METHODS.md section 1).
 
 A sampler draws index i with probability p_i, with replacement; the step uses the weight
 1 / (N p_i), so E[w_i grad f_i] = (1/N) sum_i grad f_i: the estimate is unbiased for any p
@@ -51,10 +51,10 @@ def proportional_probs(score, floor: float = 0.0) -> np.ndarray:
 
 # The floor rule of every magnitude-proportional sampler (Standard IS, Loss IS, gradient-norm IS),
 # in the convex and the deep-learning families alike: p_i ∝ max(s_i, 0) + IS_FLOOR * mean_j max(s_j, 0).
-# Why 0.1: (1) it is the DR-IS smoothing gamma (SPEC section 5), so Standard IS, Loss IS and DR-IS
+# Why 0.1: (1) it is the DR-IS smoothing gamma (docs/METHODS.md section 5), so Standard IS, Loss IS and DR-IS
 # differ only in their score, never in how much uniform mass is mixed in; (2) these distributions
 # are refreshed once per epoch and then frozen while the model moves, and the estimator stays
-# unbiased only if p_i > 0 wherever the gradient can be non-zero (SPEC section 1): with floor 0 an
+# unbiased only if p_i > 0 wherever the gradient can be non-zero (docs/METHODS.md section 1): with floor 0 an
 # example whose score was ~0 at the refresh is never drawn even after its gradient grows; (3) the
 # largest importance weight is bounded by (1 + floor) / floor = 11, instead of being unbounded.
 IS_FLOOR = 0.1
@@ -83,7 +83,7 @@ def partially_biased_probs(bound) -> np.ndarray:
 
 
 def smoothed_probs(score, gamma: float = 0.1) -> np.ndarray:
-    """DR-IS online: p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s) (SPEC section 5)."""
+    """DR-IS online: p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s) (docs/METHODS.md section 5)."""
     s = np.asarray(score, dtype=np.float64)
     assert gamma >= 0, "gamma must be >= 0"
     c = gamma * s.mean()
@@ -133,7 +133,7 @@ class WeightedSampler:
 
 def keep_top_fraction(score, alpha: float, rng: np.random.Generator | None = None,
                       beta: float = 0.0) -> np.ndarray:
-    """Static selection (SPEC section 4): the round(alpha*N) ids with the highest score,
+    """Static selection (docs/METHODS.md section 4): the round(alpha*N) ids with the highest score,
     of which a fraction beta is instead drawn uniformly from the rest (uniform mix, paper D.6).
 
     Ties are broken by the lower id.  Returns sorted ids.  alpha in (0, 1], beta in [0, 1].

@@ -1,4 +1,4 @@
-"""Per-example scores from proxy runs (SPEC section 3).
+"""Per-example scores from proxy runs (docs/METHODS.md section 3).
 
 Pure functions on arrays indexed by example id (numpy for the ensemble statistics; torch for
 the per-batch quantities the trainer computes from logits it already has), plus two on-device
@@ -49,7 +49,7 @@ def rho_score(current_loss, irreducible_loss) -> np.ndarray:
 
 def hybrid_score(disagreement, gradnorm, lam: float) -> np.ndarray:
     """(1 - lam) * s + lam * gradnorm, both first mapped to [0, 1] by their normalised rank
-    so the mix does not depend on their units (SPEC section 4 hybrid ablation)."""
+    so the mix does not depend on their units (docs/METHODS.md section 4 hybrid ablation)."""
     assert 0.0 <= lam <= 1.0, "lambda must lie in [0, 1]"
     r = normalised_ranks(np.stack([disagreement, gradnorm]))
     return (1.0 - lam) * r[0] + lam * r[1]
@@ -171,7 +171,7 @@ def forgetting_from_sequence(correct) -> np.ndarray:
 
 # Each static/online method's per-example score, computed from one cached proxy run.
 # Convention: high = keep / sample more.  AUM is "high = confidently learned", so the AUM
-# method keeps the highest margins (SPEC section 4).
+# method keeps the highest margins (docs/METHODS.md section 4).
 ENSEMBLE_SCORES = ("dris", "consensus", "el2n", "gradnorm", "forgetting", "aum", "loss")
 
 

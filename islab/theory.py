@@ -1,4 +1,4 @@
-"""Theory quantities and detection metrics (SPEC sections 4 and 6).
+"""Theory quantities and detection metrics (docs/METHODS.md sections 4 and 6).
 
 Detection metrics score how well a per-example score flags the corrupted examples (high
 score = flagged).  The McDiarmid radius and the Theorem 1/2 checks are added below.
@@ -43,7 +43,7 @@ def paired_ttest(acc, ref) -> tuple[float, float]:
 
 # =============================================================== Theorem 1: bounded differences
 #
-# Derivation of the bounded-difference constant (SPEC section 6).  Let x_1..x_K lie in [0, 1] and
+# Derivation of the bounded-difference constant (docs/METHODS.md section 6).  Let x_1..x_K lie in [0, 1] and
 # V0 = (1/K) sum_j (x_j - mean)^2 (ddof=0, our default).  Fix the other K-1 values, with sum S and
 # mean m = S/(K-1), and look at V0 as a function of the free value y:
 #     V0(y) = (y^2 + Q)/K - ((y + S)/K)^2          (Q = sum of the others' squares)

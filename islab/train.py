@@ -1,4 +1,4 @@
-"""The one training loop of the deep-learning families (SPEC section 1; DESIGN "speed").
+"""The one training loop of the deep-learning families (docs/METHODS.md section 1).
 
 Every method is the same loop with a different index stream:
   shuffle   ordinary shuffled epochs over all N examples (uniform, without replacement)

@@ -30,12 +30,15 @@ OUT = ["--results-root", "{root}", "--name", "x"]
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
       "--proxy-epochs", "1", "--snapshot-epoch", "1", "--attacker", "linear", "--seeds", "0", "--quiet",
       "--cache-dir", "{cache}", "--device", "cpu"]
+# diagnostics.py trains no target: no --epochs, --target, --seeds
+DIAG = [a for i, a in enumerate(DL) if a not in ("--epochs", "--target", "--seeds")
+        and DL[i - 1] not in ("--epochs", "--target", "--seeds")]
 BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: the last one wins)
     "convex": ["--quick", *OUT], "synthetic": ["--quick", *OUT], "nonconvex": ["--quick", *OUT],
     "reproduce": ["--preset", "digits", "--results-root", "{root}", "--report", "{tmp}/REPORT.md", "--dry-run"],
     "static": [*DL, "--noise", "clean", "--methods", "random", *OUT],
     "online": [*DL, "--noise", "clean", "--methods", "uniform", "--irreducible-model", "linear", *OUT],
-    "diagnostics": [*DL, "--noise", "clean", "--k-values", "2", *OUT],
+    "diagnostics": [*DIAG, "--noise", "clean", "--k-values", "2", *OUT],
     "food101": ["--fake", "--fake-classes", "2", "--fake-per-class", "4", "--image-size", "32", "--target-arch",
                 "resnet18", "--epochs", "1", "--seeds", "0", "--backbones", "resnet18,mobilenet_v3_small", "--methods",
                 "random", "--quiet", "--cache-dir", "{cache}", "--device", "cpu", *OUT],
@@ -53,7 +56,7 @@ BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: t
 WITH_ROOT = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr",
              "nonconvex", "cleanlab"]
 WITH_CACHE = ["static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr", "cleanlab"]
-WITH_SEEDS = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise",
+WITH_SEEDS = ["convex", "synthetic", "static", "online", "food101", "ablations", "dlnoise",
               "dlcorr", "bench_digits", "cleanlab"]
 DIGITS = ["static", "online", "diagnostics", "ablations", "dlnoise", "dlcorr", "cleanlab"]
 DEVICE = ["static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr", "bench_pipeline",

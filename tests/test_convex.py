@@ -249,7 +249,7 @@ def test_metrics_at_the_start_are_known():
 def test_sgd_attacker_known_answers():
     """An attacker with 0 epochs is w = 0: every gradient norm is 2 ||x_i||, so targeted noise at
     rate = rho flips exactly the rare (large-norm) cluster; more epochs move the flips toward the
-    boundary, and attacker_w=None is the exact-optimum rule of SPEC section 2."""
+    boundary, and attacker_w=None is the exact-optimum rule of docs/METHODS.md section 2."""
     cfg = cv.SGDConfig(lam=LAM, t0=100.0, safe=1.0)
     cleans = [cv.make_clean(400, 10, 5, 0.1, 20.0, 0.0, s, LAM) for s in (0, 1)]
     w0 = cv.train_attacker(cleans, cfg, 0)

@@ -33,7 +33,7 @@ def test_outputs_exist_and_are_tidy(first_run):
               "summary.png"):
         assert (folder / f).stat().st_size > 0, f
     for ratio in ("1", "20"):
-        for flip in ("none", "uniform"):
+        for flip in ("clean", "uniform"):
             sub = folder / f"scaled_{ratio}" / f"flip-{flip}"
             for f in ("res.txt", "results.csv", "curves.png", "labels.npz"):
                 assert (sub / f).stat().st_size > 0, sub / f
@@ -57,7 +57,7 @@ def test_outputs_exist_and_are_tidy(first_run):
 def test_same_seed_same_results(first_run):
     root, folder = first_run
     other = root / "Convex-Noise" / "b"
-    for rel in ("results.csv", "scaled_20/flip-uniform/results.csv", "scaled_1/flip-none/results.csv"):
+    for rel in ("results.csv", "scaled_20/flip-uniform/results.csv", "scaled_1/flip-clean/results.csv"):
         assert (folder / rel).read_bytes() == (other / rel).read_bytes(), rel
 
 

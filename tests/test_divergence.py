@@ -1,4 +1,4 @@
-"""Divergence is a result (SPEC): a run, a proxy or the attacker that diverges (forced here with a
+"""Divergence is a result: a run, a proxy or the attacker that diverges (forced here with a
 huge step size) is recorded as diverged and reported in res.txt, and the sweep carries on.
 Every script runs through its CLI entry point in this process (cli.guarded)."""
 import importlib.util
@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp", "--proxy-epochs",
       "1", "--snapshot-epoch", "1", "--attacker", "linear", "--seeds", "0", "--quiet", "--device", "cpu",
       "--lr", "1e38"]
+# diagnostics.py trains no target: no --epochs, --target, --seeds
+DIAG = [a for i, a in enumerate(DL) if a not in ("--epochs", "--target", "--seeds")
+        and DL[i - 1] not in ("--epochs", "--target", "--seeds")]
 
 
 def _load(rel):
@@ -34,7 +37,7 @@ CASES = {
                                               "DIVERGED before training"),
     "online, proxies diverged": ("DR-IS/online.py", [*DL, "--noise", "clean", "--methods", "uniform,dris",
                                                      "--irreducible-model", "linear"], "DR-IS/online", "diverged"),
-    "diagnostics, proxies diverged": ("DR-IS/diagnostics.py", [*DL, "--noise", "clean", "--k-values", "2"],
+    "diagnostics, proxies diverged": ("DR-IS/diagnostics.py", [*DIAG, "--noise", "clean", "--k-values", "2"],
                                       "DR-IS/diagnostics", "DIVERGED"),
     "food101, probes diverged": ("DR-IS/food101.py", ["--fake", "--fake-classes", "2", "--fake-per-class", "4",
                                                       "--image-size", "32", "--target-arch", "resnet18", "--epochs",
@@ -48,7 +51,7 @@ CASES = {
     "Convex-Noise, step size overflows": ("Convex-Noise/IS-noise.py", ["--quick", "--t0", "1e-308", "--safe-step",
                                                                         "0"], "Convex-Noise", "diverged]"),
     "DR-IS synthetic, step size overflows": ("DR-IS/synthetic.py", ["--quick", "--t0", "1e-308", "--safe-step", "0",
-                                                                     "--noise", "none:0,uniform:0.1"],
+                                                                     "--noise", "clean,uniform:0.1"],
                                              "DR-IS/synthetic", "diverged]"),
 }
 

@@ -15,7 +15,7 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "DL-correlation" / "IS_01_corelations.py"
-RESNET20_FILE = "cifar10_resnet20-4118986f.pt"          # reference/modelzoo.md section 1.5
+RESNET20_FILE = "cifar10_resnet20-4118986f.pt"          # the released file name (chenyaofo/pytorch-cifar-models)
 SHUFFLE_FILE = "cifar10_shufflenetv2_x0_5-1308b4e9.pt"
 
 
@@ -65,8 +65,8 @@ def test_trained_digits_noise_early_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "DL-correlation" / "t"
     for f in ("res.txt", "results.csv", "config.json", "labels-uniform0.2.npz",
-              "scores-linear-s0.npz", "scores-mlp-s1.npz", "heat-loss-spearman.png",
-              "heat-margin-jaccard.png", "joint-loss-linear.png", "early.png", "scores-s1.csv"):
+              "scores-linear-s0.npz", "scores-mlp-s1.npz", "heat.png",
+              "scatter-loss.png", "early.png", "scores-s1.csv"):
         assert (run / f).is_file(), f
     table = pd.read_csv(run / "scores-s0.csv")
     np.testing.assert_allclose(table["loss__linear"], np.load(run / "scores-linear-s0.npz")["loss"], rtol=1e-8)

@@ -62,8 +62,8 @@ def test_outputs_and_known_answers(tiny):
     assert got.loc[(0.0, "ambiguous", 0), "drawn_corrupt"] == 0.0
     # the sampled strategies' logged mass is that of p = smoothed_probs(score, gamma 0.1) on the mask
     sc = np.load(folder / "scores-uniform0.1.npz")
-    for strategy in ("consensus-high", "ambiguous"):
-        s = sc[strategy.replace("-", "_")]
+    for strategy, score in (("consensus-high", "consensus"), ("ambiguous", "dris")):   # named as in DR-IS
+        s = sc[score]
         p = (s + 0.1 * s.mean()) / (s + 0.1 * s.mean()).sum()
         assert got.loc[(0.1, strategy, 0), "mass_corrupt"] == pytest.approx(p[lab["corrupt"]].sum())
     # one test_acc row per epoch per run
@@ -112,7 +112,7 @@ def test_subset_mode_keeps_top_alpha_and_names_the_run(tmp_path):
                         "--cache-dir", str(tmp_path / "c")])
     folder = tmp_path / "DL-noise" / "r-b64-subset"
     mask = np.load(folder / "labels-uniform0.25.npz")["corrupt"]
-    s = np.load(folder / "scores-uniform0.25.npz")["consensus_high"]
+    s = np.load(folder / "scores-uniform0.25.npz")["consensus"]
     top = np.argsort(-s, kind="stable")[:100]  # top half by consensus rank
     fin = pd.read_csv(folder / "results.csv")
     fin = fin[fin["epoch"].isna() & (fin["metric"] == "mass_corrupt")].set_index("strategy")["value"]

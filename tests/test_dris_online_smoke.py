@@ -40,13 +40,13 @@ def test_outputs_and_per_epoch_records(run_dir):
               "irreducible-targeted0.2.npz", "configs.json"):
         assert (out / f).exists(), f
     df = pd.read_csv(out / "results.csv")
-    assert set(df["method"]) == set(METHODS) and set(df["noise"]) == {"clean", "targeted0.2"}
+    assert set(df["method"]) == set(METHODS) and set(df["config"]) == {"clean", "targeted0.2"}
     ep = df[df["epoch"].notna()]
     # every run: test accuracy, mass on corrupted and ESS at each of the 2 epochs
     for metric in ("test_acc", "mass_corrupt", "drawn_corrupt", "ess"):
-        counts = ep[ep["metric"] == metric].groupby(["noise", "method", "seed"]).size()
+        counts = ep[ep["metric"] == metric].groupby(["config", "method", "seed"]).size()
         assert len(counts) == 2 * 5 * 2 and (counts == 2).all(), metric
-    noisy = ep[ep["noise"] == "targeted0.2"]
+    noisy = ep[ep["config"] == "targeted0.2"]
     mass = noisy[noisy["metric"] == "mass_corrupt"]
     # uniform puts exactly eps on the corrupted set; DR-IS's fixed p gives the same mass every epoch
     assert np.allclose(mass[mass["method"] == "uniform"]["value"], 0.2)
@@ -74,7 +74,7 @@ def test_outputs_and_per_epoch_records(run_dir):
 def test_resume_skips_finished_jobs_and_redoes_a_missing_one(run_dir):
     tmp, out = run_dir
     rows_before = len(pd.read_csv(out / "results.csv"))
-    assert forget_jobs(out, lambda k: k == {"noise": "targeted0.2", "method": "dris", "seed": 1}) == 1
+    assert forget_jobs(out, lambda k: k == {"config": "targeted0.2", "method": "dris", "seed": 1}) == 1
     r = cli(tmp, "--name", "smoke", "--resume")
     assert r.returncode == 0, r.stderr
     log = (out / "log.txt").read_text().split("digits:")[-1]   # this invocation's lines

@@ -1,4 +1,4 @@
-"""islab.models: zoo parameter counts and state_dict keys against reference/modelzoo.md (sections 1.4-1.6),
+"""islab.models: zoo parameter counts and state_dict keys against the released chenyaofo/pytorch-cifar-models checkpoints,
 the feature interface, and pretrained-weight loading without network."""
 import pytest
 import torch
@@ -7,7 +7,7 @@ import torch.nn as nn
 from islab.models import (MODEL_FAMILIES, MODELS, PretrainedMissing, build_model, build_pretrained,
                           count_parameters, last_linear, load_pretrained, pretrained_url)
 
-# "exact params" columns of the CIFAR-10 and CIFAR-100 tables in reference/modelzoo.md section 1.6.
+# exact parameter counts of the released CIFAR-10 and CIFAR-100 checkpoints (chenyaofo/pytorch-cifar-models).
 EXACT_PARAMS = {  # name: (10 classes, 100 classes)
     "resnet20": (272_474, 278_324), "resnet32": (466_906, 472_756),
     "resnet44": (661_338, 667_188), "resnet56": (855_770, 861_620),
@@ -49,7 +49,7 @@ def bn_keys(prefix):
 
 
 def reference_keys(name):
-    """The state_dict keys as described in reference/modelzoo.md section 1.4, built from its patterns."""
+    """The state_dict keys of the released checkpoints, built from their naming patterns."""
     keys = []
     if name.startswith("resnet"):
         n = (int(name[6:]) - 2) // 6

@@ -86,8 +86,8 @@ DAMAGE = {
     "job file emptied": (lambda f: _first_job(f).write_text(""), 0, "is damaged (unreadable", 1),
     "job output file deleted": (lambda f: (f / "scaled_20" / "flip-uniform" / "results.csv").unlink(), 0,
                                 "flip-uniform/results.csv is missing", 1),
-    "job output file edited": (lambda f: (f / "scaled_1" / "flip-none" / "res.txt").write_text("x"), 0,
-                               "flip-none/res.txt changed", 1),
+    "job output file edited": (lambda f: (f / "scaled_1" / "flip-clean" / "res.txt").write_text("x"), 0,
+                               "flip-clean/res.txt changed", 1),
     "config.json truncated": (lambda f: _cut(f / "config.json"), 2, "config.json is damaged", 0),
     "config.json deleted": (lambda f: (f / "config.json").unlink(), 2, "config.json is missing", 0),
 }
@@ -116,7 +116,7 @@ def test_damaged_files_are_detected_and_never_trusted(reference, case, capfd):
     else:
         assert ran == reruns
         assert (folder / "results.csv").read_bytes() == (ref / "results.csv").read_bytes()
-        for rel in ("scaled_20/flip-uniform/results.csv", "scaled_1/flip-none/results.csv"):
+        for rel in ("scaled_20/flip-uniform/results.csv", "scaled_1/flip-clean/results.csv"):
             assert (folder / rel).read_bytes() == (ref / rel).read_bytes()
         assert len(job_files(folder)) == 4
 
@@ -141,7 +141,7 @@ def test_orphan_temporary_files_are_removed_but_live_ones_kept(reference, capfd)
                           text=True).stdout.strip()
     orphans = [folder / f".results.csv.{runs.HOST}.{dead}.ab12cd.tmp",
                folder / "jobs" / f".x.json.{runs.HOST}.{dead}.zz.tmp",
-               folder / "scaled_1" / "flip-none" / f".curves.png.{runs.HOST}.{dead}.q.tmp",
+               folder / "scaled_1" / "flip-clean" / f".curves.png.{runs.HOST}.{dead}.q.tmp",
                folder / ".results.csv.k3j4.tmp"]                       # an older, owner-less name
     live = [folder / f".res.txt.{runs.HOST}.{os.getpid()}.live.tmp",   # this process: alive
             folder / ".res.txt.otherhost.12.live.tmp"]                 # another host, recent

@@ -31,15 +31,15 @@ def test_outputs(runs_ab):
     _, base = runs_ab
     a = base / "a"
     for f in ("config.json", "cmd.txt", "env.json", "res.txt", "results.csv", "synthetic.png",
-              "labels_none-0.npz", "labels_uniform-0.1.npz", "labels_targeted-0.25.npz"):
+              "labels_clean-0.npz", "labels_uniform-0.1.npz", "labels_targeted-0.25.npz"):
         assert (a / f).stat().st_size > 0, f
     config = json.loads((a / "config.json").read_text())
     assert config["attacker"] == "sgd" and config["attacker_epochs"] == 2
     df = pd.read_csv(a / "results.csv")
-    assert list(df.columns) == ["noise", "rate", "method", "seed", "epoch", "metric", "value"]
+    assert list(df.columns) == ["kind", "rate", "method", "seed", "epoch", "metric", "value"]
     assert set(df["method"]) == {"uniform", "grad-is", "loss-is", "dr-is", "labels"}
     # where the flips landed: per seed, flips = n_corrupt(200, rate) and the rare count matches the masks
-    lab = df[df["method"] == "labels"].set_index(["noise", "seed", "metric"])["value"]
+    lab = df[df["method"] == "labels"].set_index(["kind", "seed", "metric"])["value"]
     z = np.load(a / "labels_targeted-0.25.npz")
     for i, seed in enumerate(z["seeds"]):
         assert lab[("targeted", seed, "flips")] == 50
@@ -49,7 +49,7 @@ def test_outputs(runs_ab):
     acc = df[df["metric"] == "test_acc_pct"]
     err = df[df["metric"] == "test_err_pct"]
     assert abs(acc["value"].to_numpy() + err["value"].to_numpy() - 100).max() < 1e-9
-    mass = df[(df["metric"] == "mass_corrupt") & (df["noise"] == "uniform") & (df["method"] == "uniform")]
+    mass = df[(df["metric"] == "mass_corrupt") & (df["kind"] == "uniform") & (df["method"] == "uniform")]
     assert mass["value"].round(12).eq(0.1).all()
     res = (a / "res.txt").read_text()
     for s in ("clean test accuracy", "sampling mass on corrupted", "Uniform SGD", "Standard IS", "Loss IS",
@@ -62,13 +62,13 @@ def test_same_seed_same_results_and_resume(runs_ab):
     root, base = runs_ab
     assert (base / "a" / "results.csv").read_bytes() == (base / "b" / "results.csv").read_bytes()
     b = base / "b"
-    assert forget_jobs(b, lambda k: k["noise"] == "uniform") == 1
+    assert forget_jobs(b, lambda k: k["kind"] == "uniform") == 1
     proc = run(root, "--name", "b", "--resume")
     assert proc.returncode == 0, proc.stderr
     assert "clean: done, skipped (--resume)" in proc.stdout
     assert "2 problems x 4 methods" in proc.stdout  # only uniform 10 % (2 seeds) ran again
     assert "targeted 25%: done, skipped (--resume)" in proc.stdout
-    keys = ["noise", "rate", "method", "seed", "epoch", "metric"]
+    keys = ["kind", "rate", "method", "seed", "epoch", "metric"]
     ra, rb = (pd.read_csv(f / "results.csv").sort_values(keys).reset_index(drop=True)
               for f in (base / "a", b))
     pd.testing.assert_frame_equal(ra, rb)

@@ -1,4 +1,4 @@
-"""Theory quantities (SPEC section 6): known answers, brute force and properties."""
+"""Theory quantities (docs/METHODS.md section 6): known answers, brute force and properties."""
 import math
 
 import numpy as np
