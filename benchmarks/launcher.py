@@ -48,7 +48,7 @@ def build_parser():
     p.add_argument("--noise", default="clean,targeted:0.25", help="noise configurations of the sweep")
     p.add_argument("--methods", default="random,dris,full", help="static methods of the sweep")
     p.add_argument("--seeds", default="0,1,2", help="target seeds of the sweep")
-    p.add_argument("--workers", type=cli.positive_int, default=2, help="worker processes of the local arm")
+    p.add_argument("--workers", type=cli.positive_int, default=2, help="number of worker processes of the local arm")
     p.add_argument("--inline-threads", type=cli.positive_int, default=None,
                    help="torch threads of the inline arm (default: cores // workers, as each worker gets)")
     p.add_argument("--keep", default=None, help="keep both run folders under this folder (default: a temporary one)")

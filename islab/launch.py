@@ -94,7 +94,7 @@ def add_args(p, checkpoint: bool = True) -> None:
                    help=f"--launcher slurm: time limit of each task in minutes (default {DEFAULT_TIMEOUT_MIN}); "
                         "a task that reaches it is checkpointed and requeued")
     g.add_argument("--gpus-per-task", type=cli.nonnegative_int, default=None,
-                   help="--launcher slurm: GPUs of each task (default 1; 0 on a CPU partition)")
+                   help="--launcher slurm: number of GPUs of each task (default 1; 0 on a CPU partition)")
     g.add_argument("--cpus-per-task", type=cli.positive_int, default=None,
                    help="--launcher slurm: CPU cores of each task, also its torch threads (default: Slurm's "
                         "cores and torch's threads; with --gpus-per-task 0, one thread: on a CPU every task "

@@ -24,12 +24,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["Convex-Noise/IS-noise.py", "Convex-Noise/nonconvex_rr.py", "DL-correlation/IS_01_corelations.py",
            "DL-noise/is.py", "DL-noise/plot.py", "DR-IS/static.py", "DR-IS/online.py", "DR-IS/ablations.py",
-           "DR-IS/diagnostics.py", "DR-IS/synthetic.py", "DR-IS/food101.py", "DR-IS/reproduce.py"]
+           "DR-IS/diagnostics.py", "DR-IS/synthetic.py", "DR-IS/food101.py", "DR-IS/reproduce.py",
+           "DR-IS/cleanlab_compare.py", "benchmarks/launcher.py"]
 # what a numeric flag's help must mention (one of): a unit, a range, or what the number counts
 UNIT_WORDS = ("dimensionless", "unitless", "fraction", "epoch", "example", "step", "%", "percent", "per ",
               "seed", "count", "number of", "probability", "bins", "image", "pixel", "px", "unit", "chain",
               "run", "in [", "in (", "ratio", "classes", "proxies", "threads", "size", "std", "scale",
-              "coefficient", "divisor", "quantile", "seconds", "dimension", "integer")
+              "coefficient", "divisor", "quantile", "seconds", "minutes", "dimension", "integer")
 NUMERIC_TYPES = {"int", "float", "rate", "fraction", "unit_interval", "positive_float", "nonnegative_float",
                  "positive_int", "nonnegative_int", "holdout_size"}
 
