@@ -358,9 +358,9 @@ def write_report(run, args, info: dict) -> None:
     run.write_text("res.txt", "\n".join(out) + "\n")
 
 
-def write_plots(run, args) -> None:
+def write_plots(run, args, num_classes: int | None = None) -> None:
     """accuracy.png (final test accuracy per configuration and method, sd error bars over seeds,
-    y from 0) and corruption.png (corruption in the kept subset of the noisy configurations, a
+    y from 0, chance = 100 / num_classes % dashed) and corruption.png (corruption in the kept subset of the noisy configurations, a
     chance line = eps over each configuration's bars), one panel per alpha, one legend."""
     from islab import plots
 
@@ -387,8 +387,12 @@ def write_plots(run, args) -> None:
             d = fin[np.isclose(fin["panel"], a)]
             stats = {(g, m): d[(d["config"] == g) & (d["method"] == m)][metric].to_numpy(dtype=float)
                      for g in groups for m in hue}
-            chance = {g: float(eps.get(g, np.nan)) for g in groups} if metric != "test_acc" else None
-            handles = plots.grouped_bars(ax, stats, groups, hue, chance=chance, chance_label="chance (= eps)",
+            if metric == "test_acc":   # a model that guesses: 1 / classes
+                chance = {g: 100.0 / num_classes for g in groups} if num_classes else None
+                label = f"chance (1/{num_classes})"
+            else:
+                chance, label = {g: float(eps.get(g, np.nan)) for g in groups}, "chance (= eps)"
+            handles = plots.grouped_bars(ax, stats, groups, hue, chance=chance, chance_label=label,
                                          sts=sts) or handles
             if metric == "test_acc":
                 ax.set_ylim(0, 100)
@@ -615,11 +619,11 @@ def run_static(args, ds=None, path=None, argv=None):
             run.save_arrays(f"subsets-{tag}.npz", **subsets)
         if role.reports and ran and (kind, rate) != args.noise_list[-1]:   # figures cost seconds
             with run.locked():
-                write_plots(run, args)
+                write_plots(run, args, ds.num_classes)
     if role.reports:
         with run.locked():   # from every worker's job files
             write_report(run, args, info)
-            write_plots(run, args)
+            write_plots(run, args, ds.num_classes)
     run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
     launch.finish(args)
     return run.path

@@ -1,5 +1,7 @@
-"""Small helpers the script tests share: finding and forgetting job files of a run folder."""
+"""Small helpers the script tests share: finding and forgetting job files of a run folder, and
+counting the trainings a static run's log records."""
 import json
+import re
 from pathlib import Path
 
 
@@ -14,3 +16,13 @@ def forget_jobs(folder, pred) -> int:
     for p in gone:
         p.unlink()
     return len(gone)
+
+
+def trainings(folder) -> dict:
+    """How often each job was trained: one 'test acc' log line per training, whoever ran it."""
+    counts = {}
+    for line in (folder / "log.txt").read_text().splitlines():
+        m = re.match(r"\[(\S+)\] (\S+) alpha (\S+) seed (\d+): test acc", line)
+        if m:
+            counts[m.groups()] = counts.get(m.groups(), 0) + 1
+    return counts

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import job_files
+from helpers import job_files, trainings
 
 from islab import cli, launch, runs, slurm
 
@@ -55,16 +55,6 @@ def static_here(root, *args) -> int:
 
 def folder_of(root) -> Path:
     return root / "DR-IS" / "static" / "s"
-
-
-def trainings(folder) -> dict:
-    """How often each job was trained: one 'test acc' log line per training, whoever ran it."""
-    counts = {}
-    for line in (folder / "log.txt").read_text().splitlines():
-        m = re.match(r"\[(\S+)\] (\S+) alpha (\S+) seed (\d+): test acc", line)
-        if m:
-            counts[m.groups()] = counts.get(m.groups(), 0) + 1
-    return counts
 
 
 def prerequisite_trainings(folder) -> int:

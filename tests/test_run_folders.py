@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import job_files
+from helpers import job_files, trainings
 
 from islab import cli, runs
 
@@ -228,16 +228,6 @@ def static(root, *args, wait=True):
     if wait:
         return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=600)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
-
-
-def trainings(folder) -> dict:
-    """How often each job was trained: one 'test acc' log line per training, whoever ran it."""
-    counts = {}
-    for line in (folder / "log.txt").read_text().splitlines():
-        m = re.match(r"\[(\S+)\] (\S+) alpha (\S+) seed (\d+): test acc", line)
-        if m:
-            counts[m.groups()] = counts.get(m.groups(), 0) + 1
-    return counts
 
 
 def final_table(folder):
