@@ -799,6 +799,12 @@ def readme_nonconvex(folder):
 # ---------------------------------------------------------------- the Fashion-MNIST reproduction
 
 
+def cleanlab_tables(folder) -> str:
+    """DR-IS/cleanlab_compare.py's table.md (detection and pruning), which that script writes
+    from its results.csv and the pruning sub-run."""
+    return (Path(folder) / "table.md").read_text().strip()
+
+
 def fmnist_static(folder):
     return static_table(folder) + "\n\n" + static_sentences(folder)
 
@@ -863,6 +869,9 @@ S = {  # every run folder a README cites, with the command that makes it
     "abl-lambda": Source("DR-IS/ablations/lambda", "python DR-IS/ablations.py --sweep lambda --name lambda"),
     "food101-fake": Source("DR-IS/food101/fake-demo",
                            "python DR-IS/food101.py --fake --target-arch resnet18 --epochs 1 --seeds 0 --name fake-demo"),
+    "cleanlab-digits": Source("DR-IS/cleanlab/digits", "python DR-IS/cleanlab_compare.py --name digits"),
+    "cleanlab-fm": Source("DR-IS/cleanlab/fashion-mnist",
+                          "python DR-IS/cleanlab_compare.py --preset fashion-mnist --name fashion-mnist"),
     "fm-table1": Source("DR-IS/static/repro-fashion-mnist-table1", "make reproduce"),
     "fm-online": Source("DR-IS/online/repro-fashion-mnist-online", "make reproduce"),
 }
@@ -935,6 +944,8 @@ BLOCKS = [
                                           SYN_EXACT), synthetic_sweep),
     Block("dris-synthetic-variants", DR, (SYN_VARIANT_BASE, *SYN_VARIANTS), synthetic_variants),
     Block("dris-food101-fake", DR, (S["food101-fake"],), food101),
+    Block("dris-cleanlab-digits", DR, (S["cleanlab-digits"],), cleanlab_tables),
+    Block("dris-cleanlab-fashion-mnist", DR, (S["cleanlab-fm"],), cleanlab_tables),
     Block("dris-fashion-mnist-static", DR, (S["fm-table1"],), fmnist_static),
     Block("dris-fashion-mnist-online", DR, (S["fm-online"],), fmnist_online),
 ]
