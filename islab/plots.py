@@ -133,13 +133,15 @@ def integer_ticks(ax, axis: str = "x", values=None) -> None:
         a.set_major_locator(MaxNLocator(integer=True, nbins=6))
 
 
-def reference_line(ax, y, label: str | None = None, x=None) -> Line2D:
+def reference_line(ax, y, label: str | None = None, x=None, zorder: float | None = None) -> Line2D:
     """A dashed grey reference level (chance, the noise rate): across the axis, or over the
-    span `x` = (x0, x1) only.  Returns its legend handle (label it once per figure)."""
+    span `x` = (x0, x1) only; under the data unless `zorder` says otherwise (over bars, which
+    would hide it).  Returns its legend handle (label it once per figure)."""
+    style = {**REFERENCE, **({"zorder": zorder} if zorder is not None else {})}
     if x is None:
-        line = ax.axhline(y, **REFERENCE)
+        line = ax.axhline(y, **style)
     else:
-        line = ax.plot(list(x), [y, y], **REFERENCE)[0]
+        line = ax.plot(list(x), [y, y], **style)[0]
     line.set_label(label or "_nolegend_")
     return Line2D([], [], label=label, **{k: v for k, v in REFERENCE.items() if k != "zorder"})
 
@@ -344,7 +346,7 @@ def grouped_bars(ax, stats, groups, hues, chance=None, chance_label: str = "chan
                 ax.text(left + i * w, 0, "0", ha="center", va="bottom", fontsize=6.5, color=st["color"])
         if chance is not None and g in chance and np.isfinite(chance[g]):
             ch = reference_line(ax, chance[g], chance_label,
-                                x=(left - w / 2 - 0.02, left + (len(present) - 0.5) * w + 0.02))
+                                x=(left - w / 2 - 0.02, left + (len(present) - 0.5) * w + 0.02), zorder=4)
             handles.setdefault("__chance__", ch)
         centres.append((pos, g))
         pos += 1.0
