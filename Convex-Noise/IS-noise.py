@@ -64,18 +64,12 @@ def build_parser():
                    help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true",
                    help="continue a run folder, skipping finished configurations")
-    g.add_argument("--quick", action="store_true",
-                   help="tiny setting for smoke tests, ~2 s (explicit flags still win): " +
-                        ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    cli.add_quick(g, QUICK, ", ~2 s")
     return p
 
 
 def parse_args(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.quick:  # quick changes the defaults only, so explicit flags still apply
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
+    args = cli.parse_quick(build_parser(), QUICK, argv)
     cli.check_choices(args.flips, noise.BINARY_KINDS, "noise kind")
     cli.check_choices(args.methods, convex.METHODS, "method")
     if args.batch > args.n:

@@ -118,18 +118,12 @@ def build_parser():
     g.add_argument("--name", type=runs.check_name, default=None,
                    help="run folder name, one folder (default: from the parameters)")
     g.add_argument("--resume", action="store_true", help="continue a run folder, skipping finished parts")
-    g.add_argument("--quick", action="store_true",
-                   help="tiny setting for smoke tests (explicit flags still win): " +
-                        ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    cli.add_quick(g, QUICK)
     return p
 
 
 def parse_args(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.quick:
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
+    args = cli.parse_quick(build_parser(), QUICK, argv)
     cli.check_choices(args.parts, PARTS, "part")
     args.parts = list(dict.fromkeys(args.parts))
     if not args.tw_a1 < 1:

@@ -62,6 +62,23 @@ def make_parser(description: str) -> OneLineParser:
     return OneLineParser(description=description, formatter_class=HelpFormatter)
 
 
+def add_quick(group, quick: dict, note: str = "") -> None:
+    """--quick: a tiny setting for smoke tests that changes the DEFAULTS only (parse_quick),
+    so flags given explicitly still win.  `quick` maps destinations to their quick values."""
+    group.add_argument("--quick", action="store_true",
+                       help=f"tiny setting for smoke tests{note} (explicit flags still win): " +
+                            ", ".join(f"{k}={v}" for k, v in quick.items()))
+
+
+def parse_quick(parser, quick: dict, argv=None):
+    """parser.parse_args(argv), reparsed with the quick defaults when --quick is given."""
+    args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**quick)
+        args = parser.parse_args(argv)
+    return args
+
+
 def fail(message: str, prog: str | None = None) -> None:
     """Exit with status 2 and one line: for errors found after argparse."""
     prog = prog or (sys.argv[0].rsplit("/", 1)[-1] if sys.argv else "islab")
