@@ -153,11 +153,15 @@ def _cached(ds, labels, name, seed, cfg, cache_dir, log):
         return None, None, None
     key = _cache_key(ds, labels, name, seed, cfg)
     path = _cache_file(cache_dir, key) if cache_dir else None
-    hit = (_load(path, key, len(ds.train), cfg.epochs if cfg.record_logits else None)
-           if path is not None else None)
+    return key, path, _read(path, key, len(ds.train), cfg, name, seed, log)
+
+
+def _read(path, key, n: int, cfg, name, seed, log):
+    """The cached (stats, test acc) of `key` in `path` (None: no file, or not that key in full)."""
+    hit = _load(path, key, n, cfg.epochs if cfg.record_logits else None) if path is not None else None
     if hit is not None and log:
         log(f"proxy {name} seed {seed}: cached ({path.name})")
-    return key, path, hit
+    return hit
 
 
 def _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer: str):
@@ -199,10 +203,10 @@ def train_proxy(ds: Dataset, labels, name, seed: int, cfg: TrainConfig, snapshot
     dynamics: also return (and cache) the per-epoch training logits under 'dynamics'.
     The cache entry is locked while it is trained, so concurrent processes train it once."""
     cfg = _proxy_config(cfg, snapshot_epoch, dynamics)
-    entry = (_cache_file(cache_dir, _cache_key(ds, labels, name, seed, cfg))
-             if cache_dir and isinstance(name, str) else None)
-    with _locked([entry]):
-        key, path, hit = _cached(ds, labels, name, seed, cfg, cache_dir, log)
+    key = _cache_key(ds, labels, name, seed, cfg) if isinstance(name, str) else None
+    path = _cache_file(cache_dir, key) if cache_dir and key is not None else None
+    with _locked([path]):
+        hit = _read(path, key, len(ds.train), cfg, name, seed, log)
         if hit is not None:
             return hit
         res = train(new_model(name, ds, seed, ds.train.x.device), ds, labels, cfg, seed, progress=progress,
@@ -262,10 +266,7 @@ def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot
                 with _locked([path for _, _, path in group]):
                     left = []   # another process may have trained some while this one waited
                     for seed, key, path in group:
-                        hit = (_load(path, key, len(ds.train), pcfg.epochs if pcfg.record_logits else None)
-                               if path is not None else None)
-                        if hit is not None and log:
-                            log(f"proxy {name} seed {seed}: cached ({path.name})")
+                        hit = _read(path, key, len(ds.train), pcfg, name, seed, log)
                         if hit is not None:
                             found[(name, seed)] = hit
                         else:
