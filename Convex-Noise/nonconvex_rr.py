@@ -241,7 +241,7 @@ def bin_masses(m, s2, eta, edges, sub: int = 40) -> np.ndarray:
 
 def run_welsch(args, run):
     pr, mins = welsch_problem(args)
-    best, worst = mins[0], mins[-1]
+    best = mins[0]
     lo, hi = min(mins) - 1.0, max(mins) + 1.0
     C = args.w_chains
     X0 = seeding.numpy_rng(args.seed, "init", PART_KEY["welsch"]).uniform(lo, hi, (C, 1))

@@ -82,7 +82,6 @@ def load_results(folder):
 def draw(run_dir, out=None) -> list[Path]:
     """Every figure of one DL-noise results folder; returns the written paths."""
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
