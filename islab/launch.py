@@ -226,16 +226,24 @@ def prepare_lock(run, tag: str) -> Path:
     return run.path / "jobs" / f"prepare-{tag}.lock"
 
 
-def checkpoint_file(run, args, name: str) -> Path | None:
-    """Where one job's training state is saved after each epoch (None without --checkpoint)."""
+def checkpoint_file(run, args, name: str):
+    """Where one job's training state is saved after each epoch (None without --checkpoint): an
+    islab.checkpoint.CheckpointFile keyed by the job's name and the folder's config hash, so a
+    checkpoint of another job or run is moved aside, never resumed (warnings go to the log)."""
     if not getattr(args, "checkpoint", False):
         return None
-    return run.path / "checkpoints" / f"{name}.pt"
+    from islab.checkpoint import CheckpointFile
+
+    return CheckpointFile(run.path / "checkpoints" / f"{name}.pt", key={"job": name, "config": run.config_sha},
+                          warn=run.log)
 
 
 def resuming(run, ckpt, what: str) -> None:
-    """Log that a job continues from its checkpoint (an interrupted or requeued task)."""
-    if ckpt is not None and Path(ckpt).exists():
+    """Log that a job continues from its checkpoint (an interrupted or requeued task); a bad
+    checkpoint is moved aside first (islab.checkpoint.check) and the job starts afresh."""
+    from islab import checkpoint
+
+    if ckpt is not None and checkpoint.check(ckpt):
         run.log(f"{what}: resuming from {Path(ckpt).relative_to(run.path)}")
 
 

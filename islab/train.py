@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from islab import checkpoint as ckpts
 from islab import scores
 from islab.data import Dataset, prepare_batch
 from islab.dynamics import TrainingDynamics
@@ -269,13 +270,16 @@ def _compile(model):
     return torch.compile(model, dynamic=False)
 
 
-def _load_checkpoint(path, device) -> dict:
-    """A checkpoint read on the CPU, device-bound tensors then moved to `device`.
+def _load_checkpoint(ckpt, device, fingerprint=None) -> dict | None:
+    """A checkpoint read on the CPU (islab.checkpoint: a bad one is moved aside and None returned),
+    device-bound tensors then moved to `device`.
 
     torch.Generator.set_state needs a CPU ByteTensor, so the generator states must never follow
     the map_location to a GPU (the crash of issue 9); model and optimiser states are copied to
     the parameters' device by load_state_dict."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpts.load(ckpts.as_checkpoint(ckpt), fingerprint)
+    if state is None:
+        return None
     to_dev = (lambda t: t.to(device)) if torch.device(device).type != "cpu" else (lambda t: t)
     if state.get("aum") is not None:
         state["aum"] = tuple(to_dev(t) for t in state["aum"])
@@ -286,15 +290,33 @@ def _load_checkpoint(path, device) -> dict:
     return state
 
 
+def _fingerprint(model, n, labels, cfg: TrainConfig, seed, sampling) -> dict:
+    """What a checkpoint must have been trained on to be resumed (plain JSON): the settings that
+    change numbers, the seed, and digests of the labels, the kept subset and the initial p."""
+    import hashlib
+
+    def digest(a):
+        return None if a is None else hashlib.sha256(np.ascontiguousarray(np.asarray(a)).tobytes()).hexdigest()[:16]
+
+    return {"model": model, "n": n, "seed": int(seed),
+            "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "momentum": cfg.momentum,
+            "weight_decay": cfg.weight_decay, "nesterov": cfg.nesterov, "warmup_epochs": cfg.warmup_epochs,
+            "snapshot_epochs": [int(e) for e in cfg.snapshot_epochs], "tracked": cfg.track_presentations,
+            "labels": digest(np.asarray(labels, dtype=np.int64)), "mode": sampling.mode,
+            "subset": digest(sampling.subset), "probs": digest(sampling.probs)}
+
+
 def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sampling | None = None,
           corrupt_mask=None, progress: bool = False, log: Callable | None = None,
-          checkpoint: str | Path | None = None, desc: str = "") -> TrainResult:
+          checkpoint=None, desc: str = "") -> TrainResult:
     """Train `model` (a registry name or a module) on ds.train with `labels` (possibly noisy).
 
     corrupt_mask (N bool, optional) makes each epoch log the sampling mass on corrupted
     examples and the fraction of drawn examples that were corrupted.  A non-finite training
     loss stops the run and marks it diverged.  With `checkpoint` set, state is saved after each
-    epoch and a later call with the same path resumes from it.
+    epoch and a later call with the same path resumes from it (a path or an
+    islab.checkpoint.CheckpointFile naming the job; a checkpoint of another job or training
+    input, a truncated or a garbage one is moved aside and the run starts from epoch 0).
 
     With cfg.compile on CUDA, full batches run through the compiled model; the short last batch
     of a pass (N not a multiple of b, shuffle/subset modes) runs the same module uncompiled --
@@ -303,6 +325,7 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
     """
     sampling = sampling or Sampling()
     device = ds.train.x.device
+    model_name = model if isinstance(model, str) else type(model).__name__
     if isinstance(model, str):
         model = new_model(model, ds, seed, device)
     model = device_format(model, device, cfg)
@@ -331,9 +354,10 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
 
     res = TrainResult(model=model)
     start_epoch, t_start = 0, time.time()
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.exists():
-        state = _load_checkpoint(ckpt, device)
+    ckpt = ckpts.as_checkpoint(checkpoint) if checkpoint else None
+    fingerprint = _fingerprint(model_name, n, y.cpu().numpy(), cfg, seed, sampling) if ckpt is not None else None
+    state = _load_checkpoint(ckpt, device, fingerprint) if ckpt is not None else None
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         order_gen.set_state(state["order_gen"])
@@ -429,7 +453,7 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
                 f"test acc {rec['test_acc']:.2f}% ({rec['seconds']:.1f}s)")
         if ckpt is not None:
             _save_checkpoint(ckpt, model, opt, order_gen, aug_gen, res, epoch + 1, p, tracker,
-                             None if sampling.mode == "weighted" else (stream.order, stream.pos))
+                             None if sampling.mode == "weighted" else (stream.order, stream.pos), fingerprint)
 
     accs = [r["test_acc"] for r in res.history if math.isfinite(r.get("test_acc", float("nan")))]
     res.test_acc = res.history[-1]["test_acc"] if res.history else float("nan")
@@ -440,15 +464,9 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
     return res
 
 
-def _save_checkpoint(path, model, opt, order_gen, aug_gen, res, epoch, p, tracker, stream):
-    import io
-
-    from islab.runs import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
-                "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state(),
-                "history": res.history, "snapshots": res.snapshots, "p": p,
-                **(tracker.state_dict() if tracker is not None else {"aum": None, "forget": None}),
-                "stream": stream}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+def _save_checkpoint(ckpt, model, opt, order_gen, aug_gen, res, epoch, p, tracker, stream, fingerprint):
+    ckpts.save(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
+                      "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state(),
+                      "history": res.history, "snapshots": res.snapshots, "p": p,
+                      **(tracker.state_dict() if tracker is not None else {"aum": None, "forget": None}),
+                      "stream": stream, "fingerprint": fingerprint})
