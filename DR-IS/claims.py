@@ -558,10 +558,13 @@ def memorisation(st: Study) -> str:
     fit = metric(fin, "targeted0.25", "full", "fit_noisy_corrupt")
     resisted = metric(fin, "targeted0.25", "full", "fit_true_corrupt")
     base = []
-    lab = folder / "labels-targeted0.25.npz"
+    # only files a job file recorded, checked against its SHA-256 (a damaged one stops the report)
+    from islab import runs
+
+    lab = runs.verified_file(folder, "labels-targeted0.25.npz") if (folder / "config.json").exists() else None
     for seed in clean_acc.index:
-        pf = folder / f"predictions-clean-full-s{int(seed)}.npz"
-        if lab.exists() and pf.exists():
+        pf = runs.verified_file(folder, f"predictions-clean-full-s{int(seed)}.npz") if lab else None
+        if lab and pf:
             with np.load(lab) as z, np.load(pf) as p:
                 m = z["corrupt"]
                 base.append(float((p["train_pred"][m] == z["noisy"][m]).mean()))

@@ -604,9 +604,12 @@ def run_static(args, ds=None, path=None, argv=None):
                             corrupt_mask=mask, log=epoch_log, progress=args.progress, checkpoint=ckpt,
                             desc=f"[{tag}] {m} a{alpha:g} s{seed}")
                 fit, pred = experiment.fit_to_labels(res.model, ds, labels, clean, mask, tcfg)
+                files = []
                 if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
                     run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
-                job.finish(job_rows(res, ids, mask, score, eps, kind, rate, clean, fit))
+                    # recorded (SHA-256) with the labels it is compared with: reports verify both
+                    files = [run.path / f"predictions-{tag}-full-s{seed}.npz", run.path / f"labels-{tag}.npz"]
+                job.finish(job_rows(res, ids, mask, score, eps, kind, rate, clean, fit), files=files)
                 launch.drop_checkpoint(ckpt)
                 ran = True
             run.log(f"{what}: test acc {res.test_acc:.2f}%"

@@ -751,6 +751,26 @@ def finished_ids(path) -> set[str]:
     return {job_id(rec["key"]) for rec in RunFolder.records(_reader(path))}
 
 
+def verified_file(path, name: str) -> Path | None:
+    """A file of another process's run folder that a report reads, checked against the job file
+    that recorded it (its SHA-256 in `files`): the path when it matches, None when no valid job
+    file records it (the job did not run, or the folder predates the record); a missing or
+    changed file raises UsageError naming it -- a report never reads an unverified copy."""
+    path = Path(path)
+    for rec in RunFolder.records(_reader(path)):
+        digest = rec.get("files", {}).get(name)
+        if digest is None:
+            continue
+        f = path / name
+        if not f.is_file():
+            raise UsageError(f"{f}: missing, but job {job_id(rec['key'])} recorded it; rerun with --resume")
+        if file_sha256(f) != digest:
+            raise UsageError(f"{f}: damaged or changed since job {job_id(rec['key'])} recorded it "
+                             "(SHA-256 mismatch); rerun with --resume to redo that job")
+        return f
+    return None
+
+
 def _reader(path) -> "RunFolder":
     """A read-only view of another process's run folder (its config hash, for checking job files)."""
     path = Path(path)
