@@ -110,7 +110,7 @@ def build_parser():
                         "pretrained weights")
     g.add_argument("--pretrained", action="store_true",
                    help="use the pretrained zoo on any CIFAR-shaped data set (fake_cifar -> cifar10 weights)")
-    g.add_argument("--weights-dir", default=None,
+    g.add_argument("--weights-dir", type=cli.path, default=None,
                    help="folder holding the released .pt files (default: the torch hub cache "
                         "$TORCH_HOME/hub/checkpoints); --download fetches missing ones")
     g.add_argument("--no-plots", action="store_true", help="write tables and arrays only, no figures")

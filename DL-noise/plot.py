@@ -139,8 +139,8 @@ def draw(run_dir, out=None) -> list[Path]:
 
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
-    p.add_argument("path", nargs="?", help="results folder of DL-noise/is.py (holds results.csv)")
-    p.add_argument("--run", help="the same folder as a flag (instead of the positional path)")
+    p.add_argument("path", nargs="?", type=cli.path, help="results folder of DL-noise/is.py (holds results.csv)")
+    p.add_argument("--run", type=cli.path, help="the same folder as a flag (instead of the positional path)")
     p.add_argument("--out", type=cli.folder, help="folder for the figures (default: the results folder)")
     return p
 

@@ -53,7 +53,7 @@ def build_parser():
 
     p = cli.make_parser(__doc__.split("\n\n")[0])
     g = p.add_argument_group("data")
-    g.add_argument("--data-dir", default="data", help="folder holding food-101/ (torchvision layout)")
+    g.add_argument("--data-dir", type=cli.path, default="data", help="folder holding food-101/ (torchvision layout)")
     g.add_argument("--download", action="store_true", help="download missing data and ImageNet weights")
     g.add_argument("--fake", action="store_true",
                    help="use a tiny GENERATED stand-in (written under --cache-dir) and untrained networks")
@@ -66,7 +66,7 @@ def build_parser():
     g.add_argument("--train-size", type=cli.positive_int,
                    help="keep a seeded subset of this many training images")
     g.add_argument("--test-size", type=cli.positive_int, help="keep a seeded subset of this many test images")
-    g.add_argument("--weights-dir", default=None,
+    g.add_argument("--weights-dir", type=cli.path, default=None,
                    help="folder holding torchvision's ImageNet .pth files "
                         "(default: $TORCH_HOME/hub/checkpoints)")
     g = p.add_argument_group("proxies (linear probes on frozen features)")

@@ -108,7 +108,7 @@ def build_parser():
                    help="comma list of stages to run (default: all, in order); see the list above")
     p.add_argument("--results-root", type=cli.folder, default=str(HERE.parent / "results"),
                    help="root of the run folders (<root>/DR-IS/<script>/repro-<preset>-<stage>)")
-    p.add_argument("--report", default=str(HERE.parent / "REPRODUCTION.md"),
+    p.add_argument("--report", type=cli.path, default=str(HERE.parent / "REPRODUCTION.md"),
                    help="where the generated report goes")
     p.add_argument("--report-only", action="store_true", help="run nothing; rewrite the report")
     p.add_argument("--no-report", action="store_true", help="run the stages; do not write the report")

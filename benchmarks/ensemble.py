@@ -69,7 +69,7 @@ def main(argv=None):
                    help="generated training images (fmnist-shape)")
     p.add_argument("--repeats", type=cli.positive_int, default=2, help="alternating timed runs per arm")
     p.add_argument("--threads", type=cli.positive_int, default=2, help="torch CPU threads")
-    p.add_argument("--out", default=None, help="also write the report to this text file")
+    p.add_argument("--out", type=cli.path, default=None, help="also write the report to this text file")
     args = p.parse_args(argv)
     datas = [d for d in args.data.split(",") if d]
     for d in datas:

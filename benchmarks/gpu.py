@@ -119,7 +119,7 @@ def main(argv=None):
     p.add_argument("--parts", default="vgg19,resnet20,pipeline", help="comma list of parts to run")
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes on the CPU (32 images, batch 16, 1 epoch, 0 workers): checks the script")
-    p.add_argument("--out", default=None, help="also write the report lines to this text file")
+    p.add_argument("--out", type=cli.path, default=None, help="also write the report lines to this text file")
     args = p.parse_args(argv)
     parts = [x for x in args.parts.split(",") if x]
     for x in parts:

@@ -116,7 +116,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=cli.positive_int, default=3, help="alternating timed runs per arm")
     p.add_argument("--threads", type=cli.positive_int, default=1, help="torch CPU threads")
     p.add_argument("--baseline", default=None, help="git commit whose islab/train.py runs as a third arm")
-    p.add_argument("--out", default=None, help="also write the report to this text file")
+    p.add_argument("--out", type=cli.path, default=None, help="also write the report to this text file")
     args = p.parse_args(argv)
     if args.model not in MODELS:
         cli.fail(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")

@@ -152,11 +152,18 @@ def check_choices(values, allowed, what: str) -> None:
         fail(f"unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
 
 
-def folder(text: str) -> str:
-    """argparse type of a folder flag (--results-root, --cache-dir, --out): not empty."""
+def path(text: str) -> str:
+    """argparse type of every path flag: not empty, '~' expanded here once (a path given quoted or
+    as --flag=~/x reaches us unexpanded; every later use then sees the same home folder, never a
+    literal './~' folder)."""
     if not str(text).strip():
         raise argparse.ArgumentTypeError("empty path")
-    return text
+    return os.path.expanduser(str(text))
+
+
+def folder(text: str) -> str:
+    """argparse type of a folder flag (--results-root, --cache-dir, --out): a path (see `path`)."""
+    return path(text)
 
 
 def split_items(text) -> list[str]:

@@ -89,7 +89,7 @@ def add_common_args(p, default_name_hint: str = "", exclude=()) -> None:
     add(g, "--preset", default="digits", choices=sorted(PRESETS),
         help="protocol preset; explicit flags below override its values (listed at the end)")
     add(g, "--dataset", choices=DATASETS, help="data set (default: the preset's)")
-    add(g, "--data-dir", default="data", help="folder holding the torchvision data sets")
+    add(g, "--data-dir", type=cli.path, default="data", help="folder holding the torchvision data sets")
     add(g, "--download", action="store_true", help="download the data set if missing (network needed)")
     add(g, "--train-size", type=cli.positive_int,
         help="keep a seeded subset of this many training examples (default: all)")
