@@ -469,6 +469,28 @@ def read_idx(path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
+IDX_SIZES = {"train": 60000, "t10k": 10000}   # examples in each split of MNIST and Fashion-MNIST
+IDX_SHAPE = (28, 28)                           # pixels of one image
+IDX_CLASSES = 10
+
+
+def _check_idx_split(name, x, y, fx, fy, n: int, fix: str) -> None:
+    """One split's images and labels as the data set defines them: a header whose byte count is
+    right but whose dimensions are not (N x 784 x 1, 14 x 56, ...) would scramble every image, a
+    split of another size is the other split or another data set, a label outside 0..9 no class."""
+    if x.ndim != 3 or x.shape[1:] != IDX_SHAPE:
+        raise DataDamaged(f"{name}: {fx} has header dimensions {list(x.shape)}, not [N, 28, 28] (a wrong header "
+                          f"scrambles the images); {fix}")
+    if y.ndim != 1:
+        raise DataDamaged(f"{name}: {fy} has header dimensions {list(y.shape)}, not [N]; {fix}")
+    for f, count, what in ((fx, len(x), "images"), (fy, len(y), "labels")):
+        if count != n:
+            raise DataDamaged(f"{name}: {f} holds {count} {what} where this split has {n} (another split or "
+                              f"data set?); {fix}")
+    if len(y) and int(y.max()) >= IDX_CLASSES:
+        raise DataDamaged(f"{name}: {fy} holds label {int(y.max())}, outside 0..{IDX_CLASSES - 1}; {fix}")
+
+
 def _idx_file(folder: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
@@ -512,10 +534,9 @@ def _idx_dataset(name: str, data_dir, download: bool) -> tuple[Split, Split]:
         x_tr, y_tr, x_te, y_te = (read_idx(f) for f in found)
     except DataDamaged as err:
         raise DataDamaged(f"{name}: {err}; {fix}") from err
-    for x, y, f in ((x_tr, y_tr, found[0]), (x_te, y_te, found[2])):
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataDamaged(f"{name}: {f} holds images of shape {x.shape} for labels of shape {y.shape}; "
-                              f"{fix}")
+    for x, y, fx, fy, n in ((x_tr, y_tr, found[0], found[1], IDX_SIZES["train"]),
+                            (x_te, y_te, found[2], found[3], IDX_SIZES["t10k"])):
+        _check_idx_split(name, x, y, fx, fy, n, fix)
 
     def split(x, y):
         return Split(torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))

@@ -257,7 +257,13 @@ def write_idx_set(raw, n_train=7, n_test=4, gz=False, seed=0):
     return truth
 
 
-def test_fake_mnist_files_round_trip_and_missing_folder(tmp_path):
+@pytest.fixture
+def small_idx(monkeypatch):
+    """Fake idx sets of 7 training and 4 test images stand for the 60,000 / 10,000 of the real ones."""
+    monkeypatch.setattr(data_mod, "IDX_SIZES", {"train": 7, "t10k": 4})
+
+
+def test_fake_mnist_files_round_trip_and_missing_folder(tmp_path, small_idx):
     with pytest.raises(DataMissing, match="--download"):
         load_dataset("mnist", data_dir=tmp_path)
     truth = write_idx_set(tmp_path / "MNIST" / "raw")
@@ -269,7 +275,7 @@ def test_fake_mnist_files_round_trip_and_missing_folder(tmp_path):
     assert (ds.mean, ds.std, ds.augment) == ((0.1307,), (0.3081,), "none")
 
 
-def test_fashion_mnist_reads_gzipped_idx_from_data_dir_first(tmp_path, monkeypatch):
+def test_fashion_mnist_reads_gzipped_idx_from_data_dir_first(tmp_path, monkeypatch, small_idx):
     # the system folder is searched second: point it at an empty place so only data_dir can match
     monkeypatch.setitem(data_mod.IDX_SETS, "fashion-mnist",
                         ("FashionMNIST", str(tmp_path / "system"), "install it"))
@@ -283,13 +289,13 @@ def test_fashion_mnist_reads_gzipped_idx_from_data_dir_first(tmp_path, monkeypat
     assert ds.train.y.tolist() == truth["train"][1].tolist()
     assert (ds.mean, ds.std, ds.augment, ds.crop_pad) == ((0.2860,), (0.3530,), "crop_flip", 2)
     # the system copy is used when data_dir has nothing
-    sys_truth = write_idx_set(tmp_path / "system", n_train=5, gz=True, seed=1)
+    sys_truth = write_idx_set(tmp_path / "system", gz=True, seed=1)
     ds = load_dataset("fashion-mnist", data_dir=tmp_path / "elsewhere")
-    assert len(ds.train) == 5 and ds.test.y.tolist() == sys_truth["t10k"][1].tolist()
+    assert torch.equal(ds.train.y, torch.as_tensor(sys_truth["train"][1])) and ds.test.y.tolist() == sys_truth["t10k"][1].tolist()
 
 
 @pytest.mark.parametrize("damage", ["truncated_data", "truncated_gzip", "bad_magic", "trailing_bytes", "empty"])
-def test_damaged_idx_file_raises_data_damaged_naming_the_file(tmp_path, damage):
+def test_damaged_idx_file_raises_data_damaged_naming_the_file(tmp_path, damage, small_idx):
     raw = tmp_path / "MNIST" / "raw"
     write_idx_set(raw, gz=damage == "truncated_gzip")
     name = "train-images-idx3-ubyte" + (".gz" if damage == "truncated_gzip" else "")
@@ -302,6 +308,43 @@ def test_damaged_idx_file_raises_data_damaged_naming_the_file(tmp_path, damage):
         load_dataset("mnist", data_dir=tmp_path)
     assert name in str(err.value) and "\n" not in str(err.value)
     assert isinstance(err.value, DataMissing)      # scripts turn it into one line and exit 2
+
+
+def _reshape_header(f, dims):
+    """The same bytes under another header of the same byte count (the data is then scrambled)."""
+    data = f.read_bytes()
+    f.write_bytes(bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + data[4 + 4 * data[3]:])
+
+
+IDX_LIES = {   # case: (file, damage, text in the message)
+    "images 14x56": ("train-images-idx3-ubyte", lambda f: _reshape_header(f, [7, 14, 56]), "[7, 14, 56]"),
+    "images flat": ("t10k-images-idx3-ubyte", lambda f: _reshape_header(f, [4, 784]), "[4, 784]"),
+    "labels as a matrix": ("train-labels-idx1-ubyte", lambda f: _reshape_header(f, [7, 1]), "[7, 1]"),
+    "label out of range": ("t10k-labels-idx1-ubyte", lambda f: f.write_bytes(f.read_bytes()[:-1] + bytes([10])),
+                           "label 10, outside 0..9"),
+    "train and test swapped": ("train-images-idx3-ubyte", None, "holds 4 images where this split has 7"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IDX_LIES))
+def test_idx_dimensions_sizes_and_labels_are_checked(tmp_path, case, small_idx):
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx_set(raw)
+    name, damage, text = IDX_LIES[case]
+    if damage is None:
+        for kind in ("images-idx3", "labels-idx1"):
+            a, b = raw / f"train-{kind}-ubyte", raw / f"t10k-{kind}-ubyte"
+            a.rename(tmp_path / "x"), b.rename(a), (tmp_path / "x").rename(b)
+    else:
+        damage(raw / name)
+    with pytest.raises(DataDamaged) as err:
+        load_dataset("mnist", data_dir=tmp_path)
+    msg = str(err.value)
+    assert str(raw / name) in msg and text in msg and "\n" not in msg
+
+
+def test_the_real_sizes_are_60000_and_10000():
+    assert data_mod.IDX_SIZES == {"train": 60000, "t10k": 10000}
 
 
 def test_idx_header_and_size_known_answer(tmp_path):
