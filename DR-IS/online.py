@@ -85,9 +85,18 @@ def build_parser():
                         "example (dimensionless; islab.sampling.IS_FLOOR, the rule of the convex "
                         "family's Standard IS and Loss IS too; bounds the weight by (1 + floor) / floor; "
                         "0 = the plain gradient-norm rule)")
-    g.add_argument("--rho-floor", type=cli.nonnegative_float, default=0.01,
-                   help="RHO-LOSS floor, as a fraction of the mean of max(score, 0) added to every example; "
-                        "bounds the importance weight by (1 + floor) / floor")
+    g.add_argument("--rho-floor", type=cli.nonnegative_float, default=IS_FLOOR,
+                   help="RHO-LOSS floor, as a fraction of the mean of max(score, 0) added to every example "
+                        "(dimensionless; default the one floor islab.sampling.IS_FLOOR of every magnitude "
+                        "sampler; bounds the importance weight by (1 + floor) / floor: 11 at 0.1; "
+                        f"{online.RHO_PAPER_FLOOR:g} = the RHO-LOSS paper's small floor, weights up to 101)")
+    g.add_argument("--is-source", default="target", choices=online.IS_SOURCES,
+                   help="standard_is's gradient-norm bound: target = the current target's, refreshed every "
+                        "epoch (the method); proxy = the proxies' mean at their snapshot epoch E_s, frozen "
+                        "(a sensitivity variant)")
+    g.add_argument("--unweighted", action="store_true",
+                   help="the non-uniform samplers draw from p but weight every drawn example 1 instead of "
+                        "1/(N p) (biased; a sensitivity variant)")
     g.add_argument("--rho-every", type=cli.positive_int, default=5,
                    help="rho_faithful: epochs between recomputations of the current-target loss")
     g.add_argument("--holdout", type=holdout_size, default=None,
@@ -196,11 +205,14 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
         kw["disagreement"] = scores.ensemble_score(ens, "dris")   # 1/K rank variance (ddof 0)
     if method == "rho_approx":
         kw["proxy_mean_loss"] = scores.ensemble_score(ens, "loss")[irr.keep]
+    if method == "standard_is" and args.is_source == "proxy":
+        kw["proxy_gradnorm"] = scores.ensemble_score(ens, "gradnorm")   # mean over proxies at E_s
     if method in online.RHO_METHODS:
         kw["irreducible_loss"] = irr.loss
     rlog = online.RefreshLog(keep_probs=bool(getattr(args, "export_probs", False)))
     sampling = online.make_sampling(method, d, y, cfg, gamma=args.gamma, is_floor=args.is_floor,
-                                    rho_floor=args.rho_floor, rho_every=args.rho_every, log=rlog, **kw)
+                                    rho_floor=args.rho_floor, rho_every=args.rho_every,
+                                    is_source=args.is_source, reweight=not args.unweighted, log=rlog, **kw)
     ckpt = launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
     launch.resuming(run, ckpt, f"[{tag}] {method} seed {seed}")
     log_file = run.path / "log.txt"
@@ -313,6 +325,8 @@ def write_report(run, args, ds, infos, wall):
              f"targeted-noise attacker {args.attacker} ({args.attacker_epochs} epochs); "
              f"gamma {args.gamma:g}; Standard IS floor {args.is_floor:g}, RHO floor {args.rho_floor:g} "
              "(relative to the mean score); "
+             f"Standard IS score from the {'frozen proxy snapshot' if args.is_source == 'proxy' else 'refreshed target'}; "
+             f"importance weights {'OFF (every drawn example weight 1)' if args.unweighted else '1/(N p)'}; "
              f"rho_faithful every {args.rho_every} epochs; irreducible {args.irreducible_model} "
              f"({args.irreducible_epochs} epochs) on holdout {args.holdout:g}",
              f"final acc = test accuracy after the last epoch (a diverged run counts as chance, "
@@ -406,7 +420,7 @@ def prepare_config(args, ds, kind, rate, run, n_hold, methods):
     (shared cache), RHO-LOSS's irreducible model (irreducible-<tag>.npz in the run folder) and
     the configuration's per-example exports (scores-<tag>.csv, islab.export)."""
     tag = experiment.noise_tag(kind, rate)
-    need_proxies = any(m in online.PROXY_METHODS for m in methods)
+    need_proxies = any(online.needs_proxies(m, args.is_source) for m in methods)
     prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
     irr = (irreducible_for(args, ds, prep.labels, prep.mask, tag, run, n_hold)
            if prep.labels is not None and any(m in online.RHO_METHODS for m in methods) else None)
@@ -457,7 +471,7 @@ def run_online(args, ds=None, path=None, argv=None):
                           **({"diverged": prep.diverged} if prep.diverged else {})}
             runs.atomic_write_json(info_file, infos)
         for method, seed in todo:
-            blocked = labels is None or (ens is None and method in online.PROXY_METHODS)
+            blocked = labels is None or (ens is None and online.needs_proxies(method, args.is_source))
             with run.claim({"config": tag, "method": method, "seed": seed}) as job:
                 if job is None:
                     run.log(f"[{tag}] {method} seed {seed}: running in another worker, skipped")

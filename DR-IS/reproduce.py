@@ -25,6 +25,13 @@ Stages (paper table -> run folder results/DR-IS/<script>/repro-<preset>-<stage>)
   k           ablation: DR-IS with K = 2, 3, 5 proxies at targeted 25 %, 3 seeds
   proxysets   ablation: the proxy-diversity sets K1, K2, K3 at targeted 25 %, 3 seeds (Table 7)
   diagnostics Appendix H: rank-variance histograms, empirical gap vs 2r, K = 2, 3, 4, 6
+  sensitivity which choice drives the Standard IS and RHO-LOSS verdicts of `online`: one factor at
+              a time around its defaults (floor 0.1, refreshed target, weights 1/(N p)), 3 seeds,
+              targeted 25 % (and clean on digits), four run folders sensitivity-<variant>:
+              floor0 / floor0.01 (--is-floor and --rho-floor 0 / 0.01), frozen (Standard IS
+              scored once from the proxy snapshot, --is-source proxy; RHO's frozen variant is
+              rho_approx of `online`), unweighted (drawn from p, weight 1); the defaults and the
+              uniform reference are read from `online` (`--stages sensitivity` runs all four)
 Every stage runs with --resume, so a second call finishes only what is missing; a stage that
 fails stops the study with its exit status (rerun to continue).  Flags after `--` go to
 every stage (e.g. `-- --device cuda`), the launcher's included (islab/launch.py): with
@@ -54,6 +61,14 @@ SEEDS = "0,1,2"
 SCORE_METHODS = "el2n,forgetting,consensus,aum,dris"
 ALL_STATIC = "random," + SCORE_METHODS + ",full"
 FIG2_METHODS = "random,el2n,consensus,aum,dris"
+SENS_METHODS = "standard_is,rho_faithful,rho_approx"
+# one factor at a time around online.py's defaults: (variant, methods, flags); the default itself
+# and the uniform reference are the `online` stage's runs (same noise draw, seeds and settings)
+SENS_VARIANTS = (("floor0", SENS_METHODS, ["--is-floor", "0", "--rho-floor", "0"]),
+                 ("floor0.01", SENS_METHODS, ["--is-floor", "0.01", "--rho-floor", "0.01"]),
+                 ("frozen", "standard_is", ["--is-source", "proxy"]),
+                 ("unweighted", SENS_METHODS, ["--unweighted"]))
+SENS_NOISE = {"digits": "clean,targeted:0.25"}   # other presets: targeted:0.25 (about 5 min on 2 workers)
 
 
 def stages(preset: str) -> list[tuple[str, str, list[str]]]:
@@ -78,7 +93,17 @@ def stages(preset: str) -> list[tuple[str, str, list[str]]]:
         # the preset's own proxies, cycled: K = 3 is exactly the ensemble of the other stages
         ("diagnostics", "diagnostics", common + ["--noise", "clean,targeted:0.25", "--k-values", "2,3,4,6",
                                                  "--proxies", experiment.PRESETS[preset]["proxies"]]),
-    ]
+    ] + [(f"sensitivity-{v}", "online", common + ["--noise", SENS_NOISE.get(preset, "targeted:0.25"),
+                                                   "--seeds", SEEDS, "--methods", methods] + flags)
+         for v, methods, flags in SENS_VARIANTS]
+
+
+def select(names: list[str], wanted: list[str]) -> list[str]:
+    """The stages of `wanted` (a name, or a group such as 'sensitivity' for every
+    sensitivity-<variant>), in run order; exit 2 on an unknown name."""
+    groups = sorted({n.split("-", 1)[0] for n in names if "-" in n})
+    cli.check_choices(wanted, names + groups, "stage")
+    return [n for n in names if n in wanted or n.split("-", 1)[0] in wanted and "-" in n]
 
 
 def run_folder(results_root: Path, preset: str, stage: str, script: str) -> Path:
@@ -105,7 +130,8 @@ def build_parser():
     p.add_argument("--preset", default="fashion-mnist", choices=PRESETS,
                    help="the data set and models the study runs on")
     p.add_argument("--stages", default=None,
-                   help="comma list of stages to run (default: all, in order); see the list above")
+                   help="comma list of stages to run (default: all, in order); see the list above "
+                        "('sensitivity' = its four run folders)")
     p.add_argument("--results-root", type=cli.folder, default=str(HERE.parent / "results"),
                    help="root of the run folders (<root>/DR-IS/<script>/repro-<preset>-<stage>)")
     p.add_argument("--report", type=cli.path, default=str(HERE.parent / "REPRODUCTION.md"),
@@ -135,9 +161,8 @@ def main(argv=None):
     plan = stages(args.preset)
     names = [s for s, _, _ in plan]
     if args.stages is not None:
-        wanted = cli.parse_list(args.stages, "--stages")
-        cli.check_choices(wanted, names, "stage")
-        plan = [p for p in plan if p[0] in wanted]
+        chosen = select(names, cli.parse_list(args.stages, "--stages"))
+        plan = [p for p in plan if p[0] in chosen]
     root = Path(args.results_root)
     if args.dry_run:
         for stage, script, a in plan:

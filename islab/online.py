@@ -10,6 +10,9 @@ loss by 1 / (N p_i), so the step is unbiased for the mean training loss (docs/ME
                 recomputed every epoch over the full training set, + the relative floor
                 islab.sampling.IS_FLOOR = 0.1 (the rule shared with the convex family's
                 Standard IS and Loss IS; `is_floor=0` is the plain variance-optimal rule).
+                With is_source='proxy' the bound comes instead from the proxies' snapshot
+                (their mean gradient-norm bound at E_s), computed once and frozen: the
+                sensitivity variant that isolates "refreshed target vs frozen proxy".
   rho_approx    RHO-LOSS "approximate": score = proxy mean loss - irreducible loss, computed
                 once and frozen; p proportional to max(score, 0) + floor.
   rho_faithful  RHO-LOSS "faithful": score = current target loss - irreducible loss,
@@ -19,8 +22,13 @@ loss by 1 / (N p_i), so the step is unbiased for the mean training loss (docs/ME
 
 Floors are RELATIVE (islab.sampling.relative_floor_probs): `floor` is a fraction of the mean
 clipped score added to every example, so p does not depend on the score's units, and the largest
-importance weight is bounded by (1 + floor) / floor (e.g. 11 for the Standard IS default 0.1, 101
-for the RHO-LOSS default 0.01).  With floor 0 an example whose score is 0 is never drawn.
+importance weight is bounded by (1 + floor) / floor (11 for the one default IS_FLOOR = 0.1, which
+RHO-LOSS uses too; 101 for RHO_PAPER_FLOOR = 0.01, the RHO-LOSS paper's "small floor", which on
+Fashion-MNIST lets a few weight-101 draws blow the target up).  With floor 0 an example whose
+score is 0 is never drawn, and the weights are bounded only by the smallest positive score.
+
+`reweight=False` draws from the same p but gives every drawn example weight 1 (the biased,
+"unweighted" variant of a sampler: it then minimises the p-weighted loss, not the mean loss).
 
 The irreducible (RHO-LOSS reference) model is trained on a held-out split of the TRAINING set
 (never the test set); the RHO targets train on the rest (`keep_dataset`).  The holdout carries
@@ -41,7 +49,14 @@ from islab.train import Sampling, TrainConfig, per_example_stats, train
 
 METHODS = ("uniform", "standard_is", "rho_approx", "rho_faithful", "dris")
 RHO_METHODS = ("rho_approx", "rho_faithful")
-PROXY_METHODS = ("rho_approx", "dris")       # need the shared proxy run
+PROXY_METHODS = ("rho_approx", "dris")       # need the shared proxy run (standard_is too with is_source='proxy')
+IS_SOURCES = ("target", "proxy")             # standard_is: refreshed current target, or frozen proxy snapshot
+RHO_PAPER_FLOOR = 0.01                       # the RHO-LOSS paper's small floor (weights up to 101); opt-in
+
+
+def needs_proxies(method: str, is_source: str = "target") -> bool:
+    """Does `method` read the shared proxy run's scores?"""
+    return method in PROXY_METHODS or (method == "standard_is" and is_source == "proxy")
 
 
 # ---------------------------------------------------------------- distributions (pure numpy)
@@ -194,26 +209,32 @@ def train_irreducible(ds: Dataset, labels, holdout: int, model_name: str, cfg: T
 
 
 def make_sampling(method: str, ds: Dataset, labels, cfg: TrainConfig, *, disagreement=None,
-                  proxy_mean_loss=None, irreducible_loss=None, gamma: float = 0.1,
-                  is_floor: float = smp.IS_FLOOR, rho_floor: float = 0.01, rho_every: int = 5,
+                  proxy_mean_loss=None, irreducible_loss=None, proxy_gradnorm=None, gamma: float = 0.1,
+                  is_floor: float = smp.IS_FLOOR, rho_floor: float = smp.IS_FLOOR, rho_every: int = 5,
+                  is_source: str = "target", reweight: bool = True,
                   log: RefreshLog | None = None) -> Sampling:
     """The Sampling for one method on `ds` (for the RHO methods: the kept split, and
     proxy_mean_loss / irreducible_loss indexed like it).  Fixed distributions are logged
-    once at epoch 0; refreshed ones at every refresh."""
+    once at epoch 0; refreshed ones at every refresh.  is_source 'proxy' makes standard_is use
+    the frozen proxy_gradnorm; reweight=False drops the 1/(N p) weights (uniform is unaffected)."""
     n = len(ds.train)
+    assert is_source in IS_SOURCES, f"is_source must be one of {IS_SOURCES}"
     if method == "uniform":
         if log is not None:
             log.add(0, smp.uniform_probs(n))
         return Sampling(mode="shuffle")
-    if method == "standard_is":
+    if method == "standard_is" and is_source == "target":
         return Sampling(mode="weighted", refresh=gradnorm_refresh(ds, labels, cfg, is_floor, log),
-                        refresh_every=1)
+                        refresh_every=1, reweight=reweight)
     if method == "rho_faithful":
         assert irreducible_loss is not None, "rho_faithful needs the irreducible loss"
         assert rho_every >= 1, "rho_every must be >= 1"
         hook = rho_refresh(ds, labels, irreducible_loss, cfg, rho_floor, log)
-        return Sampling(mode="weighted", refresh=hook, refresh_every=rho_every)
-    if method == "rho_approx":
+        return Sampling(mode="weighted", refresh=hook, refresh_every=rho_every, reweight=reweight)
+    if method == "standard_is":   # is_source 'proxy': the proxies' snapshot bound, frozen
+        assert proxy_gradnorm is not None, "standard_is with is_source='proxy' needs the proxy gradient norms"
+        p = relative_floor_probs(proxy_gradnorm, is_floor)
+    elif method == "rho_approx":
         assert proxy_mean_loss is not None and irreducible_loss is not None, \
             "rho_approx needs the proxy mean loss and the irreducible loss"
         p = rho_probs(proxy_mean_loss, irreducible_loss, rho_floor)
@@ -225,4 +246,4 @@ def make_sampling(method: str, ds: Dataset, labels, cfg: TrainConfig, *, disagre
     assert len(p) == n, f"p has {len(p)} entries for {n} training examples"
     if log is not None:
         log.add(0, p)
-    return Sampling(mode="weighted", probs=p)
+    return Sampling(mode="weighted", probs=p, reweight=reweight)

@@ -252,6 +252,11 @@ def readme_online(folder):
     return online_table(folder, detail=False) + "\n\n" + online_sentences(folder, methods=("dris",))
 
 
+def rho_floor_label(folder: Path) -> str:
+    """'--rho-floor F' as the run folder's config.json records it (F the floor it was made with)."""
+    return f"--rho-floor {config_of(folder).get('rho_floor', float('nan')):g}"
+
+
 def online_pair(folder_a: Path, folder_b: Path, label_a: str, label_b: str) -> str:
     """Two online runs side by side (e.g. RHO-LOSS floors): final accuracy per method and config."""
     rows = []
@@ -856,9 +861,9 @@ S = {  # every run folder a README cites, with the command that makes it
                          "python DR-IS/static.py --noise clean,targeted:0.25 --epochs 30 --name long-e30"),
     "online-e30": Source("DR-IS/online/long-e30",
                          "python DR-IS/online.py --noise clean,targeted:0.25 --epochs 30 --name long-e30"),
-    "online-rho01": Source("DR-IS/online/rho-floor0.1",
-                           "python DR-IS/online.py --noise clean,targeted:0.25 --rho-floor 0.1 "
-                           "--methods uniform,rho_approx,rho_faithful --name rho-floor0.1"),
+    "online-rho001": Source("DR-IS/online/rho-floor0.01",
+                            "python DR-IS/online.py --noise clean,targeted:0.25 --rho-floor 0.01 "
+                            "--methods uniform,rho_approx,rho_faithful --name rho-floor0.01"),
     "online-n1150": Source("DR-IS/online/uniform-n1150",
                            "python DR-IS/online.py --noise clean,targeted:0.25 --methods uniform --train-size 1150 "
                            "--name uniform-n1150"),
@@ -934,8 +939,8 @@ BLOCKS = [
     Block("dris-ablation-k", DR, (S["abl-k"],), ablation([ABL_ACC, ABL_CIS, ABL_AUC])),
     Block("dris-ablation-proxies", DR, (S["abl-proxies"],), ablation([ABL_ACC, ABL_CIS])),
     Block("dris-ablation-lambda", DR, (S["abl-lambda"],), ablation([ABL_ACC, ABL_CIS])),
-    Block("dris-online-rho-floor", DR, (S["online"], S["online-rho01"]),
-          lambda a, b: online_pair(a, b, "--rho-floor 0.01 (default)", "--rho-floor 0.1")),
+    Block("dris-online-rho-floor", DR, (S["online"], S["online-rho001"]),
+          lambda a, b: online_pair(a, b, rho_floor_label(a), rho_floor_label(b))),
     Block("dris-online-n1150", DR, (S["online"], S["online-n1150"]),
           lambda a, b: online_pair(a, b, "uniform on all N", "uniform on 1150 examples")),
     Block("dris-diagnostics", DR, (S["diagnostics"],), dris_diagnostics),

@@ -60,6 +60,7 @@ class Sampling:
     probs: np.ndarray | None = None             # initial p over N (mode weighted)
     refresh: Callable | None = None             # (model, epoch) -> new p (mode weighted)
     refresh_every: int = 1                      # epochs between refreshes
+    reweight: bool = True                       # mode weighted: loss x 1/(N p_i); False: every weight 1
 
     def __post_init__(self):
         assert self.mode in MODES, f"unknown sampling mode {self.mode!r}"
@@ -397,7 +398,10 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
                 g["lr"] = lr
             if sampling.mode == "weighted":
                 idx, w = sampler.draw(cfg.batch_size, order_gen)
-                w_max = torch.maximum(w_max, w.max())
+                if sampling.reweight:
+                    w_max = torch.maximum(w_max, w.max())
+                else:   # drawn from p but not reweighted (biased toward p's favourites)
+                    w = None
             else:
                 idx, w = stream.next(cfg.batch_size), None
             b = len(idx)

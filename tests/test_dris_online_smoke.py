@@ -66,6 +66,10 @@ def test_outputs_and_per_epoch_records(run_dir):
     assert len(irr["holdout"]) == 60 and len(irr["keep"]) == 240   # default 20 % of the 300 training examples
     config = json.loads((out / "config.json").read_text())
     assert config["holdout"] == 0.2 and config["attacker_epochs"] == 2 and config["is_floor"] == 0.1
+    # RHO-LOSS uses the one floor by default (weights <= 11); the paper's 0.01 is opt-in
+    assert config["rho_floor"] == 0.1 and config["is_source"] == "target" and config["unweighted"] is False
+    maxw = df[(df["metric"] == "max_weight_max") & df["method"].isin(["rho_approx", "rho_faithful"])]["value"]
+    assert (maxw <= 11 + 1e-6).all()
     # what the holdout does to the RHO comparison, stated per configuration (batch 64)
     assert "RHO targets: N' = 240 of N = 300 examples (80.0 %), 4 vs 5 steps per epoch" in text
     assert "targeted-noise attacker linear (2 epochs)" in text

@@ -140,6 +140,33 @@ def test_make_sampling_modes(ds):
         online.make_sampling("nope", ds, y, cfg())
 
 
+def test_rho_default_floor_is_the_one_floor(ds):
+    # scores [0 x (n-1), 1]: mean clipped score 1/n; floor f gives the zeros p = f/n / (1/n + f/n)
+    # each over n -> largest weight (1 + f) / f: 11 at the default 0.1, 101 at the paper's 0.01
+    n = len(ds.train)
+    y = ds.train.y.numpy()
+    loss = np.zeros(n)
+    loss[-1] = 1.0
+    s = online.make_sampling("rho_approx", ds, y, cfg(), proxy_mean_loss=loss, irreducible_loss=np.zeros(n))
+    assert online.max_weight(s.probs) == pytest.approx(11.0)
+    s = online.make_sampling("rho_approx", ds, y, cfg(), proxy_mean_loss=loss, irreducible_loss=np.zeros(n),
+                             rho_floor=online.RHO_PAPER_FLOOR)
+    assert online.max_weight(s.probs) == pytest.approx(101.0)
+
+
+def test_standard_is_frozen_proxy_source_and_unweighted(ds):
+    n = len(ds.train)
+    y = ds.train.y.numpy()
+    g = np.linspace(1.0, 2.0, n)
+    s = online.make_sampling("standard_is", ds, y, cfg(), is_source="proxy", proxy_gradnorm=g, is_floor=0.0)
+    assert s.refresh is None and s.reweight   # frozen: one fixed p, proportional to the proxies' bound
+    np.testing.assert_allclose(s.probs, g / g.sum())
+    assert online.needs_proxies("standard_is", "proxy") and not online.needs_proxies("standard_is")
+    for m, kw in (("standard_is", {}), ("rho_faithful", {"irreducible_loss": np.zeros(n)}),
+                  ("dris", {"disagreement": g})):
+        assert not online.make_sampling(m, ds, y, cfg(), reweight=False, **kw).reweight
+
+
 # ---------------------------------------------------------------- RHO-LOSS holdout
 
 

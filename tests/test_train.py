@@ -71,6 +71,23 @@ def test_weighted_mode_refresh_and_mass_on_corrupted(ds):
     assert abs(drawn - expect) < 0.05
 
 
+def test_unweighted_draws_the_same_examples_with_weight_one(ds):
+    # a fixed p: the draws depend only on the seed, so both runs draw the same examples; only
+    # the weighted one multiplies the loss by 1/(N p) (3x mass on the first 100 -> weights != 1)
+    n = len(ds.train)
+    mask = np.zeros(n, dtype=bool)
+    mask[:100] = True
+    w = np.where(mask, 3.0, 1.0)
+    p = w / w.sum()
+    runs = {rw: train("linear", ds, ds.train.y.numpy(), small_cfg(epochs=2), seed=0, corrupt_mask=mask,
+                      sampling=Sampling(mode="weighted", probs=p, reweight=rw)) for rw in (True, False)}
+    assert [h["drawn_corrupt"] for h in runs[True].history] == [h["drawn_corrupt"] for h in runs[False].history]
+    assert all(h["max_weight_drawn"] == 1.0 for h in runs[False].history)
+    big = 1 / (n * p.min())   # the weight of a non-corrupted draw, > 1
+    assert runs[True].history[0]["max_weight_drawn"] == pytest.approx(big, rel=1e-6)
+    assert runs[True].history[0]["train_loss"] != runs[False].history[0]["train_loss"]
+
+
 def test_divergence_is_recorded_not_hidden(ds):
     res = train("mlp", ds, ds.train.y.numpy(), small_cfg(epochs=3, lr=1e8), seed=0)
     assert res.diverged and res.diverged_epoch == len(res.history)
