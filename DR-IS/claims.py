@@ -539,7 +539,11 @@ def diagnostics_table(st: Study) -> str:
     if df.empty:
         return "not run"
     d = df[df["config"] == "targeted0.25"].pivot_table(index="K", columns="metric", values="value", aggfunc="first")
-    names = [("empirical_gap", "empirical gap", "{:+.4f}"), ("two_radius", "2r (McDiarmid)", "{:.3f}"),
+    names = [("empirical_gap", "empirical gap (strict: boundary min, bulk tail 0.1)", "{:+.4f}"),
+             ("gap_min_tail0.2", "gap, bulk tail 0.2", "{:+.4f}"),
+             ("gap_median_tail0.1", "gap, boundary median", "{:+.4f}"),
+             ("gap_median_tail0.2", "gap, boundary median + tail 0.2", "{:+.4f}"),
+             ("two_radius", "2r (McDiarmid)", "{:.3f}"),
              ("auroc_low_s", "AUROC low s -> corrupted", "{:.3f}"), ("cis_dris", "cis top-30 % by s", "{:.3f}"),
              ("mass_standard_is", "mass on corrupted: standard IS", "{:.3f}"),
              ("mass_dris", "mass on corrupted: DR-IS", "{:.3f}")]

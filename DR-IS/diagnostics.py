@@ -172,6 +172,8 @@ def config_table(df) -> str:
     """One configuration: a row per K with the separation, subset and Theorem-2 numbers."""
     cols = [("r", "radius", ".4f"), ("2r", "two_radius", ".4f"), ("q_bnd", "q_boundary", ".4f"),
             ("q_bulk", "q_bulk", ".4f"), ("emp gap", "empirical_gap", "+.4f"),
+            *[(f"gap {b[:3]}/{t:g}", f"gap_{b}_tail{t:g}", "+.4f")
+              for t in theory.ALT_TAIL_FRACTIONS for b in theory.GAP_BOUNDARIES],
             ("plug-in gap", "nominal_gap", "+.4f"),
             ("corr>bnd", "frac_corrupt_above_boundary", ".3f"), ("cis dris", "cis_dris", ".3f"),
             ("cis cons", "cis_consensus", ".3f"), ("cis el2n", "cis_el2n", ".3f"),
@@ -208,6 +210,9 @@ def write_report(run, args, verdicts: dict, info: dict) -> None:
            "r: McDiarmid radius (theory.mcdiarmid_radius); q_bnd: lowest s of the round(alpha N) clean",
            "examples with the highest s (clean boundary); q_bulk: highest s of the lowest (1 - rho)",
            "corrupted (corrupted bulk); emp gap = q_bnd - q_bulk (> 0: bulk below the whole boundary, A1);",
+           "gap min/T, gap med/T: the same gap with the corrupted bulk at tail fraction T and the boundary",
+           "summarised by its lowest s (min: strict) or its median s (med: the paper's D.4 comparison);",
+           "emp gap is gap min at the run's rho;",
            "spread = q_bnd / max variance; plug-in gap: Theorem 1 gap with",
            "tau, v_B estimated from this sample; corr>bnd: fraction of corrupted above q_bnd; cis <score>:",
            "corruption in the top-alpha subset by that score (chance = eps); A2: q_bnd >= "

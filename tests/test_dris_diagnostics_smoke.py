@@ -74,6 +74,12 @@ def test_cli_smoke_resume_and_bad_inputs(tmp_path):
     assert np.isclose(t[(t.metric == "eps") & (t.K == 3)]["value"].item(), 0.2)
     text = (run / "res.txt").read_text()
     assert "Appendix H verdict (K=3" in text and "Theorem 2 mass on corrupted" in text
+    # the alternative gap definitions beside the strict one: in results.csv and the res.txt table
+    for m in ("q_boundary_median", "gap_min_tail0.2", "gap_median_tail0.1", "gap_median_tail0.2"):
+        assert len(t[(t.metric == m) & (t.K == 3)]) == 1, m
+    strict = t[(t.metric == "empirical_gap") & (t.K == 3)]["value"].item()
+    assert strict == t[(t.metric == "gap_min_tail0.1") & (t.K == 3)]["value"].item()   # rho 0.1 default
+    assert "gap med/0.2" in text and "A1 under the alternative definitions" in text
     z = np.load(run / "scores-targeted0.2.npz")
     assert z["s_K3"].shape == (200,) and z["corrupt"].sum() == 40
 

@@ -141,6 +141,42 @@ def test_assumption_checks_failing_case_and_clean():
     assert not c["a2_holds"]
 
 
+def test_separation_gaps_hand_computed():
+    # N = 20, alpha 0.2 -> boundary = the 4 highest clean s: 0.30, 0.25, 0.11, 0.10
+    # (min 0.10, median (0.25 + 0.11) / 2 = 0.18); 10 corrupted, sorted: 0.01 .. 0.08, 0.12, 0.20
+    corrupt = [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.12, 0.20]
+    clean = [0.30, 0.25, 0.11, 0.10, 0.02, 0.01, 0.0, 0.03, 0.05, 0.09]
+    s = np.array(corrupt + clean)
+    mask = np.arange(20) < 10
+    g = theory.separation_gaps(s, mask, alpha=0.2)
+    assert g["q_boundary"] == pytest.approx(0.10) and g["q_boundary_median"] == pytest.approx(0.18)
+    # tail 0.1 drops 1 corrupted (bulk max 0.12), tail 0.2 drops 2 (bulk max 0.08)
+    assert g["q_bulk_tail0.1"] == pytest.approx(0.12) and g["q_bulk_tail0.2"] == pytest.approx(0.08)
+    assert g["gap_min_tail0.1"] == pytest.approx(-0.02)      # strict: A1 fails
+    assert g["gap_min_tail0.2"] == pytest.approx(0.02)       # a wider tail: holds
+    assert g["gap_median_tail0.1"] == pytest.approx(0.06)    # the boundary median: holds
+    assert g["gap_median_tail0.2"] == pytest.approx(0.10)
+    # no corrupted examples: no bulk, NaN gaps; the boundary is still measured
+    g = theory.separation_gaps(s, np.zeros(20, dtype=bool), alpha=0.2)
+    assert np.isnan(g["gap_median_tail0.2"]) and g["q_boundary"] == pytest.approx(0.12)
+
+
+def test_assumption_checks_report_the_alternatives_beside_the_strict_gap():
+    rng = np.random.default_rng(3)
+    r = rng.random((4, 200))
+    mask = np.zeros(200, dtype=bool)
+    mask[:50] = True
+    c = theory.assumption_checks(r, mask, alpha=0.3, tail_fraction=0.1)
+    assert c["gap_min_tail0.1"] == c["empirical_gap"] and c["q_bulk_tail0.1"] == c["q_bulk"]
+    c2 = theory.assumption_checks(r, mask, alpha=0.3, tail_fraction=0.2)
+    assert c2["empirical_gap"] == c["gap_min_tail0.2"]
+    # a wider tail or the boundary median can only raise the gap
+    assert c["gap_min_tail0.2"] >= c["gap_min_tail0.1"] and c["gap_median_tail0.1"] >= c["gap_min_tail0.1"]
+    text = theory.verdict(c)
+    assert "A1 under the alternative definitions (boundary min or median / bulk tail fraction): min / rho 0.1 " in text
+    assert f"median / rho 0.2 {c['gap_median_tail0.2']:+.4f}" in text
+
+
 def test_paired_ttest_known_value_and_undefined_cases():
     # differences 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt(3)) = 3.4641, two-sided p = 0.0742 (df 2)
     t, p = theory.paired_ttest([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
