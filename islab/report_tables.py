@@ -892,9 +892,14 @@ SYN_VARIANT_BASE = Source("DR-IS/synthetic/variant-default",
 # of a difference of two means of n seeds plus the Tol's floor; a bare number gets the Tol alone.
 # Floors cover what the seed sd cannot see (a proxy pool or target model trained once, so one
 # machine change moves every seed together); they are a fraction of the range that would mean a
-# broken mechanism, never so wide that a mean shifted by 5 sd-units passes.
-ACC = Tol(atol=1.0)                     # accuracy %: 1 pp (digits: 360 test images, one = 0.28 pp)
-UNIT = Tol(atol=0.03, rtol=0.1)         # a mean in [0, 1] without sd: mass, share, AUROC, ESS/N
+# broken mechanism, never so wide that a mean shifted by 5 sd-units passes.  Measured: `make demo`
+# with torch at AVX2, numpy without its AVX512 loops and OpenBLAS at Haswell against the README
+# made at AVX512 moved 79 of the 288 distinct 'm ± sd' cells, by |diff| / se: median 0.5, 90 %
+# 1.6, largest 3.4 (DR-IS static's dris row, which the shared proxy pool moves in every seed);
+# with these floors every number stayed within 0.73 of its bound (rho_approx, which diverges in
+# some seeds: 33.33 ± 10.76 -> 57.59 ± 8.68), the next within 0.65, most far below.
+ACC = Tol(atol=1.5)                     # accuracy %: 1.5 pp (digits: 360 test images, one = 0.28 pp)
+UNIT = Tol(atol=0.05, rtol=0.1)         # a mean in [0, 1] without sd: mass, share, AUROC, ESS/N
 WEIGHT = Tol(rtol=0.2)                  # the largest importance weight 1/(N p), capped by the floor
 CHAINS = Tol(binomial=500)              # a fraction of the 500 chains / runs (1000 for the two wells)
 ANALYTIC = Tol(rtol=1e-3)               # closed forms (Lemma 2.1 mass, Lemma 3.2 stability limit)
@@ -904,7 +909,8 @@ NONCONVEX = Tolerance(n=1, default=CHAINS, rules=((r"stability limit|:: Lemma", 
                                                   (r":: TV to", Tol(atol=0.02, binomial=1000))))
 OPTIMA = Tolerance(n=5, default=Tol(atol=0.05, rtol=0.02),   # exact optima: only ties at the boundary move
                    rules=((r":: corrupted$", Tol(exact=True)), (r":: of them in the rare", Tol(atol=0.5))))
-DL = Tolerance(n=3, default=UNIT, rules=((r":: .*\bacc", ACC), (r":: max weight", WEIGHT),
+DL = Tolerance(n=3, default=UNIT, rules=((r"\b(alpha|eps) = @", Tol(exact=True)),   # settings
+                                         (r":: .*\bacc", ACC), (r":: max weight", WEIGHT),
                                          (r":: .*training loss", Tol(atol=0.02, rtol=0.1))))
 DLCORR = Tolerance(n=2, default=Tol(atol=0.05), rules=((r":: .*\bacc", ACC),))   # rank correlations, 2 replicates
 SYNTHETIC = Tolerance(n=5, default=UNIT, rules=((r"^Final clean test accuracy|:: .*\bacc %", ACC),

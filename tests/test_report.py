@@ -181,7 +181,7 @@ def test_tokens_and_their_units():
     ("92.04 ± 2.12", "90.37 ± 0.70"),                   # the other machine of issue 18
     ("97.31 ± 0.32", "97.59 ± 0.40"),                   # last digits
     ("**95.74 ± 1.40** | 88.89", "95.74 ± 1.40 | **88.89"),   # the best of a row moved (bold only)
-    ("| 0.028 |", "| 0.041 |"),                         # a bare fraction within atol 0.03 + rtol 0.1
+    ("| 0.028 |", "| 0.071 |"),                         # a bare fraction within atol 0.05 + rtol 0.1
     ("-3.15, p = 0.259", "+0.42, p = 0.0103"),          # a paired difference: its two means are compared
     ("-1.57 pp, paired t-test p = 0.142 over 3 seeds: no significant difference at 0.05",
      "-2.96 pp, paired t-test p = 0.0313 over 3 seeds: significantly lower (p < 0.05)"),
@@ -196,9 +196,9 @@ def test_tolerance_passes_what_a_machine_moves(old, new):
 
 @pytest.mark.parametrize("old, new, what", [
     ("97.31 ± 0.32", "92.31 ± 1.00", "differ by 5 >"),     # a mean moved 5 pp with sd ~1 (n = 3)
-    ("98.52 ± 0.58", "95.52 ± 0.58", "differ by 3 >"),     # 3 pp when the sd is 0.6
+    ("98.52 ± 0.58", "95.02 ± 0.58", "differ by 3.5 >"),   # 3.5 pp when the sd is 0.6
     ("| 0.239 |", "| 0.339 |", "differ by 0.1 >"),        # a bare fraction
-    ("alpha = 0.3", "alpha = 0.5", "differ by 0.2 >"),
+    ("alpha = 0.3", "alpha = 0.5", "allowed (exact)"),    # a setting, declared exact
     ("final test accuracy", "final train accuracy", "the text differs"),
     ("| dris |", "| aum |", "the text differs"),
     ("92.04 ± 2.12", "92.04", "the text differs"),         # a mean lost its sd
@@ -217,9 +217,9 @@ def test_tolerance_fails_a_missing_line():
 
 def test_the_bound_of_a_mean():
     """|m1 - m2| <= k sqrt((sd1^2 + sd2^2) / n) + atol + half a unit of each (dris-static: n = 3,
-    k = 4, accuracy atol 1 pp): 97.31 ± 0.32 vs m ± 0.32 allows 4 * 0.261 + 1 + 0.01 = 2.055."""
-    assert differ(STATIC, "97.31 ± 0.32", "99.36 ± 0.32") == []
-    assert differ(STATIC, "97.31 ± 0.32", "99.37 ± 0.32") != []
+    k = 4, accuracy atol 1.5 pp): 97.31 ± 0.32 vs m ± 0.32 allows 4 * 0.2613 + 1.5 + 0.01 = 2.555."""
+    assert differ(STATIC, "97.31 ± 0.32", "99.86 ± 0.32") == []
+    assert differ(STATIC, "97.31 ± 0.32", "99.87 ± 0.32") != []
 
 
 @pytest.mark.parametrize("old, new, ok", [
