@@ -12,20 +12,52 @@ command that made the run folder and the folder itself; a block made from runs o
 `make demo` also says the commit those runs were made at (their env.json).
 
     python -m islab.report                      # rewrite every block whose run folders exist (make report)
-    python -m islab.report --check              # exit 1 if a demo block differs from the results (CI)
+    python -m islab.report --check              # exit 1 if a demo block differs from the results (CI; below)
     python -m islab.report --results-root R     # read the run folders under R instead of results/
     python -m islab.report --missing            # the commands that make the run folders not there yet
     python -m islab.report --run-missing        # run them (make studies), then rewrite
 
 Blocks made from `make demo` folders are deterministic (no wall-clock times) and checked in
-CI: `.ci/run` runs `make demo` into a fresh results root and `--check` fails on the first line
-that differs.  Blocks made from other runs (longer studies, the Fashion-MNIST reproduction) are
-rewritten by `make report` when their folders exist and are exempt from the check; a block
-whose folders do not exist is left as it is, with a warning, never emptied.
+CI: `.ci/run` runs `make demo` into a fresh results root and `--check` compares.  Blocks made
+from other runs (longer studies, the Fashion-MNIST reproduction) are rewritten by `make report`
+when their folders exist and are exempt from the check; a block whose folders do not exist is
+left as it is, with a warning, never emptied.
+
+Same seed, same numbers holds on one machine only: another CPU runs other vector kernels and a
+training run ends elsewhere.  So the second line of every demo block names the machine
+fingerprint it was made on (islab/fingerprint.py: CPU, torch's and numpy's SIMD level, BLAS
+core, versions, threads; `make report` runs on the machine that ran `make demo`), and --check
+prints, per block, which of two comparisons it made:
+
+  exact (same fingerprint)   the block must equal, character for character, what the current
+                             code makes from the results; the first differing line fails.
+  within tolerance           (another fingerprint, or none in the README) line by line:
+    * the text with every number replaced by '#' and '**' (bold = best) dropped must be the same,
+      except for a closed list of words derived from numbers (MASKS below: the paired-comparison
+      verdicts with their difference and p-value, HOLDS/FAILS, CERTIFIED, exceeds/is below,
+      yes/no table cells, True/False, the method list of "at least eps (...): a, b.");
+    * each number must lie within a bound of the README's: for an 'm ± sd' cell
+          |m1 - m2| <= k sqrt((sd1^2 + sd2^2) / n) + atol + rtol max|m| + half a printed unit of each,
+      n = the seeds behind the mean (declared per block), k = 4: a difference of two means of n
+      seeds is within 4 of its standard errors with probability 1 - 6e-5 when the sds are the
+      true ones (a two-sample z bound; about 1 false alarm in 50 checks of 300 cells, were every
+      cell an independent redraw; with n = 3 estimated sds the tail is t with 4 df, 1.6 % a cell,
+      but another machine runs the same seeds on the same data and splits, so its numbers move
+      far less than a redraw), while a mean shifted by 5 sd-units with n = 3 exceeds the bound
+      (4 sqrt(2/3) = 3.3).  The sds themselves are not compared (with 3 seeds an sd can change
+      several-fold by chance).  A bare number (a mean without sd, a fraction, a count) gets
+      atol + rtol max|x|, plus k sqrt((p1(1-p1) + p2(1-p2)) / N) + 1/N for a proportion of N
+      independent draws (chains, runs), or must be the same text where declared exact (counts
+      that the seed fixes).  atol and rtol are floors for what the seed sd cannot see (a proxy
+      pool or target model shared by all seeds); they are declared per block and per column or
+      phrase in islab/report_tables.py (Block.tol), with the reason.
+Real drift (a changed mechanism, a mean moved by several standard errors, a changed word)
+still fails on any machine; the tolerance path prints every number out of bounds, with its bound.
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import subprocess
@@ -33,6 +65,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from islab import fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 READMES = ("README.md", "Convex-Noise/README.md", "DL-correlation/README.md", "DL-noise/README.md",
@@ -50,11 +84,37 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Tol:
+    """How far one kind of number may move on another machine fingerprint (module docstring)."""
+    atol: float = 0.0           # in the number's own unit
+    rtol: float = 0.0           # of the larger of the two magnitudes
+    binomial: int = 0           # a proportion of this many independent draws: + k sqrt(p(1-p)/N) + 1/N
+    exact: bool = False         # the same text (a count the seed fixes)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A demo block's comparison on another fingerprint.  `rules` pick a Tol by the number's
+    context (other numbers shown as '#'): in a markdown table 'LINE ABOVE THE TABLE :: COLUMN
+    HEADER', else its line with the number as '@' ('Collapsed chains (...): @ of #.'); the first
+    rule whose regex matches (re.search) wins, else `default`.  The defaults (nothing but half a
+    printed unit for a bare number) make an undeclared block strict, not lax."""
+    n: int = 3                  # seeds (replicates) behind each 'm ± sd' cell
+    k: float = 4.0              # standard errors of a difference allowed (module docstring)
+    default: Tol = Tol()
+    rules: tuple = ()           # ((regex, Tol), ...)
+
+    def tol_for(self, context: str) -> Tol:
+        return next((t for rx, t in self.rules if re.search(rx, context)), self.default)
+
+
+@dataclass(frozen=True)
 class Block:
     name: str
     readme: str
     sources: tuple              # Source objects, the first the main one
     render: Callable            # render(*run folder paths) -> markdown
+    tol: Tolerance = Tolerance()   # demo blocks: the comparison on another machine fingerprint
 
     @property
     def demo(self) -> bool:
@@ -93,6 +153,20 @@ def provenance_line(block: Block, paths) -> str:
             "then `make report`).*")
 
 
+def fingerprint_line(fp: dict | None = None) -> str:
+    """The second line of a demo block: the machine it was made on (islab/fingerprint.py)."""
+    return (f"*Made on machine fingerprint {fingerprint.fingerprint_id(fp)} ({fingerprint.summary(fp)}); on "
+            "another fingerprint `make report-check` compares within a statistical tolerance (islab/report.py).*")
+
+
+FP_LINE = re.compile(r"^\*Made on machine fingerprint (?P<id>[0-9a-f]{8}) .*$", re.M)
+
+
+def block_fingerprint(body: str) -> str | None:
+    m = FP_LINE.search(body)
+    return m["id"] if m else None
+
+
 def render_block(block: Block, root: Path) -> str:
     """The markdown between the markers, from the run folders under `root` (raises Missing)."""
     paths = [root / s.folder for s in block.sources]
@@ -101,8 +175,7 @@ def render_block(block: Block, root: Path) -> str:
             raise Missing(str(p))
     body = block.render(*paths).strip("\n")
     head = caption(block)
-    if not block.demo:
-        head += "\n" + provenance_line(block, paths)
+    head += "\n" + (fingerprint_line() if block.demo else provenance_line(block, paths))
     return f"{head}\n\n{body}\n"
 
 
@@ -125,6 +198,98 @@ def first_difference(a: str, b: str) -> str:
     i = min(len(la), len(lb))
     return (f"line {i + 1} of the block:\n  README:  {la[i] if i < len(la) else '(block ends)'}\n"
             f"  results: {lb[i] if i < len(lb) else '(block ends)'}")
+
+
+# ---------------------------------------------------------------- the check on another fingerprint
+
+# Words that follow from numbers (closed list, module docstring), masked on both sides before the
+# text is compared.  The paired differences go with their verdict: they are differences of two
+# means of the same block, which are compared themselves, and p-values are not compared.
+MASKS = (
+    (re.compile(r"[+-]\d+\.\d+ [^\s,]+(?:, the same difference in each of the (?P<a>\d+) seeds \(paired t-test "
+                r"undefined\): (?:higher|lower) in every seed|, paired t-test p = \S+ over (?P<b>\d+) seeds: (?:no "
+                r"significant difference at \d+(?:\.\d+)?|significantly (?:higher|lower) \(p < \d+(?:\.\d+)?\))| over "
+                r"(?P<c>\d+) seeds? \(paired t-test undefined\))"),          # report_tables.verdict (the seed count stays)
+     lambda m: f"<paired difference over {m['a'] or m['b'] or m['c']} seeds>"),
+    (re.compile(r"[+-]\d+\.\d+, p = [^\s|]+"), "<paired difference>"),    # a table's 'vs random pp, p' cell
+    (re.compile(r"(at least eps \([^)]*\)): .*$"), r"\1: <methods>"),     # the methods whose mass >= eps
+    (re.compile(r"\b(?:HOLDS|FAILS)\b"), "<holds>"),                      # theory.verdict
+    (re.compile(r"\b(?:CERTIFIED|not certified)\b"), "<certified>"),
+    (re.compile(r"\b(?:exceeds|is below)(?= 2r)"), "<vs 2r>"),
+    (re.compile(r"\b(?:True|False)\b"), "<bool>"),
+    (re.compile(r"(?<![\w-])(?:yes|no)(?=\s{2,}|\s*\||\s*$)"), "<yes/no>"),  # a yes/no table cell
+)
+NUM = r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][+-]?\d+)?"
+# a number not inside a word ('resnet20', 'top-0.1', 'X86_V4'), with its '± sd' when there is one
+TOKEN = re.compile(rf"(?<![\w.+-])(?P<m>{NUM})(?: ± (?P<sd>{NUM}))?(?!\w|\.\d)")
+
+
+def normalise(line: str) -> str:
+    """A line with the derived words masked, bold dropped and runs of spaces (and of the dashes
+    under a fixed-width header) shortened, so that only its numbers can still differ."""
+    line = line.replace("**", "")
+    for rx, repl in MASKS:
+        line = rx.sub(repl, line)
+    return re.sub(r"\s+", " ", re.sub(r"-{2,}", "--", line)).strip()
+
+
+def skeleton(line: str) -> str:
+    return TOKEN.sub(lambda t: "#" if t["sd"] is None else "# ± #", line)
+
+
+def half_unit(text: str) -> float:
+    """Half a unit of the last printed digit: '0.13' -> 0.005, '6.31e-07' -> 5e-10, '250' -> 0.5."""
+    mant, _, exp = text.lower().partition("e")
+    decimals = len(mant.split(".")[1]) if "." in mant else 0
+    return 0.5 * 10.0 ** (int(exp or 0) - decimals)
+
+
+def within(x: re.Match, y: re.Match, t: Tol, tol: Tolerance):
+    """(ok, allowed difference, how the bound was made) for README token x and fresh token y."""
+    if t.exact:
+        return x.group(0) == y.group(0), 0.0, "exact"
+    a, b = float(x["m"]), float(y["m"])
+    bound = t.atol + t.rtol * max(abs(a), abs(b)) + half_unit(x["m"]) + half_unit(y["m"])
+    how = [f"atol {t.atol:g}, rtol {t.rtol:g}"]
+    if x["sd"] is not None and y["sd"] is not None:
+        se = math.sqrt((float(x["sd"]) ** 2 + float(y["sd"]) ** 2) / tol.n)
+        bound += tol.k * se
+        how.append(f"{tol.k:g} x se {se:.3g} of a difference of means of n = {tol.n}")
+    elif t.binomial:
+        p, q = (min(max(v, 0.0), 1.0) for v in (a, b))
+        se = math.sqrt((p * (1 - p) + q * (1 - q)) / t.binomial)
+        bound += tol.k * se + 1 / t.binomial
+        how.append(f"{tol.k:g} x binomial se {se:.3g} + 1/N, N = {t.binomial}")
+    return abs(a - b) <= bound * (1 + 1e-9) + 1e-12, bound, "; ".join(how)
+
+
+def compare_within(readme_body: str, body: str, tol: Tolerance) -> list[str]:
+    """What differs beyond `tol` between a README block and the block made here on another
+    fingerprint (module docstring); [] when it holds.  The fingerprint lines are not compared."""
+    old = [(i + 1, x) for i, x in enumerate(readme_body.splitlines()) if not FP_LINE.match(x)]
+    new = [y for y in body.splitlines() if not FP_LINE.match(y)]
+    if len(old) != len(new):
+        return [f"{len(old)} lines in the README, {len(new)} here: "
+                + first_difference("\n".join(x for _, x in old), "\n".join(new))]
+    problems, header, title = [], None, ""
+    for (lineno, x_raw), y_raw in zip(old, new):
+        x, y = normalise(x_raw), normalise(y_raw)
+        if skeleton(x) != skeleton(y):
+            problems.append(f"line {lineno}: the text differs (numbers aside):\n  README:  {x_raw}\n  results: {y_raw}")
+            continue
+        table = x.startswith("|")
+        header = (header or x.split("|")) if table else None   # a table's first line names its columns
+        if not table and x:
+            title = skeleton(x)                                  # the last line of text above a table
+        for tx, ty in zip(TOKEN.finditer(x), TOKEN.finditer(y)):
+            col = x[:tx.start()].count("|")
+            context = (f"{title} :: {header[col].strip()}" if table and col < len(header)
+                       else skeleton(x[:tx.start()]) + "@" + skeleton(x[tx.end():]))
+            ok, bound, how = within(tx, ty, tol.tol_for(context), tol)
+            if not ok:
+                problems.append(f"line {lineno}: {context!r}: README {tx.group(0)}, results {ty.group(0)}: "
+                                f"differ by {abs(float(tx['m']) - float(ty['m'])):.3g} > {bound:.3g} allowed ({how})")
+    return problems
 
 
 def check_layout(reg: dict) -> list[str]:
@@ -160,6 +325,8 @@ def update(root: Path, check: bool = False, out=None) -> int:
         return 1
     status = 0
     rewritten = {}
+    here = fingerprint.fingerprint_id()   # before any generator runs: the same fields in every process
+    paths_used = {"exact": 0, "tolerance": 0}
     for readme in READMES:
         path = REPO / readme
         text = path.read_text()
@@ -185,10 +352,8 @@ def update(root: Path, check: bool = False, out=None) -> int:
                       f"{type(e).__name__}: {e}", file=sys.stderr)
                 status = 1
                 return m.group(0)
-            if check and body != m["body"]:
-                print(f"{readme}: block {b.name} differs from what the current code makes from "
-                      f"{root}/{b.sources[0].folder}: {first_difference(m['body'], body)}", file=sys.stderr)
-                status = 1
+            if check:
+                status = max(status, check_block(readme, b, m["body"], body, here, root, out, paths_used))
             head = m.group(0).split("\n", 1)[0]
             return f"{head}\n{body}<!-- end {b.name} -->"
 
@@ -201,9 +366,28 @@ def update(root: Path, check: bool = False, out=None) -> int:
             print(f"rewrote {path.relative_to(REPO)}", file=out)
     if check and status == 0:
         n = sum(1 for b in reg.values() if b.demo)
-        print(f"README blocks: {n} made by `make demo` match the results in {root}; "
+        print(f"README blocks: {n} made by `make demo` match the results in {root} ({paths_used['exact']} "
+              f"exact on the same machine fingerprint {here}, {paths_used['tolerance']} within tolerance); "
               f"{len(reg) - n} exempt (longer runs)", file=out)
     return status
+
+
+def check_block(readme: str, b: Block, readme_body: str, body: str, here: str, root: Path, out, used) -> int:
+    """Compare one demo block: exactly on the fingerprint it was made on, else within b.tol.
+    Prints the comparison made (stdout) and what failed (stderr); returns the exit status."""
+    there = block_fingerprint(readme_body)
+    if there == here:
+        used["exact"] += 1
+        way, problems = "exact (same fingerprint)", ([] if body == readme_body else [first_difference(readme_body, body)])
+    else:
+        used["tolerance"] += 1
+        way = f"within tolerance (fingerprint {here} here, {there or 'none'} in README)"
+        problems = compare_within(readme_body, body, b.tol)
+    print(f"{readme}: block {b.name}: {way}: {'FAILED' if problems else 'ok'}", file=out)
+    for p in problems:
+        print(f"{readme}: block {b.name} differs from what the current code makes from "
+              f"{root}/{b.sources[0].folder}, {way}: {p}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def missing_sources(root: Path) -> list[Source]:
@@ -239,8 +423,9 @@ def main(argv=None) -> int:
 
     p = cli.make_parser("Write (or check) the README tables from the result files.")
     p.add_argument("--check", action="store_true",
-                   help="compare the blocks made by `make demo` with the results; exit 1 on the first "
-                        "difference (CI)")
+                   help="compare the blocks made by `make demo` with the results (CI): exactly when the "
+                        "block names this machine's fingerprint, else within its declared statistical "
+                        "tolerance; prints which per block and exits 1 on a difference")
     p.add_argument("--results-root", type=cli.folder, default=str(runs.RESULTS_ROOT),
                    help="the results folder the run folders are read from (default: the repository's "
                         "results/)")
