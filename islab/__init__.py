@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # name -> module of the public API, imported lazily (PEP 562)
 _PUBLIC = {name: "islab.dris" for name in (
     "rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs", "importance_weights",
-    "ImportanceSampler", "WithIndex", "proxy_statistics", "per_example_scores")}
+    "ImportanceSampler", "DistributedImportanceSampler", "WithIndex", "proxy_statistics", "per_example_scores")}
 _PUBLIC["TrainingDynamics"] = "islab.dynamics"
 
 __all__ = sorted(_PUBLIC)
