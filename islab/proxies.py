@@ -380,7 +380,7 @@ def out_of_sample_probs(ds: Dataset, labels, names, seeds, cfg: TrainConfig, fol
     model, seed and schedule, plus the held-out ids).  A diverging run raises ProxyDiverged."""
     from dataclasses import replace
 
-    from islab.data import subset
+    from islab.data import example_ids, subset
     from islab.train import predict_probs
 
     labels = np.asarray(labels)
@@ -390,7 +390,7 @@ def out_of_sample_probs(ds: Dataset, labels, names, seeds, cfg: TrainConfig, fol
     device = ds.train.x.device
     for f in range(folds):
         held, keep = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-        fold_ds = replace(ds, train=subset(ds.train, keep))
+        fold_ds = replace(ds, train=subset(ds.train, keep), train_ids=example_ids(ds, keep))
         x_held = ds.train.x[torch.as_tensor(held, device=device)]
         for name, seed in zip(names, seeds):
             key = {**_cache_key(fold_ds, labels[keep], name, seed, cfg), "heldout": fingerprint(held),
