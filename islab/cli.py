@@ -209,6 +209,7 @@ def guarded(main, argv=None, signals: bool = True) -> int:
     mark = len(runs._ACTIVE) if runs else 0   # run folders opened by this main() come after
     try:
         status = main(argv)
+        _print_run_folder(mark)
         _close(mark)
         return status if isinstance(status, int) and not isinstance(status, bool) else 0
     except SystemExit as e:   # argparse and fail() have printed their line
@@ -233,6 +234,14 @@ def guarded(main, argv=None, signals: bool = True) -> int:
     except BaseException:
         _close(mark)
         raise
+
+
+def _print_run_folder(mark: int) -> None:
+    """The last line of every finished script, --quiet or not and in a pipe too: the run folder
+    it wrote (the outermost one main() opened)."""
+    runs = sys.modules.get("islab.runs")
+    if runs is not None and len(runs._ACTIVE) > mark:
+        print(f"run folder: {runs._ACTIVE[mark].path}", flush=True)
 
 
 def _discard_fresh(mark: int) -> None:

@@ -138,9 +138,11 @@ def add_common_args(p, default_name_hint: str = "", exclude=()) -> None:
     add(g, "--name", type=runs.check_name, default=None,
         help=f"run folder name, one folder (default: from the parameters{default_name_hint})")
     add(g, "--resume", action="store_true", help="continue an existing run folder, skipping finished jobs")
-    add(g, "--quiet", action="store_true", help="log to log.txt only (progress lines still show in a terminal)")
+    add(g, "--quiet", action="store_true", help="log to log.txt only (progress lines still show in a terminal; "
+                                                 "the run folder is always the last line)")
     add(g, "--progress", action="store_true",
-        help="a tqdm bar per epoch too (a line per finished job shows in a terminal anyway)")
+        help="a tqdm bar per epoch too (a line per finished job shows in a terminal anyway); where stderr is not "
+             "a terminal a heartbeat line every 60 seconds replaces bars (env ISLAB_HEARTBEAT=<seconds>, 0 = off)")
     g = p.add_argument_group("per-example exports (scores-<config>.csv is always written)")
     add(g, "--export-dynamics", action="store_true",
         help="also write each proxy's per-epoch training logits in allenai/cartography's format "

@@ -98,6 +98,8 @@ def tiny_run(tmp_path_factory):
     args = TINY + ["--cache-dir", str(root / "cache"), "--name", "tiny"]
     r = cli(STATIC, *args, "--export-probs", root=root)
     assert r.returncode == 0, r.stderr[-2000:]
+    # --quiet in a pipe: the run folder is still the last line
+    assert r.stdout.splitlines()[-1] == f"run folder: {root / 'DR-IS' / 'static' / 'tiny'}"
     return root, args
 
 
