@@ -1,15 +1,17 @@
-"""DR-IS on your own data and model: the public API (README, "Use DR-IS on your own data").
+"""DR-IS on your own data and model: the public API (DR-IS/README.md, "DR-IS on your own data").
 
-From per-proxy losses (K proxies, N examples):
+From per-proxy losses, a (K proxies, N examples) matrix (an (N, K) one is refused):
     s = rank_disagreement(losses)            # (N,) variance over proxies of the normalised loss ranks
     c = consensus(losses)                    # (N,) mean normalised rank (consistently hard = high)
-    keep = select_top(s, alpha=0.3)          # static pruning: ids of the top round(alpha N) by s
+    keep = select_top(s, alpha=0.3)          # static pruning: the top alpha N by s (rounded half up)
     p = online_probs(s, gamma=0.1)           # online IS: p_i = (s_i + c) / sum_j (s_j + c), c = gamma mean(s)
     w = importance_weights(p)                # 1 / (N p_i): unbiased reweighting of the sampled loss
-    sampler = ImportanceSampler(p)           # a torch Sampler (with replacement) for a plain DataLoader
+    sampler = ImportanceSampler(p)           # a torch Sampler (with replacement) for a plain DataLoader;
+                                             # any positive weights; ImportanceSampler.from_scores(s, gamma)
+    DistributedImportanceSampler(p, num_replicas, rank)   # each rank's share of one global draw
 
 From a torch Dataset and any model factory (the proxies, trained by islab's one training loop):
-    ens = proxy_statistics(train_set, [make_a, make_b, make_c], epochs=10)
+    ens = proxy_statistics(train_set, {"a": make_a, "b": make_b, "c": make_c}, epochs=10)
     ens["loss"]                              # (K, N) eval-mode losses at the snapshot epoch; also
                                              # el2n, gradnorm, margin, correct, aum, forgetting
     per_example_scores(ens)                  # DataFrame keyed by example_id

@@ -1,4 +1,4 @@
-"""The public DR-IS API (islab.dris, README "Use DR-IS on your own data"): the README example runs
+"""The public DR-IS API (islab.dris, DR-IS/README.md "DR-IS on your own data"): the examples run
 as written, known answers (hand-computed ranks and variances, exact unbiasedness of the sampler's
 weights), the one-path checks (hook features = forward_with_features; proxy_statistics = the
 scripts' proxies), and bad input -> ValueError."""
@@ -23,30 +23,59 @@ ROOT = Path(__file__).resolve().parent.parent
 # ---------------------------------------------------------------- the README example
 
 
-def readme_example() -> str:
+def own_data_blocks() -> list[str]:
+    """The python code blocks of DR-IS/README.md's "DR-IS on your own data" section, in order."""
+    text = (ROOT / "DR-IS" / "README.md").read_text()
+    section = text.split("\n## DR-IS on your own data\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_readme_points_to_the_own_data_section():
     text = (ROOT / "README.md").read_text()
     section = text.split("## Use DR-IS on your own data", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "DR-IS/README.md#dr-is-on-your-own-data" in section and "examples/own_losses.py" in section
+    assert len(own_data_blocks()) == 2
 
 
-def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
-    code = readme_example()
+def test_own_data_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    code = own_data_blocks()[0]
     assert "islab.models" not in code and "build_model" not in code   # no registry names
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__readme__"}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "DR-IS/README.md", "exec"), namespace)
     printed = capsys.readouterr().out
-    assert printed.startswith("kept 180 of 600")
+    assert printed.startswith("kept 180 of 600") and "proxies narrow, wide, linear" in printed
     out = tmp_path / "dris-out"
     for f in ("aum_values.csv", "forgetting_values.csv", "scores.csv", "training_dynamics/dynamics_epoch_2.jsonl"):
         assert (out / f).is_file(), f
     import pandas as pd
 
     table = pd.read_csv(out / "scores.csv")
-    assert len(table) == 600 and {"example_id", "dris", "aum", "corrupted"} <= set(table.columns)
+    assert len(table) == 600 and {"example_id", "dris", "aum", "corrupted", "loss__wide_s1001"} <= set(table.columns)
     # the DR-IS subset holds fewer corrupted labels than the data (the example's printed claim)
     keep, corrupt = namespace["keep"], namespace["train_set"].corrupt.numpy()
     assert corrupt[keep].mean() < corrupt.mean()
+
+
+def test_own_losses_block_runs_as_written(capsys):
+    namespace = {"__name__": "__readme__"}
+    exec(compile(own_data_blocks()[1], "DR-IS/README.md", "exec"), namespace)
+    assert capsys.readouterr().out.startswith("kept 150; drew 256, weights ")
+    assert namespace["losses"].shape == (2, 500)
+
+
+def test_own_losses_example_file_runs_as_written():
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "own_losses.py")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("kept 300 of 1000: ")
+    assert lines[1] == "largest weight 11.0 (bound (1 + gamma) / gamma = 11)"
+    assert lines[3] == "rank 0 draws 500, rank 1 draws 500: together the global draw of 1000"
+    kept, everyone = (float(v) for v in re.findall(r"(\d\.\d\d) corrupted \(all: (\d\.\d\d)\)", lines[0])[0])
+    assert kept < everyone   # the DR-IS subset is cleaner than the data on this example
 
 
 # ---------------------------------------------------------------- known answers
