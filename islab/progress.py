@@ -93,25 +93,37 @@ def heartbeat_interval(stream=None) -> float:
 
 class Heartbeat:
     """A plain progress line for a training loop, at most every `every` seconds (heartbeat_interval
-    by default; 0 = never).  tick() costs one clock read between lines."""
+    by default; 0 = never).  The clock is the process's, not the loop's: a sweep of many short
+    training runs beats every `every` seconds too (each line names the run it interrupts).
+    tick() costs one clock read between lines."""
 
     def __init__(self, desc: str, every: float | None = None, stream=None):
         self.desc, self.stream = desc, stream
         self.every = heartbeat_interval(stream) if every is None else float(every)
-        self.start = time.monotonic()
-        self.next = self.start + self.every if self.every > 0 else float("inf")
 
     def tick(self, epoch: int, epochs: int, step: int, steps: int) -> bool:
         """epoch and step 1-based.  Prints the line when it is due; returns whether it did."""
-        now = time.monotonic()
-        if now < self.next:
+        if self.every <= 0:
             return False
-        self.next = now + self.every
+        now = time.monotonic()
+        if _CLOCK["start"] is None:
+            _CLOCK["start"], _CLOCK["next"] = now, now + self.every
+        if now < _CLOCK["next"]:
+            return False
+        _CLOCK["next"] = now + self.every
         stream = sys.stderr if self.stream is None else self.stream
         stream.write(f"[heartbeat] {self.desc}: epoch {epoch}/{epochs}, step {step}/{steps}; "
-                     f"{clock(now - self.start)} elapsed{_run_progress()}\n")
+                     f"{clock(now - _CLOCK['start'])} elapsed{_run_progress()}\n")
         stream.flush()
         return True
+
+
+_CLOCK = {"start": None, "next": None}   # the process's heartbeat clock: first tick, next line due (s)
+
+
+def reset_heartbeat() -> None:
+    """Start the heartbeat clock again at the next tick (tests)."""
+    _CLOCK.update(start=None, next=None)
 
 
 def _run_progress() -> str:

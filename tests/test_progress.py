@@ -62,23 +62,28 @@ def test_heartbeat_interval_off_in_a_terminal_on_in_a_pipe(monkeypatch):
 def test_heartbeat_prints_when_due_on_a_fake_clock(monkeypatch, tmp_path):
     now = [100.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    progress.reset_heartbeat()
     out = io.StringIO()
     beat = progress.Heartbeat("[clean] dris s0", every=60, stream=out)
+    assert not beat.tick(1, 8, 1, 23)                                     # the clock starts at 100 s
     now[0] = 159.0
     assert not beat.tick(1, 8, 10, 23) and out.getvalue() == ""
     now[0] = 161.5
     run = runs.RunFolder(tmp_path / "run", {"x": 1})
     run.plan([{"seed": 0}, {"seed": 1}])
     assert beat.tick(2, 8, 5, 23)
-    line = out.getvalue()
-    assert line == "[heartbeat] [clean] dris s0: epoch 2/8, step 5/23; 1:02 elapsed; run 0/2 jobs done\n"
+    assert out.getvalue() == "[heartbeat] [clean] dris s0: epoch 2/8, step 5/23; 1:02 elapsed; run 0/2 jobs done\n"
     assert not beat.tick(2, 8, 6, 23)                                     # next one 60 s later
+    # a new training run (a new Heartbeat) keeps the process's clock: due at 221.5 s, not 60 s later
+    other = progress.Heartbeat("[clean] dris s1", every=60, stream=out)
     now[0] = 222.0
-    assert beat.tick(3, 8, 1, 23) and out.getvalue().count("\n") == 2
+    assert other.tick(1, 8, 1, 23) and out.getvalue().splitlines()[-1].startswith("[heartbeat] [clean] dris s1: "
+                                                                                   "epoch 1/8, step 1/23; 2:02")
     run.close()
     never = progress.Heartbeat("x", every=0, stream=out)
     now[0] = 1e9
     assert not never.tick(1, 1, 1, 1)
+    progress.reset_heartbeat()
 
 
 def test_training_loop_beats_where_stderr_is_not_a_terminal(monkeypatch, capsys):
@@ -90,9 +95,10 @@ def test_training_loop_beats_where_stderr_is_not_a_terminal(monkeypatch, capsys)
     import islab
 
     monkeypatch.setenv("ISLAB_HEARTBEAT", "1e-9")
+    progress.reset_heartbeat()
     data = TensorDataset(torch.randn(20, 2), torch.arange(20) % 2)
     islab.proxy_statistics(data, {"a": lambda: nn.Linear(2, 2), "b": lambda: nn.Linear(2, 2)}, epochs=2,
                            batch_size=10)
     err = capsys.readouterr().err
-    assert "[heartbeat] proxy a s1000: epoch 1/2, step 1/2;" in err
+    assert "[heartbeat] proxy a s1000: epoch 1/2, step 2/2;" in err   # the first tick starts the clock
     assert "[heartbeat] proxy b s1001: epoch 2/2, step 2/2;" in err
