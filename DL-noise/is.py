@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 import numpy as np  # noqa: E402
 
 from islab import cli, experiment, launch, online, runs, sampling, scores, theory  # noqa: E402
+from islab.data import example_ids  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
 from islab.train import Sampling, train  # noqa: E402
 
@@ -52,7 +53,7 @@ NOISE_KINDS = ("uniform", "targeted", "pair")
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
     experiment.add_common_args(p, "; r-b{batch} plus -preset, -mode, -kind when not the default")
-    experiment.add_probs_export_arg(p)
+    experiment.add_probs_export_arg(p, "probs-<config>-<strategy>.npz", "(the fixed p of each weighted strategy; one row)")
     g = p.add_argument_group("DL-noise")
     g.add_argument("--rates", default="0,0.02,0.05,0.1,0.25",
                    help="comma list of label-noise rates, each in [0, 1) "
@@ -280,13 +281,13 @@ def main(argv=None):
         if strat_scores:
             # named by the score, as in DR-IS's files: consensus (consensus-high), dris (ambiguous)
             run.save_arrays(f"scores-{tag}.npz", **{STRATEGIES[s]: v for s, v in strat_scores.items()})
-        experiment.export_configuration(run, args, tag, labels, prep.clean, mask, ens)
+        experiment.export_configuration(run, args, tag, labels, prep.clean, mask, ens, ds=ds)
         if args.export_probs and args.mode == "weighted":
             from islab import export
 
             for strategy, s in strat_scores.items():
                 export.save_probs(run.path / f"probs-{tag}-{strategy}.npz", [0],
-                                  sampling.smoothed_probs(s, args.gamma)[None])
+                                  sampling.smoothed_probs(s, args.gamma)[None], dataset_id=example_ids(ds))
         if mask is not None:
             detection += [{"rate": rate, **r} for r in detection_rows(args, strat_scores, mask, ens)]
         ran = False

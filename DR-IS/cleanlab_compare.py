@@ -135,7 +135,8 @@ def run_detection(args, ds, run, kind, rate) -> list[dict]:
     run.save_arrays(files[0].name, probs=probs, issues=issues, quality=quality, corrupt=prep.mask)
     files += experiment.export_configuration(run, args, tag, prep.labels, prep.clean, prep.mask, prep.ens,
                                              extra={"cleanlab_quality": quality,
-                                                    "cleanlab_issue": issues.astype(np.int8)}, ddof=args.ddof)
+                                                    "cleanlab_issue": issues.astype(np.int8)}, ddof=args.ddof,
+                                             ds=ds)
     return rows, files
 
 

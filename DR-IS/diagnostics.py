@@ -391,7 +391,7 @@ def run_diagnostics(args, argv=None):
             runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
             exported = experiment.export_configuration(run, args, tag, prep.labels, prep.clean, mask, ens,
                                                        extra={f"s_K{k}": s for k, s in s_of.items()},
-                                                       ddof=args.ddof)
+                                                       ddof=args.ddof, ds=ds)
             job.finish([{"kind": kind, "rate": rate, **r} for r in rows],
                        files=[saved, run.path / f"scores-{tag}.npz", exported[0]])
         run.log(f"[{tag}] {len(args.k_list)} ensemble sizes in {time.time() - t0:.1f}s\n{verdicts[tag]}")

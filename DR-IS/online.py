@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 import numpy as np  # noqa: E402
 
 from islab import cli, experiment, launch, online, runs, scores, theory  # noqa: E402
+from islab.data import example_ids  # noqa: E402
 from islab.models import MODELS  # noqa: E402
 from islab.sampling import IS_FLOOR  # noqa: E402
 from islab.train import train  # noqa: E402
@@ -254,7 +255,9 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
         ckpt.unlink()  # the job is finished: its rows are the record
     files = []
     if rlog.keep_probs and rlog.probs:   # a resumed checkpoint skips earlier refreshes: rows from here on
-        files.append(rlog.save_probs(run.path / f"probs-{tag}-{method}-s{seed}.npz"))
+        files.append(rlog.save_probs(run.path / f"probs-{tag}-{method}-s{seed}.npz",
+                                     example_id=irr.keep if method in online.RHO_METHODS else None,
+                                     dataset_id=example_ids(d)))
     return rows, summary, files
 
 
@@ -424,7 +427,7 @@ def prepare_config(args, ds, kind, rate, run, n_hold, methods):
     prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
     irr = (irreducible_for(args, ds, prep.labels, prep.mask, tag, run, n_hold)
            if prep.labels is not None and any(m in online.RHO_METHODS for m in methods) else None)
-    experiment.export_configuration(run, args, tag, prep.labels, prep.clean, prep.mask, prep.ens)
+    experiment.export_configuration(run, args, tag, prep.labels, prep.clean, prep.mask, prep.ens, ds=ds)
     return prep, irr
 
 

@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, runs, sampling, scores, theory  # noqa: E402
+from islab import cli, experiment, export, launch, runs, sampling, scores, theory  # noqa: E402
+from islab.data import example_ids  # noqa: E402
 from islab.noise import top_indices  # noqa: E402
 from islab.proxies import ProxyDiverged  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
@@ -59,6 +60,9 @@ CLEANLAB_FILTER = "prune_by_noise_rate"  # cleanlab's default find_label_issues 
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
     experiment.add_common_args(p)
+    experiment.add_probs_export_arg(p, "probs-<config>-<method>-a<alpha>-s<seed>.npz",
+                                    "(the kept subset S as the distribution the target trains on: 1/|S| on S, 0 "
+                                    "elsewhere; one row)")
     launch.add_args(p)
     g = p.add_argument_group("static pruning")
     g.add_argument("--noise", default=DEFAULT_NOISE,
@@ -522,7 +526,7 @@ def prepare_config(args, ds, kind: str, rate: float, run):
             own_keep["aum_tsr"] = np.flatnonzero(~flagged)
             if len(own_keep["aum_tsr"]) == 0:   # every example flagged: keep the top-alpha by margin instead
                 run.log(f"[{tag}] aum_tsr flagged every example; keeping the top alpha by margin")
-                own_keep["aum_tsr"] = top_indices(score_of["aum_tsr"], max(1, round(args.alpha_list[0] * n)))
+                own_keep["aum_tsr"] = top_indices(score_of["aum_tsr"], sampling.n_keep(n, args.alpha_list[0]))
             bad = float(mask[flagged].mean()) if flagged.any() else float("nan")
             run.log(f"[{tag}] aum_tsr: {int(flagged.sum())} of {n} flagged (percentile "
                     f"{args.aum_threshold:g}), corruption among flagged {bad:.3f}")
@@ -535,12 +539,13 @@ def prepare_config(args, ds, kind: str, rate: float, run):
             own_keep["cleanlab"] = np.flatnonzero(~issues)
             if len(own_keep["cleanlab"]) == 0:   # every example flagged: keep the top alpha by quality
                 run.log(f"[{tag}] cleanlab flagged every example; keeping the top alpha by label quality")
-                own_keep["cleanlab"] = top_indices(score_of["cleanlab"], max(1, round(args.alpha_list[0] * n)))
+                own_keep["cleanlab"] = top_indices(score_of["cleanlab"], sampling.n_keep(n, args.alpha_list[0]))
             bad = float(mask[issues].mean()) if issues.any() else float("nan")
             run.log(f"[{tag}] cleanlab: {int(issues.sum())} of {n} flagged, corruption among flagged {bad:.3f}")
     if mask is not None:
         run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask, noisy=labels, **score_of)
-        experiment.export_configuration(run, args, tag, labels, clean, mask, ens, extra=score_of, ddof=args.ddof)
+        experiment.export_configuration(run, args, tag, labels, clean, mask, ens, extra=score_of, ddof=args.ddof,
+                                        ds=ds)
     return prep, score_of, own_keep, info
 
 
@@ -609,6 +614,9 @@ def run_static(args, ds=None, path=None, argv=None):
                     run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
                     # recorded (SHA-256) with the labels it is compared with: reports verify both
                     files = [run.path / f"predictions-{tag}-full-s{seed}.npz", run.path / f"labels-{tag}.npz"]
+                if getattr(args, "export_probs", False):
+                    files.append(export.save_probs(run.path / f"probs-{tag}-{m}-a{alpha:g}-s{seed}.npz", [0],
+                                                   export.subset_probs(ids, n)[None], dataset_id=example_ids(ds)))
                 job.finish(job_rows(res, ids, mask, score, eps, kind, rate, clean, fit), files=files)
                 launch.drop_checkpoint(ckpt)
                 ran = True

@@ -2,7 +2,7 @@
 
 Small modules with one job each; the experiment scripts compose them.  Importing islab has
 no side effects (no seeding, no device set-up, no file I/O) and imports neither torch nor
-numpy: the public DR-IS API (islab.dris, README "Use DR-IS on your own data") is loaded on
+numpy: the public DR-IS API (islab.dris, DR-IS/README.md "DR-IS on your own data") is loaded on
 first use, e.g. `islab.rank_disagreement(losses)` or `from islab import ImportanceSampler`.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # name -> module of the public API, imported lazily (PEP 562)
 _PUBLIC = {name: "islab.dris" for name in (
     "rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs", "importance_weights",
-    "ImportanceSampler", "WithIndex", "proxy_statistics", "per_example_scores")}
+    "ImportanceSampler", "DistributedImportanceSampler", "WithIndex", "proxy_statistics", "per_example_scores")}
 _PUBLIC["TrainingDynamics"] = "islab.dynamics"
 
 __all__ = sorted(_PUBLIC)

@@ -30,6 +30,20 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints the usage block too; we want one line
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def format_help(self):
+        """Groups in the order a user reads them: the script's own and the shared hyper-parameters
+        first, how the jobs are spread (the launcher and Slurm groups) last."""
+        def last(g):
+            title = (g.title or "").lower()
+            return title.startswith("launcher") or "slurm" in title
+
+        kept = self._action_groups
+        self._action_groups = [g for g in kept if not last(g)] + [g for g in kept if last(g)]
+        try:
+            return super().format_help()
+        finally:
+            self._action_groups = kept
+
 
 def show_default(value) -> str:
     """A default as a user types it: lists as comma lists, floats without trailing zeros."""
@@ -46,6 +60,16 @@ class HelpFormatter(argparse.HelpFormatter):
     '(default: X)' is appended unless the help text already says what the default is (it
     contains 'default'), the flag is a switch (store_true / store_false), or the default is
     None / empty (the help then says where the value comes from).  Lists print as comma lists."""
+
+    def _format_usage(self, usage, actions, groups, prefix):
+        """'usage: prog [options] POSITIONAL ...': the options are listed, grouped, below; a usage
+        block naming every flag again was 25 lines of --help."""
+        if usage is not None:
+            return super()._format_usage(usage, actions, groups, prefix)
+        positional = [a for a in actions if not a.option_strings]
+        text = super()._format_usage(None, positional, [], prefix)
+        head = f"{prefix or 'usage: '}{self._prog}"
+        return text.replace(head, head + " [options]", 1)
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -216,6 +240,7 @@ def guarded(main, argv=None, signals: bool = True) -> int:
     mark = len(runs._ACTIVE) if runs else 0   # run folders opened by this main() come after
     try:
         status = main(argv)
+        _print_run_folder(mark)
         _close(mark)
         return status if isinstance(status, int) and not isinstance(status, bool) else 0
     except SystemExit as e:   # argparse and fail() have printed their line
@@ -240,6 +265,14 @@ def guarded(main, argv=None, signals: bool = True) -> int:
     except BaseException:
         _close(mark)
         raise
+
+
+def _print_run_folder(mark: int) -> None:
+    """The last line of every finished script, --quiet or not and in a pipe too: the run folder
+    it wrote (the outermost one main() opened)."""
+    runs = sys.modules.get("islab.runs")
+    if runs is not None and len(runs._ACTIVE) > mark:
+        print(f"run folder: {runs._ACTIVE[mark].path}", flush=True)
 
 
 def _discard_fresh(mark: int) -> None:

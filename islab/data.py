@@ -94,6 +94,9 @@ class Dataset:
     std: tuple | None    # per channel, in units of x/255
     augment: str         # "crop_flip" (zero-pad by crop_pad, random crop, horizontal flip) or "none"
     crop_pad: int = 4    # pixels of zero padding before the random crop (CIFAR 4, 28x28 sets 2)
+    # (N,) int64: each training example's index in the data set's full training split (set by
+    # --train-size's subset; None: the split is complete, ids 0..N-1).  Exported as dataset_id.
+    train_ids: object = None
 
     def to(self, device) -> "Dataset":
         """Both splits on `device`.  Moving host data to an accelerator hashes it first (see
@@ -620,7 +623,18 @@ def load_dataset(name: str, data_dir="data", download: bool = False, device="cpu
                              f"of {name}")
         keep, _ = split_indices(len(train), len(train) - int(train_size), numpy_rng(seed, "data"))
         train = subset(train, keep)
+    else:
+        keep = None
 
     return Dataset(name=name, train=train, test=test, num_classes=num_classes,
                    input_shape=tuple(train.x.shape[1:]), mean=mean, std=std,
-                   augment=augment, crop_pad=CROP_PAD.get(name, 4)).to(device)
+                   augment=augment, crop_pad=CROP_PAD.get(name, 4), train_ids=keep).to(device)
+
+
+def example_ids(ds: Dataset, idx=None) -> np.ndarray:
+    """(N,) int64 original ids of the training examples (their index in the data set's full
+    training split: under --train-size, the position in the subset is NOT the original id), or of
+    the positions idx only."""
+    ids = np.arange(len(ds.train), dtype=np.int64) if ds.train_ids is None else np.asarray(ds.train_ids, np.int64)
+    assert len(ids) == len(ds.train), "train_ids must have one entry per training example"
+    return ids if idx is None else ids[np.asarray(idx, dtype=np.int64)]

@@ -1,15 +1,17 @@
-"""DR-IS on your own data and model: the public API (README, "Use DR-IS on your own data").
+"""DR-IS on your own data and model: the public API (DR-IS/README.md, "DR-IS on your own data").
 
-From per-proxy losses (K proxies, N examples):
+From per-proxy losses, a (K proxies, N examples) matrix (an (N, K) one is refused):
     s = rank_disagreement(losses)            # (N,) variance over proxies of the normalised loss ranks
     c = consensus(losses)                    # (N,) mean normalised rank (consistently hard = high)
-    keep = select_top(s, alpha=0.3)          # static pruning: ids of the top round(alpha N) by s
+    keep = select_top(s, alpha=0.3)          # static pruning: the top alpha N by s (rounded half up)
     p = online_probs(s, gamma=0.1)           # online IS: p_i = (s_i + c) / sum_j (s_j + c), c = gamma mean(s)
     w = importance_weights(p)                # 1 / (N p_i): unbiased reweighting of the sampled loss
-    sampler = ImportanceSampler(p)           # a torch Sampler (with replacement) for a plain DataLoader
+    sampler = ImportanceSampler(p)           # a torch Sampler (with replacement) for a plain DataLoader;
+                                             # any positive weights; ImportanceSampler.from_scores(s, gamma)
+    DistributedImportanceSampler(p, num_replicas, rank)   # each rank's share of one global draw
 
 From a torch Dataset and any model factory (the proxies, trained by islab's one training loop):
-    ens = proxy_statistics(train_set, [make_a, make_b, make_c], epochs=10)
+    ens = proxy_statistics(train_set, {"a": make_a, "b": make_b, "c": make_c}, epochs=10)
     ens["loss"]                              # (K, N) eval-mode losses at the snapshot epoch; also
                                              # el2n, gradnorm, margin, correct, aum, forgetting
     per_example_scores(ens)                  # DataFrame keyed by example_id
@@ -29,29 +31,36 @@ from islab import sampling, scores
 from islab.dynamics import TrainingDynamics
 
 __all__ = ["rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs",
-           "importance_weights", "ImportanceSampler", "WithIndex", "proxy_statistics", "per_example_scores",
-           "TrainingDynamics"]
+           "importance_weights", "ImportanceSampler", "DistributedImportanceSampler", "WithIndex",
+           "proxy_statistics", "per_example_scores", "TrainingDynamics"]
 
 
 # ---------------------------------------------------------------- scores from a loss matrix
 
 
 def check_losses(losses, min_proxies: int = 2) -> np.ndarray:
-    """losses as a (K, N) float64 array after checking K >= min_proxies, N >= 2 and finite values."""
+    """losses as a (K, N) float64 array (row k = proxy k's losses on the N examples) after checking
+    the orientation (K <= N), K >= min_proxies, N >= 2 and finite values."""
     a = np.asarray(losses, dtype=np.float64)
     if a.ndim != 2:
-        raise ValueError(f"losses must be a (K proxies, N examples) matrix, got shape {a.shape}")
+        hint = (": one proxy's losses? stack K >= 2 proxies' losses as rows, np.stack([loss_a, loss_b, ...])"
+                if a.ndim == 1 else "")
+        raise ValueError(f"losses must be a (K proxies, N examples) matrix, got shape {a.shape}{hint}")
     k, n = a.shape
+    if n < 2:
+        raise ValueError(f"ranking needs at least 2 examples (columns), got N = {n}"
+                         + ("; the rows are the proxies: pass losses.T if they are your examples" if k > 2 else ""))
+    if k > n:   # more proxies than examples: almost surely an (N examples, K proxies) matrix
+        raise ValueError(f"losses must be a (K proxies, N examples) matrix, one row per proxy; got shape {a.shape}, "
+                         f"more rows than columns, which looks like (N, K): pass losses.T")
     if k < min_proxies:
         raise ValueError(f"rank disagreement needs at least {min_proxies} proxies (rows), got K = {k}; "
                          "the variance over one proxy is 0 for every example")
-    if n < 2:
-        raise ValueError(f"ranking needs at least 2 examples (columns), got N = {n}")
     bad = ~np.isfinite(a)
     if bad.any():
         k0, i0 = np.argwhere(bad)[0]
         raise ValueError(f"losses hold {int(bad.sum())} non-finite value(s) (NaN or inf), first at proxy {k0}, "
-                         f"example {i0}; a diverged proxy has no ranking")
+                         f"example {i0}; a diverged proxy has no ranking: leave its row out")
     return a
 
 
@@ -75,8 +84,9 @@ def consensus(losses) -> np.ndarray:
 
 
 def select_top(score, alpha: float, labels=None) -> np.ndarray:
-    """Sorted ids of the round(alpha N) examples with the highest score (ties: lower id first);
-    with `labels` (the labels you train on), the top alpha of EACH class instead (class-balanced)."""
+    """Sorted ids of the alpha N examples with the highest score, alpha N rounded half UP and at
+    least 1 (docs/METHODS.md section 4; ties: lower id first); with `labels` (the labels you train
+    on), the top alpha of EACH class instead (class-balanced)."""
     s = _check_score(score)
     if not (isinstance(alpha, (int, float, np.floating)) and 0 < float(alpha) <= 1):
         raise ValueError(f"alpha is the kept fraction and must lie in (0, 1], got {alpha!r}")
@@ -89,16 +99,22 @@ def select_top(score, alpha: float, labels=None) -> np.ndarray:
 
 
 def online_probs(score, gamma: float = 0.1) -> np.ndarray:
-    """(N,) DR-IS online distribution p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s).
+    """(N,) DR-IS online distribution p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s)
+    (docs/METHODS.md section 5).
 
-    score: (N,) finite, >= 0 (e.g. rank_disagreement).  gamma > 0 keeps every p_i > 0, so every
-    importance weight 1/(N p_i) is finite (at most (1 + gamma) / gamma times the mean)."""
+    score: (N,) finite, >= 0 (e.g. rank_disagreement).  gamma > 0 is the floor: every p_i >= c /
+    sum_j (s_j + c) > 0, so every importance weight 1/(N p_i) is finite, at most (1 + gamma) / gamma
+    (11 for gamma = 0.1).  gamma = 0 is refused: it gives p_i = 0 to every example with s_i = 0
+    (never drawn, so the reweighted loss is biased).  A score that is 0 everywhere gives the
+    uniform distribution."""
     s = _check_score(score)
     if np.any(s < 0):
         raise ValueError("the online score must be >= 0 (a variance, e.g. rank_disagreement)")
-    if not (np.isfinite(gamma) and gamma >= 0):
-        raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
-    return sampling.smoothed_probs(s, gamma)
+    if not (isinstance(gamma, (int, float, np.floating)) and np.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be a finite number > 0 (the floor c = gamma * mean(s) that keeps every "
+                         f"p_i > 0 and every weight 1/(N p_i) <= (1 + gamma) / gamma; 0.1 is the default), got "
+                         f"{gamma!r}; gamma = 0 never draws the examples with s_i = 0 (a biased estimate)")
+    return sampling.smoothed_probs(s, float(gamma))
 
 
 def importance_weights(p, idx=None) -> np.ndarray:
@@ -134,23 +150,55 @@ def _check_ids(idx, n: int) -> np.ndarray:
 # ---------------------------------------------------------------- a sampler for a plain DataLoader
 
 
+def check_weights(weights, what: str = "weights") -> np.ndarray:
+    """Any non-negative finite sampling weights (N,), normalised to a distribution p (float64).
+    ValueError for a negative, NaN or inf entry, all zeros, or a zero anywhere (an example that is
+    never drawn would need an infinite weight 1/(N p_i) for the estimate to stay unbiased)."""
+    w = np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float64)
+    if w.ndim != 1 or len(w) < 1:
+        raise ValueError(f"{what} must be one value per example, shape (N,); got {w.shape}")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{what} must be finite and >= 0: {int(bad.sum())} are not, first at example {i} ({float(w[i])})")
+    if not w.sum() > 0:
+        raise ValueError(f"{what} are all zero: there is nothing to draw")
+    if np.any(w == 0):
+        raise ValueError(f"{what} are 0 for {int((w == 0).sum())} example(s) (first: {int(np.argmax(w == 0))}); "
+                         "they would never be drawn and their importance weight 1/(N p) would be infinite: "
+                         "add a floor first (ImportanceSampler.from_scores / online_probs with gamma > 0)")
+    return w / w.sum()
+
+
 class ImportanceSampler(torch.utils.data.Sampler):
     """Draws example ids i.i.d. from p, with replacement (num_samples per pass, default N), for
     `DataLoader(dataset, batch_size=b, sampler=sampler)`; `weights(ids)` gives the 1/(N p_i) to
     multiply the per-example losses by, so the mean weighted loss estimates the mean loss without
     bias.  Wrap the dataset in WithIndex to get each example's id in the batch.
 
-    The draws are islab.sampling.WeightedSampler's (the sampler of islab.train): torch.multinomial
-    from `generator` (a torch.Generator, or None for torch's global one)."""
+    p: any positive finite sampling weights (N,), normalised here (like torch's
+    WeightedRandomSampler); `sampler.p` is the normalised distribution.  From a score vector:
+    ImportanceSampler.from_scores(s, gamma).  The draws are islab.sampling.WeightedSampler's (the
+    sampler of islab.train): torch.multinomial from `generator` (a torch.Generator, or None for
+    torch's global one)."""
 
     def __init__(self, p, num_samples: int | None = None, generator: torch.Generator | None = None):
-        p = sampling.check_distribution(p, positive=True)
+        p = check_weights(p, "p (sampling weights)")
         self.num_samples = len(p) if num_samples is None else int(num_samples)
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         self._sampler = sampling.WeightedSampler(p)
         self.p = p
         self.generator = generator
+
+    @classmethod
+    def from_scores(cls, score, gamma: float = 0.1, **kwargs):
+        """The DR-IS sampling distribution of a score vector (docs/METHODS.md section 5):
+        p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s) (online_probs); score (N,) finite
+        and >= 0, gamma > 0 the floor (weights at most (1 + gamma) / gamma).  kwargs: those of
+        the constructor (num_samples, generator; or num_replicas, rank, seed for the
+        distributed sampler)."""
+        return cls(online_probs(score, gamma), **kwargs)
 
     def __iter__(self):
         idx, _ = self._sampler.draw(self.num_samples, self.generator)
@@ -163,6 +211,46 @@ class ImportanceSampler(torch.utils.data.Sampler):
         """(B,) float32 importance weights 1/(N p_i) of the drawn ids (tensor, list or array)."""
         ids = torch.as_tensor(_check_ids(ids, len(self.p)))
         return self._sampler.weight[ids]
+
+
+class DistributedImportanceSampler(ImportanceSampler):
+    """ImportanceSampler for data-parallel training (like torch's DistributedSampler): every rank
+    computes the same global draw of num_replicas * ceil(num_samples / num_replicas) ids from p
+    (a generator seeded with seed + epoch, so call set_epoch(e) each epoch) and keeps its share,
+    the ids at positions rank, rank + num_replicas, ...  The ranks together hold one i.i.d. draw
+    from p, so the weighted loss averaged over all ranks' examples is unbiased, as on one process.
+
+    num_replicas / rank: given explicitly (no torch.distributed needed), or read from the
+    initialised default process group.  num_samples: the global draw per epoch (default N)."""
+
+    def __init__(self, p, num_replicas: int | None = None, rank: int | None = None, num_samples: int | None = None,
+                 seed: int = 0):
+        if num_replicas is None or rank is None:
+            import torch.distributed as dist
+
+            if not (dist.is_available() and dist.is_initialized()):
+                raise ValueError("pass num_replicas and rank, or initialise torch.distributed first")
+            num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
+            rank = dist.get_rank() if rank is None else rank
+        if not (int(num_replicas) >= 1 and 0 <= int(rank) < int(num_replicas)):
+            raise ValueError(f"need num_replicas >= 1 and rank in 0..num_replicas-1, got {num_replicas}, {rank}")
+        super().__init__(p, num_samples=num_samples)
+        self.num_replicas, self.rank, self.seed, self.epoch = int(num_replicas), int(rank), int(seed), 0
+        self.total_size = -(-self.num_samples // self.num_replicas) * self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def global_draw(self) -> torch.Tensor:
+        """The draw of every rank together this epoch: (total_size,) int64 ids."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return self._sampler.draw(self.total_size, g)[0]
+
+    def __iter__(self):
+        return iter(self.global_draw()[self.rank::self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.total_size // self.num_replicas
 
 
 class WithIndex(torch.utils.data.Dataset):
@@ -186,26 +274,38 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
                      epochs: int = 10, snapshot_epoch: int | None = None, batch_size: int = 128, lr: float = 0.05,
                      momentum: float = 0.9, weight_decay: float = 5e-4, seeds=None, device="cpu",
                      record_logits: bool = False, progress: bool = False, log=None):
-    """Train K proxies on `train_set` and return their per-example statistics (a ProxyEnsemble:
-    ens[stat] is (K, N), column i = example i of train_set).
+    """Train K >= 2 proxies on `train_set` and return their per-example statistics (a ProxyEnsemble:
+    ens[stat] is (K, N), column i = example i of train_set; ens.names the proxies' names).
 
     train_set / test_set: torch Datasets yielding (x, y) (read once into tensors; inputs used as
     they come: no normalisation or augmentation is added).  models: a factory `f() -> nn.Module`
-    (num_proxies copies, each its own seed) or a list of factories (one proxy each); any module
-    whose last nn.Linear produces the logits (features come from a forward hook on it).  Each proxy
-    is trained by islab.train (SGD with momentum, cosine learning rate, `epochs` passes of
-    ceil(N / batch_size) steps) with seeds[k] (default 1000 + k) for its init and data order.
-    Statistics (islab.proxies.STAT_NAMES): at the snapshot epoch (default ceil(epochs / 2)), in
-    eval mode on train_set, loss, el2n, gradnorm (last-layer gradient-norm bound), margin and
-    correct; over all epochs, aum and forgetting.  record_logits: ens.dynamics holds each proxy's
-    (epochs, N, C) training logits.  test accuracies (%) in ens.test_acc (NaN without test_set)."""
+    (num_proxies copies, each its own seed), a list of factories (one proxy each, named by their
+    __name__) or a dict name -> factory (one proxy each, under that name: logs, ens.names and the
+    per-proxy columns of per_example_scores use it).  A factory, not a module: `lambda: MyNet()`.
+    Any module whose last nn.Linear produces the logits works (features come from a forward hook on
+    it).  Each proxy is trained by islab.train (SGD with momentum, cosine learning rate, `epochs`
+    passes of ceil(N / batch_size) steps) with seeds[k] (default 1000 + k) for its init and data
+    order.  Statistics (islab.proxies.STAT_NAMES): at the snapshot epoch (default
+    ceil(epochs / 2)), in eval mode on train_set, loss, el2n, gradnorm (last-layer gradient-norm
+    bound), margin and correct; over all epochs, aum and forgetting.  record_logits: ens.dynamics
+    holds each proxy's (epochs, N, C) training logits.  Test accuracies (%) in ens.test_acc (NaN
+    without test_set).
+
+    A proxy that diverges (non-finite loss) is left out with a warning and listed in
+    ens.diverged as (name, seed, reason); the others are kept.  Fewer than 2 proxies left raises
+    islab.proxies.ProxyDiverged (a RuntimeError): the DR-IS scores need at least 2."""
+    import warnings
+
     from islab.data import from_torch_dataset
-    from islab.proxies import proxy_ensemble
+    from islab.proxies import NamedFactory, ProxyDiverged, check_factory, proxy_ensemble
     from islab.train import TrainConfig, pick_device
 
-    factories = list(models) if isinstance(models, (list, tuple)) else [models] * int(num_proxies)
-    if not factories or not all(callable(f) or isinstance(f, str) for f in factories):
-        raise ValueError("models must be a model factory (a callable returning an nn.Module) or a list of them")
+    names, factories = _proxy_factories(models, num_proxies)
+    for name, f in zip(names, factories):
+        check_factory(f, f"the model of proxy {name!r}" if name else "models")
+    if len(factories) < 2:
+        raise ValueError(f"DR-IS needs at least 2 proxies (its scores are computed across them), got "
+                         f"{len(factories)}: pass num_proxies >= 2, or a list or dict of >= 2 factories")
     seeds = [1000 + k for k in range(len(factories))] if seeds is None else [int(s) for s in seeds]
     if len(seeds) != len(factories):
         raise ValueError(f"one seed per proxy: {len(factories)} proxies, {len(seeds)} seeds")
@@ -220,14 +320,42 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
     ds = from_torch_dataset(train_set, test_set, num_classes=num_classes, device=pick_device(str(device)))
     cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), momentum=float(momentum),
                       weight_decay=float(weight_decay))
-    return proxy_ensemble(ds, ds.train.y.cpu().numpy(), factories, seeds, cfg, snapshot_epoch, log=log,
-                          progress=progress, dynamics=record_logits)
+    named = [NamedFactory(n, f) if n and callable(f) else f for n, f in zip(names, factories)]
+    ens = proxy_ensemble(ds, ds.train.y.cpu().numpy(), named, seeds, cfg, snapshot_epoch, log=log,
+                         progress=progress, dynamics=record_logits, skip_diverged=True)
+    if ens.diverged:
+        gone = "; ".join(why for _, _, why in ens.diverged)
+        if len(ens.names) < 2:
+            raise ProxyDiverged(f"{len(ens.diverged)} of {len(factories)} proxies diverged ({gone}); DR-IS needs at "
+                                f"least 2 (try a smaller lr or other models)")
+        warnings.warn(f"{len(ens.diverged)} of {len(factories)} proxies diverged and are left out ({gone}); the "
+                      f"statistics hold the {len(ens.names)} others: {', '.join(ens.names)}", RuntimeWarning,
+                      stacklevel=2)
+    return ens
 
 
-def per_example_scores(ens, labels=None, clean=None, corrupt=None, ddof: int = 0):
-    """A DataFrame keyed by example_id with every score of an ensemble (dris, consensus, el2n,
-    gradnorm, forgetting, aum, loss, margin) and `<stat>__<proxy>_s<seed>` per proxy: the columns
-    of the scripts' scores-<config>.csv (islab.export)."""
+def _proxy_factories(models, num_proxies: int):
+    """(names or None, factories) of proxy_statistics' `models` argument."""
+    if isinstance(models, dict):
+        if not all(isinstance(k, str) and k.strip() for k in models):
+            raise ValueError("the names of a dict of proxies must be non-empty strings")
+        return list(models), list(models.values())
+    if isinstance(models, (list, tuple)):
+        return [None] * len(models), list(models)
+    if int(num_proxies) < 1:
+        raise ValueError(f"num_proxies must be >= 2, got {num_proxies}")
+    return [None] * int(num_proxies), [models] * int(num_proxies)
+
+
+def per_example_scores(ens, labels=None, clean=None, corrupt=None, ddof: int = 0, ids=None):
+    """A DataFrame keyed by example_id with every score of an ensemble of K >= 2 proxies (dris,
+    consensus, el2n, gradnorm, forgetting, aum, loss, margin) and `<stat>__<proxy>_s<seed>` per
+    proxy: the columns of the scripts' scores-<config>.csv (islab.export).  ids: the example ids
+    to write (default 0..N-1, the positions in the dataset the proxies saw), e.g. the indices of
+    a Subset in its original dataset."""
     from islab import export
 
-    return export.per_example_frame(export.ensemble_columns(ens, ddof=ddof), labels, clean, corrupt)
+    if len(ens.names) < 2:
+        raise ValueError(f"per_example_scores needs an ensemble of at least 2 proxies (dris and consensus are "
+                         f"computed across proxies), got K = {len(ens.names)}")
+    return export.per_example_frame(export.ensemble_columns(ens, ddof=ddof), labels, clean, corrupt, ids)

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from islab.data import Dataset, apply_crop_flip, as_input, draw_crop_flip
 from islab.dynamics import TrainingDynamics
 from islab.models import build_model
+from islab.progress import Heartbeat
 from islab.seeding import torch_generator
 from islab.train import (STAT_KEYS, TrainConfig, TrainResult, _autocast, _compile, _fmt, _lr_at,
                          _use_compile, device_format, gather, new_model,
@@ -350,15 +351,17 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
     active = [True] * k
     t_start = time.time()
     folded.train()
+    heartbeat = Heartbeat(desc or f"proxies {name} x{k}")
     for epoch in range(cfg.epochs):
         t0 = time.time()
         losses, counts = [], []
         bar = range(steps_per_epoch)
-        if progress:
+        if progress and heartbeat.every == 0:   # a bar in a terminal; a heartbeat line elsewhere
             from tqdm import tqdm
 
             bar = tqdm(bar, desc=f"{desc} ep {epoch + 1}/{cfg.epochs}", leave=False)
         for s in bar:
+            heartbeat.tick(epoch + 1, cfg.epochs, s + 1, steps_per_epoch)
             lr = _lr_at(epoch * steps_per_epoch + s, total_steps, cfg, steps_per_epoch)
             for g in opt.param_groups:
                 g["lr"] = lr

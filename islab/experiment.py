@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from islab import cli, runs
-from islab.data import DATASETS, DataMissing, load_dataset
+from islab.data import DATASETS, DataMissing, example_ids, load_dataset
 from islab.models import MODELS
 from islab.train import TrainConfig, pick_device
 
@@ -138,9 +138,11 @@ def add_common_args(p, default_name_hint: str = "", exclude=()) -> None:
     add(g, "--name", type=runs.check_name, default=None,
         help=f"run folder name, one folder (default: from the parameters{default_name_hint})")
     add(g, "--resume", action="store_true", help="continue an existing run folder, skipping finished jobs")
-    add(g, "--quiet", action="store_true", help="log to log.txt only (progress lines still show in a terminal)")
+    add(g, "--quiet", action="store_true", help="log to log.txt only (progress lines still show in a terminal; "
+                                                 "the run folder is always the last line)")
     add(g, "--progress", action="store_true",
-        help="a tqdm bar per epoch too (a line per finished job shows in a terminal anyway)")
+        help="a tqdm bar per epoch too (a line per finished job shows in a terminal anyway); where stderr is not "
+             "a terminal a heartbeat line every 60 seconds replaces bars (env ISLAB_HEARTBEAT=<seconds>, 0 = off)")
     g = p.add_argument_group("per-example exports (scores-<config>.csv is always written)")
     add(g, "--export-dynamics", action="store_true",
         help="also write each proxy's per-epoch training logits in allenai/cartography's format "
@@ -148,14 +150,13 @@ def add_common_args(p, default_name_hint: str = "", exclude=()) -> None:
              "per epoch and proxy for 60,000 examples); proxies cached without them train again")
 
 
-def add_probs_export_arg(p) -> None:
-    """--export-probs, for the scripts with online sampling distributions."""
+def add_probs_export_arg(p, files: str = "probs-<config>-<method>-s<seed>.npz", what: str = "at each refresh") -> None:
+    """--export-probs (islab.export.save_probs's format), for the scripts with sampling distributions."""
     for g in p._action_groups:
         if g.title and g.title.startswith("per-example exports"):
             g.add_argument("--export-probs", action="store_true",
-                           help="also write every job's sampling distribution p at each refresh "
-                                "(probs-<config>-<method>-s<seed>.npz: epochs (R,), p float32 (R, N); "
-                                "N x 4 bytes per refresh)")
+                           help=f"also write every job's sampling distribution p {what} ({files}: epochs (R,), "
+                                "p float32 (R, N), example_id and dataset_id (N,); N x 4 bytes per row)")
 
 
 def resolve(args) -> None:
@@ -305,8 +306,9 @@ def noise_draw(args, ds, kind: str, rate: float, run=None):
     labels, mask, clean = noisy_labels(ds, kind, rate, args.noise_seed, attacker_model=args.attacker,
                                        attacker_cfg=attacker_config(args), cache_dir=args.cache_dir,
                                        log=run.log if run is not None else None)
-    if run is not None:
-        run.save_arrays(f"labels-{noise_tag(kind, rate)}.npz", noisy=labels, clean=clean, corrupt=mask)
+    if run is not None:   # dataset_id: each example's index in the full training split (--train-size)
+        run.save_arrays(f"labels-{noise_tag(kind, rate)}.npz", noisy=labels, clean=clean, corrupt=mask,
+                        dataset_id=example_ids(ds))
     return labels, mask, clean
 
 
@@ -322,9 +324,11 @@ def ensemble(args, ds, labels, run=None, proxy_names=None, proxy_seeds=None):
                           dynamics=bool(getattr(args, "export_dynamics", False)))
 
 
-def export_configuration(run, args, tag: str, labels, clean, mask, ens=None, extra=None, ddof: int = 0) -> list:
+def export_configuration(run, args, tag: str, labels, clean, mask, ens=None, extra=None, ddof: int = 0,
+                         ds=None) -> list:
     """The per-example exports of one configuration (islab.export): scores-<tag>.csv always (the
-    ensemble's scores and per-proxy statistics, plus `extra` name -> (N,) columns), and with
+    ensemble's scores and per-proxy statistics, plus `extra` name -> (N,) columns; with `ds`, the
+    dataset_id column: the examples' ids in the full training split), and with
     --export-dynamics the proxies' cartography files under dynamics-<tag>/.  Returns the paths.
     They are derived from the shared proxy cache and rewritten by every invocation."""
     from islab import export
@@ -334,7 +338,8 @@ def export_configuration(run, args, tag: str, labels, clean, mask, ens=None, ext
     cols = export.ensemble_columns(ens, ddof=ddof) if ens is not None else {}
     for name, v in (extra or {}).items():
         cols.setdefault(name, v)
-    files = [export.write_scores_csv(run.path / f"scores-{tag}.csv", cols, labels, clean, mask)]
+    files = [export.write_scores_csv(run.path / f"scores-{tag}.csv", cols, labels, clean, mask,
+                                     dataset_ids=None if ds is None else example_ids(ds))]
     if getattr(args, "export_dynamics", False) and ens is not None and ens.dynamics:
         files += export.write_proxy_dynamics(run.path / f"dynamics-{tag}", ens, labels)
     return files

@@ -2,13 +2,18 @@
 call (results/README.md, "Per-example exports", documents the formats).
 
   scores-<tag>.csv      one row per training example, keyed by `example_id` (its index in the
-                        training split): noisy_label, clean_label, corrupted, then one column per
+                        training split), then `dataset_id` when known (its index in the data set's
+                        full training split: differs under --train-size), noisy_label, clean_label,
+                        corrupted, then one column per
                         score (ensemble statistics: dris, consensus, el2n, gradnorm, forgetting, aum,
                         loss, margin, plus what the script adds) and one per proxy and statistic,
                         named `<stat>__<proxy>_s<seed>`.  Always written.
-  probs-<...>.npz       an online sampling distribution at each refresh: `epochs` int64 (R,), the
-                        0-based epoch from which each row is used, and `p` float32 (R, N), one row per
-                        refresh (opt-in: --export-probs).
+  probs-<...>.npz       a sampling distribution at each refresh: `epochs` int64 (R,), the 0-based
+                        epoch from which each row is used, `p` float32 (R, N), one row per refresh,
+                        and the ids of its N columns: `example_id` int64 (N,) (index in the training
+                        split) and `dataset_id` int64 (N,) (index in the full training split of the
+                        data set).  Opt-in: --export-probs (online: per refresh; static: the kept
+                        subset as the distribution 1/|S| the target trains on).
   dynamics-<tag>/<proxy>_s<seed>/training_dynamics/dynamics_epoch_<e>.jsonl
                         allenai/cartography's format, one file per epoch e (0-based), one JSON
                         record per example: {"guid": id, "logits_epoch_<e>": [C floats], "gold":
@@ -53,13 +58,15 @@ def ensemble_columns(ens, ddof: int = 0) -> dict:
     return cols
 
 
-def per_example_frame(columns: dict, labels=None, clean=None, corrupt=None, ids=None):
-    """A DataFrame keyed by example_id: noisy_label, clean_label, corrupted (when given), then
-    `columns` (name -> (N,) array) in their order."""
+def per_example_frame(columns: dict, labels=None, clean=None, corrupt=None, ids=None, dataset_ids=None):
+    """A DataFrame keyed by example_id (ids, default 0..N-1): dataset_id, noisy_label, clean_label,
+    corrupted (when given), then `columns` (name -> (N,) array) in their order."""
     import pandas as pd
 
-    n = _length(columns, labels, clean, corrupt, ids)
+    n = _length(columns, labels, clean, corrupt, ids, dataset_ids)
     out = {"example_id": np.arange(n) if ids is None else np.asarray(ids)}
+    if dataset_ids is not None:
+        out["dataset_id"] = np.asarray(dataset_ids, dtype=np.int64)
     if labels is not None:
         out["noisy_label"] = np.asarray(labels)
     if clean is not None:
@@ -78,10 +85,11 @@ def _length(columns, *arrays) -> int:
     return lengths.pop()
 
 
-def write_scores_csv(path, columns: dict, labels=None, clean=None, corrupt=None, ids=None) -> Path:
+def write_scores_csv(path, columns: dict, labels=None, clean=None, corrupt=None, ids=None,
+                     dataset_ids=None) -> Path:
     """scores CSV (see the module doc) written atomically; floats with full precision."""
     path = Path(path)
-    frame = per_example_frame(columns, labels, clean, corrupt, ids)
+    frame = per_example_frame(columns, labels, clean, corrupt, ids, dataset_ids)
     atomic_write_text(path, frame.to_csv(index=False, float_format="%.9g"))
     return path
 
@@ -92,13 +100,20 @@ def read_scores_csv(path):
     return pd.read_csv(path)
 
 
-def save_probs(path, epochs, probs) -> Path:
-    """An online distribution at each refresh: epochs (R,) int64, p (R, N) float32."""
+def save_probs(path, epochs, probs, example_id=None, dataset_id=None) -> Path:
+    """A sampling distribution at each refresh: epochs (R,) int64, p (R, N) float32, and the ids of
+    the N columns, example_id and dataset_id (N,) int64 (default 0..N-1; dataset_id defaults to
+    example_id)."""
     p = np.asarray(probs, dtype=np.float32)
     e = np.asarray(epochs, dtype=np.int64)
     if p.ndim != 2 or e.shape != (p.shape[0],):
         raise ValueError(f"probs must be (refreshes, N) with one epoch per row, got {p.shape} and {e.shape}")
-    atomic_save_npz(path, epochs=e, p=p)
+    ex = np.arange(p.shape[1], dtype=np.int64) if example_id is None else np.asarray(example_id, dtype=np.int64)
+    ds_ids = ex if dataset_id is None else np.asarray(dataset_id, dtype=np.int64)
+    if ex.shape != (p.shape[1],) or ds_ids.shape != ex.shape:
+        raise ValueError(f"one example_id and dataset_id per column of p: p {p.shape}, example_id {ex.shape}, "
+                         f"dataset_id {ds_ids.shape}")
+    atomic_save_npz(path, epochs=e, p=p, example_id=ex, dataset_id=ds_ids)
     return Path(path)
 
 
@@ -106,6 +121,22 @@ def load_probs(path):
     """(epochs (R,), p (R, N) float32) of a probs-*.npz file."""
     with np.load(path) as z:
         return z["epochs"], z["p"]
+
+
+def load_probs_ids(path):
+    """(example_id (N,), dataset_id (N,)) of a probs-*.npz file (files written before the ids were
+    recorded: 0..N-1 for both)."""
+    with np.load(path) as z:
+        n = z["p"].shape[1]
+        ex = z["example_id"] if "example_id" in z.files else np.arange(n, dtype=np.int64)
+        return ex, z["dataset_id"] if "dataset_id" in z.files else ex
+
+
+def subset_probs(ids, n: int) -> np.ndarray:
+    """(N,) the distribution a static subset trains on: 1/|S| on the kept ids S, 0 elsewhere."""
+    p = np.zeros(int(n))
+    p[np.asarray(ids, dtype=np.int64)] = 1.0 / len(ids)
+    return p
 
 
 def write_cartography(folder, epoch_logits, labels, ids=None) -> list:

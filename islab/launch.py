@@ -50,6 +50,8 @@ Scripts use it as:
 """
 from __future__ import annotations
 
+import argparse
+
 import contextlib
 import os
 import shlex
@@ -117,13 +119,13 @@ def add_args(p, checkpoint: bool = True) -> None:
                        help="save each target run's state after every epoch in <run>/checkpoints/ and resume "
                             "from it after an interruption (removed once the job is recorded); on by "
                             "default for --launcher slurm tasks")
-    g.add_argument("--stage", choices=STAGES, default="all",
-                   help="set by the launcher for the processes it starts: prepare (shared prerequisites "
-                        "only), work (prepare, then jobs), jobs, report (no training), all (everything)")
-    g.add_argument("--only-jobs", type=cli.comma_list(str, unique=True), default=None, metavar="ID,...",
-                   help="set by the launcher: run only these job ids (jobs/<id>.json)")
-    g.add_argument("--run-dir", type=cli.folder, default=None,
-                   help="set by the launcher: the run folder itself (instead of <results-root>/<family>/<name>)")
+    # Set by the launcher for the processes it starts, never by a user: hidden from --help.
+    # --stage: prepare (shared prerequisites only), work (prepare, then jobs), jobs, report (no
+    # training), all (everything); --only-jobs: run only these job ids (jobs/<id>.json);
+    # --run-dir: the run folder itself (instead of <results-root>/<family>/<name>).
+    g.add_argument("--stage", choices=STAGES, default="all", help=argparse.SUPPRESS)
+    g.add_argument("--only-jobs", type=cli.comma_list(str, unique=True), default=None, help=argparse.SUPPRESS)
+    g.add_argument("--run-dir", type=cli.folder, default=None, help=argparse.SUPPRESS)
 
 
 def check_args(args) -> None:

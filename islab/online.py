@@ -43,7 +43,7 @@ import torch
 
 from islab import sampling as smp
 from islab import scores
-from islab.data import Dataset, split_indices, subset
+from islab.data import Dataset, example_ids, split_indices, subset
 from islab.seeding import numpy_rng
 from islab.train import Sampling, TrainConfig, per_example_stats, train
 
@@ -104,11 +104,12 @@ class RefreshLog:
         if self.keep_probs:
             self.probs.append(np.asarray(p, dtype=np.float32))
 
-    def save_probs(self, path):
-        """probs-*.npz: epochs (R,) and p (R, N) float32, one row per (re)computation."""
+    def save_probs(self, path, example_id=None, dataset_id=None):
+        """probs-*.npz: epochs (R,) and p (R, N) float32, one row per (re)computation, and the ids
+        of p's N columns (islab.export.save_probs)."""
         from islab import export
 
-        return export.save_probs(path, [c["epoch"] for c in self.calls], np.stack(self.probs))
+        return export.save_probs(path, [c["epoch"] for c in self.calls], np.stack(self.probs), example_id, dataset_id)
 
     def per_epoch(self, epochs: int, key: str) -> np.ndarray:
         """(epochs,) value of `key` in force during each epoch (NaN before the first call)."""
@@ -176,7 +177,7 @@ def holdout_split(n: int, holdout: int, seed: int):
 
 def keep_dataset(ds: Dataset, idx) -> Dataset:
     """ds with its training split restricted to the examples idx (test split unchanged)."""
-    return replace(ds, train=subset(ds.train, idx))
+    return replace(ds, train=subset(ds.train, idx), train_ids=example_ids(ds, idx))
 
 
 @dataclass

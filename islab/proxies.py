@@ -44,6 +44,7 @@ class ProxyEnsemble:
     stats: dict            # name in STAT_NAMES -> (K, N) float64
     test_acc: np.ndarray   # (K,) final test accuracy of each proxy, %
     dynamics: list | None = None   # per proxy (E_p, N, C) float32 training logits (record_logits)
+    diverged: list | None = None   # proxies left out because they diverged (skip_diverged): (name, seed, why)
 
     def __getitem__(self, key):
         return self.stats[key]
@@ -52,7 +53,7 @@ class ProxyEnsemble:
         """The first k proxies (for K ablations)."""
         return ProxyEnsemble(self.names[:k], self.seeds[:k],
                              {s: v[:k] for s, v in self.stats.items()}, self.test_acc[:k],
-                             None if self.dynamics is None else self.dynamics[:k])
+                             None if self.dynamics is None else self.dynamics[:k], self.diverged)
 
 
 fingerprint = hash_arrays   # a short content hash of tensors/arrays (islab.data.hash_arrays)
@@ -170,7 +171,7 @@ def _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer: str):
     The same for a sequential run and for a member of a batched one (islab.ensemble).  A
     diverged run raises, naming the proxy; nothing is cached for it."""
     if res.diverged:
-        raise ProxyDiverged(f"proxy {name} seed {seed} diverged at epoch {res.diverged_epoch}")
+        raise ProxyDiverged(f"proxy {model_label(name)} seed {seed} diverged at epoch {res.diverged_epoch}")
     snap = res.snapshots[snapshot_epoch]
     out = {s: np.asarray(snap[s], dtype=np.float64)
            for s in ("loss", "el2n", "gradnorm", "margin", "correct")}
@@ -192,6 +193,28 @@ def _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer: str):
 def model_label(model) -> str:
     """A registry name as is; a model factory by its __name__ (what logs and exports show)."""
     return model if isinstance(model, str) else getattr(model, "__name__", type(model).__name__)
+
+
+def check_factory(model, what: str = "model") -> None:
+    """ValueError unless `model` is a registry name or a factory: a module INSTANCE is callable too
+    (its forward), so without this check it fails later with a TypeError from forward()."""
+    if isinstance(model, torch.nn.Module):
+        cls = type(model).__name__
+        raise ValueError(f"{what} is an nn.Module instance ({cls}), not a factory: pass a factory that builds "
+                         f"a fresh model, e.g. lambda: {cls}() (each proxy trains its own copy from its own seed)")
+    if not (isinstance(model, str) or callable(model)):
+        raise ValueError(f"{what} must be a model factory (a callable returning an nn.Module), got "
+                         f"{type(model).__name__}")
+
+
+class NamedFactory:
+    """A model factory under a chosen name (what logs, ProxyEnsemble.names and exports show)."""
+
+    def __init__(self, name: str, factory):
+        self.__name__, self.factory = str(name), factory
+
+    def __call__(self):
+        return self.factory()
 
 
 def train_proxy(ds: Dataset, labels, name, seed: int, cfg: TrainConfig, snapshot_epoch: int,
@@ -216,27 +239,24 @@ def train_proxy(ds: Dataset, labels, name, seed: int, cfg: TrainConfig, snapshot
 
 def _train_batched(ds, labels, name, cfg, snapshot_epoch, todo, log, progress):
     """Proxies `todo` (list of (seed, key, path)) of one architecture as one batched model;
-    returns {seed: (stats, acc)}.  Every member that finished is cached before a diverged one
-    raises (as the sequential loop would have cached the proxies before it)."""
+    returns ({seed: (stats, acc)}, {seed: ProxyDiverged}).  Every member that finished is cached."""
     from islab.ensemble import train_ensemble
 
     runs = train_ensemble(name, ds, labels, cfg, [s for s, _, _ in todo], progress=progress,
                           desc=f"proxies {name} x{len(todo)}")
     trainer = f"batched with {len(todo) - 1} other seed(s)"
-    done, failed = {}, None
+    done, failed = {}, {}
     for (seed, key, path), res in zip(todo, runs):
         try:
             done[seed] = _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer)
-        except RuntimeError as err:
-            failed = failed or err
-    if failed is not None:
-        raise failed
-    return done
+        except ProxyDiverged as err:
+            failed[seed] = err
+    return done, failed
 
 
 def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot_epoch: int,
                    cache_dir=None, log=None, progress=False, batched: bool = True,
-                   dynamics: bool = False) -> ProxyEnsemble:
+                   dynamics: bool = False, skip_diverged: bool = False) -> ProxyEnsemble:
     """K proxies (names[k] trained with seeds[k]) on the given (possibly noisy) labels.
 
     batched: proxies of one architecture that are not cached yet are trained together as one
@@ -245,10 +265,13 @@ def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot
     (tests/test_ensemble.py).  Other proxies, and all with batched=False, train one by one.
     Either way each proxy has its own cache file, so any K reads what any other K trained.
     names may also hold model factories (train_proxy); those train one by one, uncached.
-    dynamics: record each proxy's per-epoch training logits (ProxyEnsemble.dynamics)."""
+    dynamics: record each proxy's per-epoch training logits (ProxyEnsemble.dynamics).
+    A diverged proxy raises ProxyDiverged (the first, after the others of its batch are cached);
+    with skip_diverged it is left out instead and listed in ProxyEnsemble.diverged (the caller
+    decides whether the proxies left are enough)."""
     assert len(names) == len(seeds), "one seed per proxy"
     pcfg = _proxy_config(cfg, snapshot_epoch, dynamics)
-    found = {}
+    found, failed = {}, {}   # (name, seed) -> (stats, acc) / ProxyDiverged
     todo = {}   # name -> [(seed, key, path)] still to train, in list order
     for name, seed in zip(names, seeds):
         key, path, hit = _cached(ds, labels, name, seed, pcfg, cache_dir, log)
@@ -272,22 +295,36 @@ def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot
                         else:
                             left.append((seed, key, path))
                     if len(left) >= 2:
-                        for seed, hit in _train_batched(ds, labels, name, pcfg, snapshot_epoch, left, log,
-                                                        progress).items():
-                            found[(name, seed)] = hit
+                        done, bad = _train_batched(ds, labels, name, pcfg, snapshot_epoch, left, log, progress)
+                        found.update({(name, seed): hit for seed, hit in done.items()})
+                        failed.update({(name, seed): err for seed, err in bad.items()})
+    if failed and not skip_diverged:
+        raise next(iter(failed.values()))
     stats = {s: [] for s in STAT_NAMES}
-    accs, logits = [], []
+    accs, logits, kept, diverged = [], [], [], []
     for name, seed in zip(names, seeds):
-        if (name, seed) not in found:   # sequential, in list order (cached on the way)
-            found[(name, seed)] = train_proxy(ds, labels, name, seed, cfg, snapshot_epoch, cache_dir,
-                                              log, progress, dynamics)
+        if (name, seed) not in found and (name, seed) not in failed:   # sequential, in list order
+            try:
+                found[(name, seed)] = train_proxy(ds, labels, name, seed, cfg, snapshot_epoch, cache_dir,
+                                                  log, progress, dynamics)
+            except ProxyDiverged as err:
+                if not skip_diverged:
+                    raise
+                failed[(name, seed)] = err
+        if (name, seed) in failed:
+            diverged.append((model_label(name), int(seed), str(failed[(name, seed)])))
+            continue
+        kept.append((name, seed))
         out, acc = found[(name, seed)]
         for s in STAT_NAMES:
             stats[s].append(out[s])
         accs.append(acc)
         logits.append(out.get("dynamics"))
-    return ProxyEnsemble([model_label(n) for n in names], list(seeds), {s: np.stack(v) for s, v in stats.items()},
-                         np.asarray(accs), logits if dynamics else None)
+    if not kept:
+        raise next(iter(failed.values()))
+    return ProxyEnsemble([model_label(n) for n, _ in kept], [s for _, s in kept],
+                         {s: np.stack(v) for s, v in stats.items()}, np.asarray(accs), logits if dynamics else None,
+                         diverged if skip_diverged else None)
 
 
 def attacker_score(ds: Dataset, model: str, cfg: TrainConfig, seed: int, cache_dir=None, log=None):
@@ -343,7 +380,7 @@ def out_of_sample_probs(ds: Dataset, labels, names, seeds, cfg: TrainConfig, fol
     model, seed and schedule, plus the held-out ids).  A diverging run raises ProxyDiverged."""
     from dataclasses import replace
 
-    from islab.data import subset
+    from islab.data import example_ids, subset
     from islab.train import predict_probs
 
     labels = np.asarray(labels)
@@ -353,7 +390,7 @@ def out_of_sample_probs(ds: Dataset, labels, names, seeds, cfg: TrainConfig, fol
     device = ds.train.x.device
     for f in range(folds):
         held, keep = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-        fold_ds = replace(ds, train=subset(ds.train, keep))
+        fold_ds = replace(ds, train=subset(ds.train, keep), train_ids=example_ids(ds, keep))
         x_held = ds.train.x[torch.as_tensor(held, device=device)]
         for name, seed in zip(names, seeds):
             key = {**_cache_key(fold_ds, labels[keep], name, seed, cfg), "heldout": fingerprint(held),

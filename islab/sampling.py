@@ -7,6 +7,9 @@ vectors that sum to 1; the sampler moves one copy to the device.
 """
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 DISTRIBUTIONS = ("uniform", "proportional", "partially_biased", "smoothed")
@@ -83,13 +86,17 @@ def partially_biased_probs(bound) -> np.ndarray:
 
 
 def smoothed_probs(score, gamma: float = 0.1) -> np.ndarray:
-    """DR-IS online: p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s) (docs/METHODS.md section 5)."""
+    """DR-IS online: p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s) (docs/METHODS.md section 5).
+
+    gamma > 0 is a floor relative to the mean score: every weight 1/(N p_i) is at most
+    (1 + gamma) / gamma.  gamma = 0 is the unsmoothed p proportional to s: an example with s_i = 0
+    gets p_i = 0 and is never drawn (no weight of 1e11 from a tiny artificial floor).  A score that
+    is 0 everywhere gives the uniform distribution (nothing to prefer)."""
     s = np.asarray(score, dtype=np.float64)
     assert gamma >= 0, "gamma must be >= 0"
-    c = gamma * s.mean()
-    if c == 0:  # all-zero score (or gamma = 0 and some zeros): fall back to a tiny floor
-        c = 1e-12
-    return _normalise(s + c)
+    if not s.sum() > 0:
+        return uniform_probs(len(s))
+    return _normalise(s + gamma * s.mean())
 
 
 def importance_weights(p, idx) -> np.ndarray:
@@ -131,12 +138,25 @@ class WeightedSampler:
         return idx, self.weight[idx]
 
 
+def n_keep(n: int, alpha: float) -> int:
+    """How many of n examples a keep fraction alpha keeps: alpha * n rounded half UP (at least 1),
+    taken exactly on the decimal alpha was written as, the rule of islab.noise.n_corrupt
+    (docs/METHODS.md sections 2 and 4): n_keep(5, 0.5) = 3, n_keep(1437, 0.5) = 719, where
+    Python's round() (half to even) gives 2 and 718."""
+    return max(1, _half_up(alpha, n))
+
+
+def _half_up(fraction: float, n: int) -> int:
+    return int(math.floor(Fraction(repr(float(fraction))) * int(n) + Fraction(1, 2)))
+
+
 def keep_top_fraction(score, alpha: float, rng: np.random.Generator | None = None,
                       beta: float = 0.0) -> np.ndarray:
-    """Static selection (docs/METHODS.md section 4): the round(alpha*N) ids with the highest score,
+    """Static selection (docs/METHODS.md section 4): the n_keep(N, alpha) ids with the highest score,
     of which a fraction beta is instead drawn uniformly from the rest (uniform mix, paper D.6).
 
-    Ties are broken by the lower id.  Returns sorted ids.  alpha in (0, 1], beta in [0, 1].
+    Ties are broken by the lower id.  Returns sorted ids.  alpha in (0, 1], beta in [0, 1];
+    how many: n_keep (alpha N rounded half up, at least 1).
     """
     from islab.noise import top_indices
 
@@ -144,8 +164,8 @@ def keep_top_fraction(score, alpha: float, rng: np.random.Generator | None = Non
     n = len(score)
     if not (0 < alpha <= 1 and 0 <= beta <= 1):
         raise ValueError(f"alpha must lie in (0, 1] and beta in [0, 1], got alpha {alpha}, beta {beta}")
-    m = max(1, int(round(alpha * n)))
-    n_uniform = int(round(beta * m))
+    m = n_keep(n, alpha)
+    n_uniform = _half_up(beta, m)   # rounded half up too
     top = top_indices(score, m - n_uniform)
     if n_uniform == 0:
         return top
@@ -155,8 +175,8 @@ def keep_top_fraction(score, alpha: float, rng: np.random.Generator | None = Non
 
 
 def random_subset(n: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
-    """The Random baseline: round(alpha*N) ids drawn uniformly without replacement."""
-    return np.sort(rng.choice(n, size=max(1, int(round(alpha * n))), replace=False))
+    """The Random baseline: n_keep(N, alpha) ids drawn uniformly without replacement."""
+    return np.sort(rng.choice(n, size=n_keep(n, alpha), replace=False))
 
 
 def keep_top_fraction_per_class(score, labels, alpha: float, rng: np.random.Generator | None = None,

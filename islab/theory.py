@@ -146,7 +146,9 @@ def theorem1(K: int, N: int, delta: float, tau: float, eta: float, v_boundary: f
     u = bulk_variance_bound(tau, eta)
     gap = f * (v_boundary - u)
     surviving = min(1.0, v_tail / u) if u > 0 else 1.0
-    keep = max(1, int(round(alpha * N)))
+    from islab.sampling import n_keep
+
+    keep = n_keep(N, alpha)   # alpha N rounded half up, as the selection itself
     return {"radius": r, "two_radius": 2 * r, "bulk_upper": f * u + r, "boundary_lower": f * v_boundary - r,
             "gap": gap, "separated": bool(gap > 2 * r), "threshold": f * u + r,
             "contamination_bound": min(1.0, tail_size * surviving / keep)}
@@ -243,7 +245,7 @@ def assumption_checks(ranks, corrupt_mask, alpha: float = 0.3, tail_fraction: fl
     gap_min_tail<t>, gap_median_tail<t> for t in ALT_TAIL_FRACTIONS),
     plus the settings alpha, tail_fraction, eta, delta, ddof, a2_min_spread.
     """
-    from islab.sampling import keep_top_fraction
+    from islab.sampling import keep_top_fraction, n_keep
     from islab.scores import consensus_rank, rank_variance
 
     ranks = np.atleast_2d(np.asarray(ranks, dtype=np.float64))
@@ -260,7 +262,7 @@ def assumption_checks(ranks, corrupt_mask, alpha: float = 0.3, tail_fraction: fl
            "radius": mcdiarmid_radius(K, N, delta, ddof), "max_variance": max_variance(K, ddof)}
     out["two_radius"] = 2 * out["radius"]
 
-    keep = max(1, int(round(alpha * N)))
+    keep = n_keep(N, alpha)   # alpha N rounded half up, as keep_top_fraction
     s_clean = np.sort(s[~mask])[::-1]                      # descending
     boundary = s_clean[:min(keep, len(s_clean))]
     out["q_boundary"] = float(boundary.min()) if len(boundary) else nan

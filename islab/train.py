@@ -28,6 +28,7 @@ from islab import scores
 from islab.data import Dataset, prepare_batch
 from islab.dynamics import TrainingDynamics
 from islab.models import build_model, logits_and_features
+from islab.progress import Heartbeat
 from islab.sampling import WeightedSampler, mass_on
 from islab.seeding import derive_seed, torch_generator
 
@@ -372,6 +373,7 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
             stream.order, stream.pos = state["stream"]
     model.train()
     x_train = ds.train.x
+    heartbeat = Heartbeat(desc or "training")
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         # Dropout draws from the global generator: give it its own stream, reset per epoch so a
@@ -387,11 +389,12 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
         drawn_bad = torch.zeros((), device=device, dtype=torch.int64)
         w_max = torch.ones((), device=device)   # largest importance weight drawn this epoch (1 unweighted)
         bar = range(steps_per_epoch)
-        if progress:
+        if progress and heartbeat.every == 0:   # a bar in a terminal; a heartbeat line elsewhere
             from tqdm import tqdm
 
             bar = tqdm(bar, desc=f"{desc} ep {epoch + 1}/{cfg.epochs}", leave=False)
         for s in bar:
+            heartbeat.tick(epoch + 1, cfg.epochs, s + 1, steps_per_epoch)
             step = epoch * steps_per_epoch + s
             lr = _lr_at(step, total_steps, cfg, steps_per_epoch)
             for g in opt.param_groups:

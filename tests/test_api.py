@@ -1,4 +1,4 @@
-"""The public DR-IS API (islab.dris, README "Use DR-IS on your own data"): the README example runs
+"""The public DR-IS API (islab.dris, DR-IS/README.md "DR-IS on your own data"): the examples run
 as written, known answers (hand-computed ranks and variances, exact unbiasedness of the sampler's
 weights), the one-path checks (hook features = forward_with_features; proxy_statistics = the
 scripts' proxies), and bad input -> ValueError."""
@@ -23,30 +23,59 @@ ROOT = Path(__file__).resolve().parent.parent
 # ---------------------------------------------------------------- the README example
 
 
-def readme_example() -> str:
+def own_data_blocks() -> list[str]:
+    """The python code blocks of DR-IS/README.md's "DR-IS on your own data" section, in order."""
+    text = (ROOT / "DR-IS" / "README.md").read_text()
+    section = text.split("\n## DR-IS on your own data\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_readme_points_to_the_own_data_section():
     text = (ROOT / "README.md").read_text()
     section = text.split("## Use DR-IS on your own data", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "DR-IS/README.md#dr-is-on-your-own-data" in section and "examples/own_losses.py" in section
+    assert len(own_data_blocks()) == 2
 
 
-def test_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
-    code = readme_example()
+def test_own_data_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    code = own_data_blocks()[0]
     assert "islab.models" not in code and "build_model" not in code   # no registry names
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__readme__"}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "DR-IS/README.md", "exec"), namespace)
     printed = capsys.readouterr().out
-    assert printed.startswith("kept 180 of 600")
+    assert printed.startswith("kept 180 of 600") and "proxies narrow, wide, linear" in printed
     out = tmp_path / "dris-out"
     for f in ("aum_values.csv", "forgetting_values.csv", "scores.csv", "training_dynamics/dynamics_epoch_2.jsonl"):
         assert (out / f).is_file(), f
     import pandas as pd
 
     table = pd.read_csv(out / "scores.csv")
-    assert len(table) == 600 and {"example_id", "dris", "aum", "corrupted"} <= set(table.columns)
+    assert len(table) == 600 and {"example_id", "dris", "aum", "corrupted", "loss__wide_s1001"} <= set(table.columns)
     # the DR-IS subset holds fewer corrupted labels than the data (the example's printed claim)
     keep, corrupt = namespace["keep"], namespace["train_set"].corrupt.numpy()
     assert corrupt[keep].mean() < corrupt.mean()
+
+
+def test_own_losses_block_runs_as_written(capsys):
+    namespace = {"__name__": "__readme__"}
+    exec(compile(own_data_blocks()[1], "DR-IS/README.md", "exec"), namespace)
+    assert capsys.readouterr().out.startswith("kept 150; drew 256, weights ")
+    assert namespace["losses"].shape == (2, 500)
+
+
+def test_own_losses_example_file_runs_as_written():
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "own_losses.py")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("kept 300 of 1000: ")
+    assert lines[1] == "largest weight 11.0 (bound (1 + gamma) / gamma = 11)"
+    assert lines[3] == "rank 0 draws 500, rank 1 draws 500: together the global draw of 1000"
+    kept, everyone = (float(v) for v in re.findall(r"(\d\.\d\d) corrupted \(all: (\d\.\d\d)\)", lines[0])[0])
+    assert kept < everyone   # the DR-IS subset is cleaner than the data on this example
 
 
 # ---------------------------------------------------------------- known answers
@@ -220,14 +249,14 @@ def test_proxy_statistics_equal_the_scripts_proxies():
     def plain_linear():   # LinearModel's layer, without forward_with_features
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
 
-    ens = dris.proxy_statistics(user, [plain_linear], test_set=test, epochs=2, snapshot_epoch=1, batch_size=64,
-                                lr=0.05, seeds=[7], num_classes=10)
+    ens = dris.proxy_statistics(user, [plain_linear, plain_linear], test_set=test, epochs=2, snapshot_epoch=1,
+                                batch_size=64, lr=0.05, seeds=[7, 8], num_classes=10)
     cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4)
     ref, acc = train_proxy(ds, ds.train.y.numpy(), "linear", 7, cfg, 1)
     for stat in ("loss", "el2n", "gradnorm", "margin", "aum", "forgetting"):
         np.testing.assert_allclose(ens[stat][0], ref[stat], rtol=1e-6, atol=1e-7, err_msg=stat)
     assert ens.test_acc[0] == pytest.approx(acc)
-    assert ens.names == ["plain_linear"]
+    assert ens.names == ["plain_linear", "plain_linear"] and ens.diverged == []
     table = dris.per_example_scores(ens)
     assert list(table["example_id"]) == list(range(200)) and "loss__plain_linear_s7" in table
 
@@ -270,7 +299,7 @@ P = np.array([0.5, 0.5, 0.0])
     (lambda: dris.importance_weights([0.5, 0.6]), "sum to 1"),
     (lambda: dris.importance_weights([0.5, np.nan]), "finite"),
     (lambda: dris.importance_weights([0.5, 0.5], [2]), r"0\.\.1"),
-    (lambda: dris.ImportanceSampler(P), "p is 0 for 1 example"),
+    (lambda: dris.ImportanceSampler(P), r"are 0 for 1 example\(s\) \(first: 2\)"),
     (lambda: dris.ImportanceSampler([0.5, 0.5], num_samples=0), "num_samples"),
     (lambda: dris.ImportanceSampler([0.5, 0.5]).weights([0.5]), "integer"),
     (lambda: dris.TrainingDynamics(0), "num_examples"),
@@ -278,7 +307,8 @@ P = np.array([0.5, 0.5, 0.0])
     (lambda: dris.TrainingDynamics(3).update(torch.zeros(2, 3), torch.tensor([0]), [0, 1]), "targets"),
     (lambda: dris.TrainingDynamics(3).update(torch.zeros(2, 3), torch.tensor([0, 3]), [0, 1]), r"targets must lie"),
     (lambda: dris.TrainingDynamics(3).update(torch.zeros(3), torch.tensor([0]), [0]), "logits"),
-    (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 4, nn.Identity(), epochs=0), "model factory|epochs"),
+    (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 4, nn.Identity(), epochs=0),
+     r"nn.Module instance \(Identity\), not a factory.*lambda: Identity\(\)"),
     (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 4, lambda: nn.Linear(2, 2), epochs=2,
                                    snapshot_epoch=3), "snapshot_epoch"),
     (lambda: dris.proxy_statistics([(torch.zeros(2), 0), (torch.zeros(3), 1)], lambda: nn.Linear(2, 2)),
@@ -292,3 +322,151 @@ P = np.array([0.5, 0.5, 0.0])
 def test_bad_input_raises_a_clear_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---------------------------------------------------------------- traps a user met (own data)
+
+
+def test_a_transposed_loss_matrix_is_refused_not_scored():
+    """(N, K) instead of (K, N) used to give N = K scores and a subset of 1 example."""
+    losses = np.random.default_rng(0).random((3, 600))           # K = 3 proxies, N = 600
+    with pytest.raises(ValueError, match=r"\(K proxies, N examples\).*\(600, 3\).*looks like \(N, K\).*losses\.T"):
+        dris.rank_disagreement(losses.T)
+    with pytest.raises(ValueError, match=r"losses\.T"):
+        dris.consensus(losses.T)
+    assert len(dris.select_top(dris.rank_disagreement(losses), 0.3)) == 180
+    with pytest.raises(ValueError, match="one proxy's losses"):
+        dris.rank_disagreement(losses[0])
+
+
+def test_one_proxy_is_refused_where_a_score_needs_two():
+    """K = 1: no variance to take; per_example_scores used to drop the dris and consensus columns."""
+    from islab.proxies import ProxyEnsemble
+
+    with pytest.raises(ValueError, match="at least 2 proxies"):
+        dris.rank_disagreement(np.ones((1, 5)))
+    one = ProxyEnsemble(["a"], [0], {s: np.zeros((1, 4)) for s in ("loss", "el2n", "gradnorm", "margin", "correct",
+                                                                   "aum", "forgetting")}, np.array([50.0]))
+    with pytest.raises(ValueError, match="at least 2 proxies.*K = 1"):
+        dris.per_example_scores(one)
+    data = TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match="at least 2 proxies"):
+        dris.proxy_statistics(data, lambda: nn.Linear(2, 2), num_proxies=1)
+    with pytest.raises(ValueError, match="at least 2 proxies"):
+        dris.proxy_statistics(data, {"only": lambda: nn.Linear(2, 2)})
+
+
+def test_a_module_instead_of_a_factory_is_named_in_the_error():
+    data = TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match=r"proxy 'b' is an nn.Module instance \(Linear\).*lambda: Linear\(\)"):
+        dris.proxy_statistics(data, {"a": lambda: nn.Linear(2, 2), "b": nn.Linear(2, 2)})
+
+
+def test_sampler_takes_any_positive_weights_and_normalises_them():
+    sampler = dris.ImportanceSampler(torch.tensor([1.0, 2.0, 3.0, 4.0]))   # like WeightedRandomSampler
+    np.testing.assert_allclose(sampler.p, [0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(sampler.weights([0, 3]).double().numpy(), [2.5, 0.625], rtol=1e-7)
+    for bad, match in (([1.0, -1.0], "finite and >= 0.*example 1"), ([np.nan, 1.0], "finite and >= 0.*example 0"),
+                       ([1.0, np.inf], "finite"), ([0.0, 0.0], "all zero"), ([0.0, 1.0], "0 for 1 example")):
+        with pytest.raises(ValueError, match=match):
+            dris.ImportanceSampler(bad)
+
+
+def test_from_scores_is_the_dris_distribution_with_its_weight_bound():
+    s = np.array([0.0, 0.1, 0.3, 0.2])          # mean 0.15, c = gamma * mean = 0.015 at gamma 0.1
+    sampler = dris.ImportanceSampler.from_scores(s, gamma=0.1)
+    np.testing.assert_allclose(sampler.p, (s + 0.015) / (s + 0.015).sum())
+    w = sampler.weights(torch.arange(4)).double().numpy()
+    # the example with s = 0 carries the largest weight, exactly (1 + gamma) / gamma = 11
+    assert w.max() == pytest.approx(11.0, rel=1e-6) and int(w.argmax()) == 0
+    assert float(np.sum(sampler.p * w * np.array([1.0, 2.0, 3.0, 4.0]))) == pytest.approx(2.5, rel=1e-7)
+    for gamma in (0, 0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="gamma must be a finite number > 0"):
+            dris.ImportanceSampler.from_scores(s, gamma=gamma)
+    with pytest.raises(ValueError, match="gamma must be a finite number > 0"):
+        dris.online_probs(s, gamma=0)
+
+
+def test_select_top_rounds_half_up_as_methods_md_says():
+    """alpha N = 2.5 keeps 3 (Python's round() gave 2); 0.35 of 10 is 3.4999999999999996 in floats: 4."""
+    s = np.arange(10.0)
+    assert dris.select_top(s, 0.25).tolist() == [7, 8, 9]
+    assert dris.select_top(s, 0.35).tolist() == [6, 7, 8, 9]
+    assert dris.select_top(s[:5], 0.5).tolist() == [2, 3, 4]
+    assert len(dris.select_top(np.zeros(1437), 0.5)) == 719
+    # per class: 5 examples of each class, alpha 0.5 -> 3 of each
+    labels = np.repeat([0, 1], 5)
+    assert dris.select_top(s, 0.5, labels=labels).tolist() == [2, 3, 4, 7, 8, 9]
+
+
+class Diverges(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.fc(x) * float("inf")
+
+
+def test_named_proxies_and_a_diverged_one_left_out():
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(40, 2, generator=g), torch.randint(0, 2, (40,), generator=g))
+
+    def lin():
+        return nn.Linear(2, 2)
+
+    with pytest.warns(RuntimeWarning, match=r"1 of 3 proxies diverged.*proxy broken seed 1001 diverged.*2 others: "
+                                            r"small, other"):
+        ens = dris.proxy_statistics(data, {"small": lin, "broken": Diverges, "other": lin}, epochs=2, batch_size=8)
+    assert ens.names == ["small", "other"] and ens.seeds == [1000, 1002] and ens["loss"].shape == (2, 40)
+    assert [(n, s) for n, s, _ in ens.diverged] == [("broken", 1001)]
+    # the kept proxies are exactly those trained without the broken one (same seeds)
+    alone = dris.proxy_statistics(data, {"small": lin, "other": lin}, epochs=2, batch_size=8, seeds=[1000, 1002])
+    np.testing.assert_array_equal(ens["loss"], alone["loss"])
+    table = dris.per_example_scores(ens)
+    assert {"dris", "loss__small_s1000", "loss__other_s1002"} <= set(table.columns)
+    from islab.proxies import ProxyDiverged
+
+    with pytest.raises(ProxyDiverged, match="2 of 3 proxies diverged.*needs at least 2"):
+        dris.proxy_statistics(data, {"a": lin, "b": Diverges, "c": Diverges}, epochs=1, batch_size=8)
+
+
+def test_distributed_sampler_ranks_share_one_global_draw():
+    p = np.array([0.05, 0.1, 0.15, 0.2, 0.5])
+    ranks = [dris.DistributedImportanceSampler(p, num_replicas=3, rank=r, num_samples=10, seed=4) for r in range(3)]
+    assert [len(r) for r in ranks] == [4, 4, 4]            # ceil(10 / 3) each, 12 in all
+    for epoch in (0, 1):
+        for r in ranks:
+            r.set_epoch(epoch)
+        parts = [list(r) for r in ranks]
+        # the same global draw as one process drawing 12 ids from p with generator seed + epoch
+        single = list(dris.ImportanceSampler(p, num_samples=12, generator=torch.Generator().manual_seed(4 + epoch)))
+        assert [parts[k % 3][k // 3] for k in range(12)] == single
+    again = dris.DistributedImportanceSampler(p, num_replicas=3, rank=1, num_samples=10, seed=4)
+    again.set_epoch(1)
+    assert list(again) == parts[1]                           # same seed + epoch: same share
+    with pytest.raises(ValueError, match="num_replicas and rank"):
+        dris.DistributedImportanceSampler(p)
+    with pytest.raises(ValueError, match="rank in 0..num_replicas-1"):
+        dris.DistributedImportanceSampler(p, num_replicas=2, rank=2)
+
+
+def test_distributed_weighted_mean_over_ranks_is_unbiased():
+    """Exactly: every rank's weight of example i is 1/(N p_i), so E over the global draw of the
+    weighted loss is mean(l).  Empirically: the mean over 400 epochs of the weighted loss
+    averaged over all ranks' examples is within 5 standard errors of mean(l)."""
+    p = np.array([0.05, 0.1, 0.15, 0.2, 0.5])
+    losses = np.array([4.0, 1.0, 3.0, 0.5, 2.0])
+    ranks = [dris.DistributedImportanceSampler(p, num_replicas=2, rank=r, num_samples=8) for r in range(2)]
+    w = ranks[1].weights(torch.arange(5)).double().numpy()
+    assert float(np.sum(p * w * losses)) == pytest.approx(losses.mean(), rel=1e-7)
+    means = []
+    for epoch in range(400):
+        ids = []
+        for r in ranks:
+            r.set_epoch(epoch)
+            ids += list(r)
+        ids = np.array(ids)
+        means.append(np.mean(w[ids] * losses[ids]))
+    means = np.array(means)
+    assert abs(means.mean() - losses.mean()) < 5 * means.std() / np.sqrt(len(means))

@@ -96,8 +96,10 @@ def test_paired_p_known_value_and_nan():
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("static")
     args = TINY + ["--cache-dir", str(root / "cache"), "--name", "tiny"]
-    r = cli(STATIC, *args, root=root)
+    r = cli(STATIC, *args, "--export-probs", root=root)
     assert r.returncode == 0, r.stderr[-2000:]
+    # --quiet in a pipe: the run folder is still the last line
+    assert r.stdout.splitlines()[-1] == f"run folder: {root / 'DR-IS' / 'static' / 'tiny'}"
     return root, args
 
 
@@ -133,6 +135,18 @@ def test_outputs_are_complete_and_consistent(tiny_run):
     assert table["example_id"].tolist() == list(range(200)) and table["corrupted"].sum() == 40
     np.testing.assert_allclose(table["dris"], scores["dris"], rtol=1e-8)
     assert {"loss__linear_s1000", "aum__mlp_s1001", "clean_label", "noisy_label"} <= set(table)
+    # --train-size 200: dataset_id maps each example back to its index in the full digits split
+    from islab.data import load_dataset
+    from islab.export import load_probs, load_probs_ids
+
+    original = load_dataset("digits", train_size=200).train_ids.tolist()
+    assert table["dataset_id"].tolist() == original
+    # --export-probs: each job's kept subset as the distribution it trains on, with both ids
+    epochs, p = load_probs(run / "probs-targeted0.2-dris-a0.3-s0.npz")
+    assert epochs.tolist() == [0] and np.flatnonzero(p[0]).tolist() == sorted(ids)
+    np.testing.assert_allclose(p[0][ids], 1 / 60, rtol=1e-6)
+    assert [v.tolist() for v in load_probs_ids(run / "probs-targeted0.2-dris-a0.3-s0.npz")] == [
+        list(range(200)), original]
 
 
 def test_resume_skips_finished_jobs(tiny_run):

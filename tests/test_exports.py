@@ -46,6 +46,13 @@ def test_probs_round_trip(tmp_path):
     np.testing.assert_allclose(back, p, rtol=1e-7)
     with pytest.raises(ValueError):
         export.save_probs(tmp_path / "bad.npz", [0], p)
+    # the ids of p's columns: default 0..N-1, or given (e.g. the RHO keep ids, a --train-size subset)
+    assert [v.tolist() for v in export.load_probs_ids(tmp_path / "probs.npz")] == [[0, 1, 2], [0, 1, 2]]
+    export.save_probs(tmp_path / "ids.npz", [0], p[:1], example_id=[4, 5, 9], dataset_id=[40, 50, 90])
+    assert [v.tolist() for v in export.load_probs_ids(tmp_path / "ids.npz")] == [[4, 5, 9], [40, 50, 90]]
+    with pytest.raises(ValueError, match="one example_id"):
+        export.save_probs(tmp_path / "bad.npz", [0], p[:1], example_id=[1, 2])
+    np.testing.assert_array_equal(export.subset_probs([1, 3], 4), [0, 0.5, 0, 0.5])
 
 
 def test_cartography_round_trip_and_format(tmp_path):
@@ -135,5 +142,14 @@ def test_online_cli_exports_probs_and_dynamics(tmp_path):
     guids, gold, logits = export.read_cartography(run / "dynamics-uniform0.2" / "mlp_s1001")
     assert logits.shape == (2, 150, 10) and gold.tolist() == table["noisy_label"].tolist()
     assert "export_probs" not in json.loads((run / "config.json").read_text())
+    # --train-size 150: positions 0..149 in the files, and the original digits ids beside them
+    from islab.data import load_dataset
+
+    original = load_dataset("digits", train_size=150).train_ids
+    assert len(original) == 150 and original[-1] > 149
+    example_id, dataset_id = export.load_probs_ids(run / "probs-uniform0.2-dris-s0.npz")
+    assert example_id.tolist() == list(range(150)) and dataset_id.tolist() == original.tolist()
+    assert table["dataset_id"].tolist() == original.tolist()
+    assert np.load(run / "labels-uniform0.2.npz")["dataset_id"].tolist() == original.tolist()
     records = [json.loads(f.read_text()) for f in (run / "jobs").glob("*.json")]
     assert all(any(k.startswith("probs-") for k in rec["files"]) for rec in records)

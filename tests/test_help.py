@@ -90,3 +90,20 @@ def test_help_through_the_cli():
     assert out.returncode == 0
     assert "--lr LR" in out.stdout and "unused" not in out.stdout
     assert "(default: 0.9)" in out.stdout   # --momentum: printed once, as typed
+
+
+@pytest.mark.parametrize("rel", SCRIPTS)
+def test_help_is_short_and_hides_the_launchers_own_flags(rel):
+    """The usage line does not repeat every flag; --stage, --only-jobs and --run-dir (set by the
+    launcher for the processes it starts) are accepted but not shown; the launcher group comes last."""
+    parser = load(rel).build_parser()
+    text = parser.format_help()
+    usage = text.split("\n\n", 1)[0]
+    assert usage.startswith("usage: ") and "[options]" in usage and len(usage.splitlines()) <= 2, usage
+    known = {a.dest for a in parser._actions}
+    if not {"stage", "only_jobs", "run_dir"} <= known:   # no launcher flags (islab.launch.add_args)
+        return
+    for flag in ("--stage", "--only-jobs", "--run-dir"):
+        assert flag not in text, f"{rel}: {flag} is launcher-internal"
+    titles = [line for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
+    assert titles[-1].startswith("launcher"), titles

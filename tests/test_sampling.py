@@ -91,3 +91,27 @@ def test_one_floor_rule_for_standard_and_loss_is_in_both_families():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.build_parser().get_default("is_floor") == sampling.IS_FLOOR
+
+
+def test_n_keep_rounds_half_up_on_the_written_decimal():
+    """docs/METHODS.md section 4: alpha N rounded half up (the noise count's rule), at least 1."""
+    assert [sampling.n_keep(n, a) for n, a in ((10, 0.25), (10, 0.35), (10, 0.15), (5, 0.5), (1437, 0.5),
+                                               (1437, 0.3), (3, 0.1), (7, 1.0))] == [3, 4, 2, 3, 719, 431, 1, 7]
+    rng = np.random.default_rng(0)
+    assert len(sampling.keep_top_fraction(np.arange(10.0), 0.25)) == 3
+    assert len(sampling.random_subset(10, 0.25, rng)) == 3
+    # the uniform mix inside the subset rounds half up too: beta 0.5 of 3 kept -> 2 uniform, 1 top
+    mixed = sampling.keep_top_fraction(np.arange(10.0), 0.25, rng=rng, beta=0.5)
+    assert len(mixed) == 3 and 9 in mixed and not {8, 7} <= set(mixed.tolist())
+
+
+def test_smoothed_probs_at_gamma_zero_is_the_unsmoothed_distribution():
+    """gamma = 0: p proportional to s exactly (s = 0 never drawn); it used to add a 1e-12 floor,
+    which gave such an example a weight of about 1e11 if it was ever drawn."""
+    p = sampling.smoothed_probs([0.0, 1.0, 3.0], 0.0)
+    np.testing.assert_array_equal(p, [0.0, 0.25, 0.75])
+    np.testing.assert_allclose(sampling.smoothed_probs([0.0, 0.0], 0.1), [0.5, 0.5])   # nothing to prefer
+    np.testing.assert_allclose(sampling.smoothed_probs([0.0, 0.0], 0.0), [0.5, 0.5])
+    # the weight bound (1 + gamma) / gamma of a positive gamma
+    p = sampling.smoothed_probs([0.0, 1.0, 3.0, 2.0], 0.1)
+    assert float(sampling.importance_weights(p, [0])[0]) == pytest.approx(11.0)
