@@ -113,7 +113,7 @@ def build_parser():
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g = p.add_argument_group("run")
     g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds (integers)")
-    g.add_argument("--noise-seed", type=int, default=0, help="seed (integer) of the label-noise draw")
+    g.add_argument("--noise-seed", type=cli.seed, default=0, help="seed (integer) of the label-noise draw")
     g.add_argument("--cache-dir", type=cli.folder, default=None,
                    help="image / feature / probe cache folder (default: <results-root>/cache)")
     g.add_argument("--results-root", type=cli.folder, default=None,
@@ -148,7 +148,7 @@ def parse_args(argv=None):
     if args.probe_snapshot > args.probe_epochs:
         cli.fail(f"--probe-snapshot {args.probe_snapshot} exceeds --probe-epochs {args.probe_epochs}")
     args.noise_list = experiment.parse_noise_configs(args.noise)
-    args.seed_list = experiment.parse_ints(args.seeds, "seeds")
+    args.seed_list = experiment.parse_seeds(args.seeds)
     args.image_size = args.image_size or (FAKE_IMAGE_SIZE if args.fake else 224)
     try:
         args.torch_device = pick_device(args.device)

@@ -61,7 +61,7 @@ def holdout_size(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"holdout must be a number, got {text!r}") from None
-    if not (0 < v < 1 or (v >= 1 and v == int(v))):
+    if not (0 < v < 1 or (1 <= v < float("inf") and v == int(v))):   # (int(inf) would raise)
         raise argparse.ArgumentTypeError(
             f"holdout must be a fraction in (0, 1) or an integer count >= 1, got {text}")
     return v if v < 1 else int(v)

@@ -13,6 +13,7 @@ are kept and `--resume` continues.  Set ISLAB_TRACEBACK=1 to see the traceback i
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -87,10 +88,30 @@ def fail(message: str, prog: str | None = None) -> None:
 
 
 def _number(kind, text, name):
+    """`text` as a `kind` (int or float); a float must be finite (inf and nan are no setting)."""
     try:
-        return kind(text)
-    except ValueError:
+        v = kind(text)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+    if kind is float and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text!r}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (no inf, no nan)."""
+    return _number(float, text, "value")
+
+
+SEED_LIMIT = 2 ** 32   # seeds are integers in [0, 2^32): numpy's SeedSequence words, torch's manual_seed
+
+
+def seed(text: str) -> int:
+    """argparse type of every seed flag (--seed, --seeds items, --noise-seed)."""
+    v = _number(int, text, "seed")
+    if not 0 <= v < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"a seed must be an integer in [0, 2^32), got {text}")
+    return v
 
 
 def rate(text: str) -> float:

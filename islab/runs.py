@@ -710,7 +710,10 @@ def discard_fresh(mark: int = 0) -> list[Path]:
         with contextlib.suppress(OSError):
             if any((run.path / "jobs").glob("*.json")):
                 continue
-        remove_created(run._created)
+        # folders it made: the run folder (and parents) always, a cache folder only while it
+        # holds no file (another process may already share it)
+        remove_created([d for d in run._created if d == run.path or run.path.is_relative_to(d)
+                        or not any(p.is_file() and not p.name.endswith((".lock", ".tmp")) for p in d.rglob("*"))])
         removed.append(run.path)
     return removed
 
@@ -806,7 +809,7 @@ def open_run(path, args, seed=None, quiet=False, cache_dir=None) -> RunFolder:
         run = RunFolder(path, config, resume=bool(config.get("resume", False)), seed=seed, quiet=quiet)
         if cache_dir:
             try:
-                make_dirs(cache_dir, "--cache-dir")
+                run._created += make_dirs(cache_dir, "--cache-dir")   # (empty ones go with a fresh run)
             except UsageError:
                 discard_fresh(_ACTIVE.index(run))   # the folder this call made goes again
                 raise
