@@ -147,6 +147,13 @@ def parse_args(argv=None):
         cli.fail("rank-disagreement scores need at least 2 backbones (--backbones a,b,...)")
     if args.probe_snapshot > args.probe_epochs:
         cli.fail(f"--probe-snapshot {args.probe_snapshot} exceeds --probe-epochs {args.probe_epochs}")
+    if args.fake:   # the backbones' BatchNorm cannot train on a batch of one example
+        n = args.fake_classes * args.fake_per_class
+        for k in sorted({n} | {max(1, round(a * n)) for a in args.alpha}):
+            if k % args.batch_size == 1:
+                cli.fail(f"the fake set's {n} training images give a training set of {k} (full data or "
+                         f"an --alpha subset) whose last batch of --batch-size {args.batch_size} holds one "
+                         "image, which BatchNorm cannot train on: raise --fake-per-class")
     args.noise_list = experiment.parse_noise_configs(args.noise)
     args.seed_list = experiment.parse_seeds(args.seeds)
     args.image_size = args.image_size or (FAKE_IMAGE_SIZE if args.fake else 224)
