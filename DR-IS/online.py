@@ -203,11 +203,9 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
                                     rho_floor=args.rho_floor, rho_every=args.rho_every, log=rlog, **kw)
     ckpt = launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
     launch.resuming(run, ckpt, f"[{tag}] {method} seed {seed}")
-    log_file = run.path / "log.txt"
 
-    def epoch_log(msg):  # per-epoch lines go to log.txt only
-        with open(log_file, "a") as f:
-            f.write(msg + "\n")
+    def epoch_log(msg):  # per-epoch lines go to log.txt only (a failed write names the file)
+        run.log(msg, quiet=True)
 
     res = train(args.target, d, y, cfg, seed, sampling=sampling, corrupt_mask=m, progress=args.progress,
                 log=epoch_log, checkpoint=ckpt, desc=f"[{tag}] {method} s{seed}")

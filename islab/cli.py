@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 
 
 class UsageError(Exception):
@@ -235,13 +236,17 @@ def guarded(main, argv=None, signals: bool = True) -> int:
     show = os.environ.get("ISLAB_TRACEBACK") == "1"
     runs = sys.modules.get("islab.runs")
     mark = len(runs._ACTIVE) if runs else 0   # run folders opened by this main() come after
+    held, shown = _hold_warnings()
+    status = 1
     try:
         status = main(argv)
         _close(mark)
-        return status if isinstance(status, int) and not isinstance(status, bool) else 0
+        status = status if isinstance(status, int) and not isinstance(status, bool) else 0
+        return status
     except SystemExit as e:   # argparse and fail() have printed their line
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         _discard_fresh(mark) if code == 2 else _close(mark)
+        status = code
         return code
     except (KeyboardInterrupt, Terminated) as e:
         if show:
@@ -257,10 +262,34 @@ def guarded(main, argv=None, signals: bool = True) -> int:
         text = str(e) if isinstance(e, UsageError) else _os_error_line(e)
         sys.stderr.write(f"{prog}: error: {' '.join(text.split())}\n")
         _discard_fresh(mark)
+        status = 2
         return 2
     except BaseException:
         _close(mark)
         raise
+    finally:
+        _release_warnings(held, shown, keep=status != 2 or show)
+
+
+def _hold_warnings():
+    """Warnings (numpy's RuntimeWarnings, ...) raised while main() runs are held back: shown after
+    it when it succeeds or fails with a bug, dropped when it exits 2 -- the one error line says
+    what is wrong, and a warning printed before it (e.g. an overflow while checking a setting)
+    would be a second line."""
+    held, shown = [], warnings.showwarning
+
+    def hold(message, category, filename, lineno, file=None, line=None):
+        held.append((message, category, filename, lineno, file, line))
+
+    warnings.showwarning = hold
+    return held, shown
+
+
+def _release_warnings(held, shown, keep: bool) -> None:
+    warnings.showwarning = shown
+    if keep:
+        for w in held:
+            shown(*w)
 
 
 def _discard_fresh(mark: int) -> None:

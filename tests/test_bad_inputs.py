@@ -178,6 +178,11 @@ def _cases():
         add(f"{flag} inf", scripts, [flag, "inf"])
         add(f"{flag} nan", scripts[:1], [flag, "nan"])
     add("--holdout -inf", ["online"], ["--holdout", "-inf"])
+    # finite but beyond float64 once squared: one line, no RuntimeWarning before it (cli.guarded)
+    add("data overflow float64", ["convex"], ["--margin", "1e300"])
+    add("data overflow float64", ["convex"], ["--ratios", "1e300"])
+    add("data overflow float64", ["synthetic"], ["--ratio", "1e300"])
+    add("overflow warning while checking", ["nonconvex"], ["--w-beta", "1e300"])
     # data whose labels fall outside the classes
     add("CIFAR labels out of range", ["static", "dlnoise"], ["--dataset", "cifar10", "--data-dir", "{cifar_labels}"])
     # the launcher's stages on what cannot be run or reported
@@ -210,7 +215,8 @@ SUBPROCESS = {("results root is a file", "convex"), ("cache dir is a file", "onl
               ("--name with a separator", "diagnostics"), ("plot.py on a garbage results.csv", "plot"),
               ("benchmark bad --model", "bench_digits"), ("checkpoint of the wrong architecture", "dlcorr"),
               ("truncated CIFAR batch", "static"), ("cleanlab --folds bad", "cleanlab"),
-              ("slurm option without --launcher slurm", "online")}
+              ("slurm option without --launcher slurm", "online"), ("overflow warning while checking", "nonconvex"),
+              ("data overflow float64", "convex"), ("negative noise seed", "static")}
 
 
 def _load(key):
@@ -379,3 +385,24 @@ def test_messages_say_what_is_wrong(inputs, tmp_path, capfd):
     assert "train_size 100000 exceeds" in line("dlnoise", "--train-size", "100000")
     assert "2 proxies" in line("convex", "--methods", "dr-is", "--proxies", "1")
     assert "one folder name" in line("static", "--name", "../x")
+
+
+@pytest.mark.parametrize("limit", [300, 20000])
+def test_a_write_error_names_the_file(tmp_path, limit):
+    """'File too large' (a write past RLIMIT_FSIZE) carries no file name from the OS: runs.naming
+    adds it, and the fresh folder goes again."""
+    import resource
+    import signal
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # the write then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([sys.executable, str(ROOT / SCRIPTS["convex"]), "--quick", "--results-root",
+                        str(tmp_path / "res"), "--name", "x"], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}, preexec_fn=small_files,
+                       timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert "File too large: " + str(tmp_path / "res" / "Convex-Noise" / "x") in lines[0]
+    assert not (tmp_path / "res").exists()
