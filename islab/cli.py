@@ -9,6 +9,9 @@ input ends with one clear line on stderr and status 2 before any run folder is c
   SIGTERM (kill, Slurm preemption or time limit)                                            143
 The interrupt line says how many jobs of the open run folder are finished; their job files
 are kept and `--resume` continues.  Set ISLAB_TRACEBACK=1 to see the traceback instead.
+Warnings raised while main() runs are shown when it ends, and dropped when it exits 2 (the
+error line is the one line).  Every path flag goes through `path` ('~' expanded once), every
+seed through `seed`, every float through `_number` (finite only).
 """
 from __future__ import annotations
 
