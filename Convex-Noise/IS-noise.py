@@ -52,7 +52,7 @@ def build_parser():
                         "A 'rare' rate needing more flips than the rare cluster holds is skipped (logged)")
     g.add_argument("--methods", type=cli.comma_list(str), default=",".join(convex.METHODS),
                    help=f"samplers, comma list from {', '.join(convex.METHODS)} (see below)")
-    g.add_argument("--seeds", type=cli.comma_list(cli.nonnegative_int), default="0,1,2,3,4",
+    g.add_argument("--seeds", type=cli.comma_list(cli.seed), default="0,1,2,3,4",
                    help="run seeds, comma list (data, noise, proxies and samplers derive from each)")
     convex.add_data_args(p, margin=0.1)
     convex.add_sgd_args(p)

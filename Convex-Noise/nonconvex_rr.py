@@ -51,7 +51,7 @@ def build_parser():
     g = p.add_argument_group("study")
     g.add_argument("--parts", type=cli.comma_list(str), default=",".join(PARTS),
                    help=f"comma list from {', '.join(PARTS)}")
-    g.add_argument("--seed", type=cli.nonnegative_int, default=0,
+    g.add_argument("--seed", type=cli.seed, default=0,
                    help="run seed (data, starting points and every chain's sampler derive from it)")
     g = p.add_argument_group("twowell (x and the losses are dimensionless)")
     g.add_argument("--tw-a1", type=cli.positive_float, default=0.5,

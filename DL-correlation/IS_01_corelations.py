@@ -599,7 +599,7 @@ def main(argv=None):
     labels_np = np.asarray(labels) if args.split == "train" else ds.train.y.cpu().numpy()
     y_split = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=x_split.device)
     target = args.target if args.model_seeds == 1 else f"{args.target}#0"
-    if args.source == "pretrained" and len(experiment.parse_ints(args.seeds, "seeds")) > 1:
+    if args.source == "pretrained" and len(experiment.parse_seeds(args.seeds)) > 1:
         run.log("pretrained models are deterministic: one replicate (seed "
                 f"{args.seed_list[0]}), the other --seeds are not used")
     run.log(f"{args.dataset}: scoring {len(labels)} {args.split} examples with "

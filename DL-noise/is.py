@@ -252,8 +252,7 @@ def main(argv=None):
     plotter = load_plotter()
 
     def file_log(msg):  # per-epoch lines go to log.txt only; stdout gets one line per run
-        with open(run.path / "log.txt", "a") as f:
-            f.write(msg + "\n")
+        run.log(msg, quiet=True)   # log.txt only (a failed write names the file)
 
     run.log(f"DL-noise {args.target} on {args.dataset} (N={len(ds.train)}), {args.noise_kind} noise at "
             f"{args.rate_list}, strategies {args.strategy_list}, mode {args.mode}, seeds {args.seed_list} "

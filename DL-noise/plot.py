@@ -73,6 +73,8 @@ def load_results(folder):
         raise UsageError(f"{where} is not a DL-noise/is.py results table: no column {', '.join(missing)}")
     if df["epoch"].notna().all():
         raise UsageError(f"{where} holds no finished runs")
+    if df["epoch"].isna().all():   # the per-epoch figures would have no line to draw
+        raise UsageError(f"{where} holds no per-epoch rows (test_acc, train_loss by epoch)")
     for c in ("rate", "value", "epoch"):
         if not pd.api.types.is_numeric_dtype(df[c]):
             raise UsageError(f"{where}: column {c} is not numeric")

@@ -222,6 +222,10 @@ def main(argv=None):
     args = parse_args(argv)
     ds = experiment.open_dataset(args)   # missing data: exit 2, no folder
     args.n_train = len(ds.train)
+    smallest = int(np.bincount(ds.train.y.cpu().numpy(), minlength=ds.num_classes).min())
+    if args.cv_folds > smallest:   # stratified folds: each must hold examples of every class
+        cli.fail(f"--folds {args.cv_folds} exceeds the {smallest} training examples of the smallest class; "
+                 "use fewer folds or a larger --train-size")
     run = runs.open_run(experiment.results_root(args, FAMILY) / (args.name or default_name(args)), args,
                         seed=args.seed_list[0], quiet=args.quiet)
     t0 = time.time()

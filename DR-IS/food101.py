@@ -113,7 +113,7 @@ def build_parser():
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g = p.add_argument_group("run")
     g.add_argument("--seeds", default="0,1,2", help="comma list of target seeds (integers)")
-    g.add_argument("--noise-seed", type=int, default=0, help="seed (integer) of the label-noise draw")
+    g.add_argument("--noise-seed", type=cli.seed, default=0, help="seed (integer) of the label-noise draw")
     g.add_argument("--cache-dir", type=cli.folder, default=None,
                    help="image / feature / probe cache folder (default: <results-root>/cache)")
     g.add_argument("--results-root", type=cli.folder, default=None,
@@ -147,8 +147,15 @@ def parse_args(argv=None):
         cli.fail("rank-disagreement scores need at least 2 backbones (--backbones a,b,...)")
     if args.probe_snapshot > args.probe_epochs:
         cli.fail(f"--probe-snapshot {args.probe_snapshot} exceeds --probe-epochs {args.probe_epochs}")
+    if args.fake:   # the backbones' BatchNorm cannot train on a batch of one example
+        n = args.fake_classes * args.fake_per_class
+        for k in sorted({n} | {max(1, round(a * n)) for a in args.alpha}):
+            if k % args.batch_size == 1:
+                cli.fail(f"the fake set's {n} training images give a training set of {k} (full data or "
+                         f"an --alpha subset) whose last batch of --batch-size {args.batch_size} holds one "
+                         "image, which BatchNorm cannot train on: raise --fake-per-class")
     args.noise_list = experiment.parse_noise_configs(args.noise)
-    args.seed_list = experiment.parse_ints(args.seeds, "seeds")
+    args.seed_list = experiment.parse_seeds(args.seeds)
     args.image_size = args.image_size or (FAKE_IMAGE_SIZE if args.fake else 224)
     try:
         args.torch_device = pick_device(args.device)

@@ -62,7 +62,7 @@ def holdout_size(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"holdout must be a number, got {text!r}") from None
-    if not (0 < v < 1 or (v >= 1 and v == int(v))):
+    if not (0 < v < 1 or (1 <= v < float("inf") and v == int(v))):   # (int(inf) would raise)
         raise argparse.ArgumentTypeError(
             f"holdout must be a fraction in (0, 1) or an integer count >= 1, got {text}")
     return v if v < 1 else int(v)
@@ -216,11 +216,9 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
                                     is_source=args.is_source, reweight=not args.unweighted, log=rlog, **kw)
     ckpt = launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
     launch.resuming(run, ckpt, f"[{tag}] {method} seed {seed}")
-    log_file = run.path / "log.txt"
 
-    def epoch_log(msg):  # per-epoch lines go to log.txt only
-        with open(log_file, "a") as f:
-            f.write(msg + "\n")
+    def epoch_log(msg):  # per-epoch lines go to log.txt only (a failed write names the file)
+        run.log(msg, quiet=True)
 
     res = train(args.target, d, y, cfg, seed, sampling=sampling, corrupt_mask=m, progress=args.progress,
                 log=epoch_log, checkpoint=ckpt, desc=f"[{tag}] {method} s{seed}")

@@ -157,6 +157,8 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = build_parser().parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.report_only and args.no_report:
+        cli.fail("--report-only and --no-report together do nothing; give one of them")
     submitted = submits(extra)
     plan = stages(args.preset)
     names = [s for s, _, _ in plan]

@@ -66,7 +66,7 @@ def build_parser():
                    help=f"samplers, comma list from {', '.join(convex.METHODS)}; uniform = Uniform SGD, "
                         "grad-is = Standard IS (gradient norm of the current model, every epoch), "
                         "loss-is = Loss IS, dr-is = DR-IS")
-    g.add_argument("--seeds", type=cli.comma_list(cli.nonnegative_int), default="0,1,2,3,4",
+    g.add_argument("--seeds", type=cli.comma_list(cli.seed), default="0,1,2,3,4",
                    help="run seeds, comma list (data, noise, proxies and samplers derive from each)")
     g = convex.add_data_args(p, margin=0.0)
     g.add_argument("--ratio", type=cli.positive_float, default=20.0,

@@ -9,13 +9,18 @@ input ends with one clear line on stderr and status 2 before any run folder is c
   SIGTERM (kill, Slurm preemption or time limit)                                            143
 The interrupt line says how many jobs of the open run folder are finished; their job files
 are kept and `--resume` continues.  Set ISLAB_TRACEBACK=1 to see the traceback instead.
+Warnings raised while main() runs are shown when it ends, and dropped when it exits 2 (the
+error line is the one line).  Every path flag goes through `path` ('~' expanded once), every
+seed through `seed`, every float through `_number` (finite only).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
+import warnings
 
 
 class UsageError(Exception):
@@ -111,10 +116,30 @@ def fail(message: str, prog: str | None = None) -> None:
 
 
 def _number(kind, text, name):
+    """`text` as a `kind` (int or float); a float must be finite (inf and nan are no setting)."""
     try:
-        return kind(text)
-    except ValueError:
+        v = kind(text)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+    if kind is float and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text!r}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (no inf, no nan)."""
+    return _number(float, text, "value")
+
+
+SEED_LIMIT = 2 ** 32   # seeds are integers in [0, 2^32): numpy's SeedSequence words, torch's manual_seed
+
+
+def seed(text: str) -> int:
+    """argparse type of every seed flag (--seed, --seeds items, --noise-seed)."""
+    v = _number(int, text, "seed")
+    if not 0 <= v < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"a seed must be an integer in [0, 2^32), got {text}")
+    return v
 
 
 def rate(text: str) -> float:
@@ -238,14 +263,18 @@ def guarded(main, argv=None, signals: bool = True) -> int:
     show = os.environ.get("ISLAB_TRACEBACK") == "1"
     runs = sys.modules.get("islab.runs")
     mark = len(runs._ACTIVE) if runs else 0   # run folders opened by this main() come after
+    held, shown = _hold_warnings()
+    status = 1
     try:
         status = main(argv)
         _print_run_folder(mark)
         _close(mark)
-        return status if isinstance(status, int) and not isinstance(status, bool) else 0
+        status = status if isinstance(status, int) and not isinstance(status, bool) else 0
+        return status
     except SystemExit as e:   # argparse and fail() have printed their line
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         _discard_fresh(mark) if code == 2 else _close(mark)
+        status = code
         return code
     except (KeyboardInterrupt, Terminated) as e:
         if show:
@@ -261,10 +290,34 @@ def guarded(main, argv=None, signals: bool = True) -> int:
         text = str(e) if isinstance(e, UsageError) else _os_error_line(e)
         sys.stderr.write(f"{prog}: error: {' '.join(text.split())}\n")
         _discard_fresh(mark)
+        status = 2
         return 2
     except BaseException:
         _close(mark)
         raise
+    finally:
+        _release_warnings(held, shown, keep=status != 2 or show)
+
+
+def _hold_warnings():
+    """Warnings (numpy's RuntimeWarnings, ...) raised while main() runs are held back: shown after
+    it when it succeeds or fails with a bug, dropped when it exits 2 -- the one error line says
+    what is wrong, and a warning printed before it (e.g. an overflow while checking a setting)
+    would be a second line."""
+    held, shown = [], warnings.showwarning
+
+    def hold(message, category, filename, lineno, file=None, line=None):
+        held.append((message, category, filename, lineno, file, line))
+
+    warnings.showwarning = hold
+    return held, shown
+
+
+def _release_warnings(held, shown, keep: bool) -> None:
+    warnings.showwarning = shown
+    if keep:
+        for w in held:
+            shown(*w)
 
 
 def _print_run_folder(mark: int) -> None:

@@ -65,7 +65,12 @@ def make_points(n: int, d: int, rho: float, ratio: float, margin: float, teacher
     z = rng.standard_normal((n, d)) / np.sqrt(d)
     y = np.where(z @ teacher >= 0, 1.0, -1.0)
     z += (y * margin)[:, None] * teacher[None, :]
-    X = z * np.where(rare, ratio, 1.0)[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = z * np.where(rare, ratio, 1.0)[:, None]
+        finite = np.isfinite(np.einsum("ij,ij->i", X, X)).all()
+    if not finite:   # a squared norm beyond float64: every step and score would be inf or nan
+        raise SolveError(f"the data cannot be represented: squared norms overflow float64 (--margin {margin:g}, "
+                         f"--ratio {ratio:g}); lower them")
     return X, y, rare
 
 

@@ -407,7 +407,26 @@ def _cifar(name: str, data_dir: str, download: bool) -> tuple[Split, Split]:
     except OSError as err:   # no network (URLError is an OSError), unwritable folder, ...
         raise DataMissing(f"{name}: downloading into {data_dir} failed ({err}); place the extracted "
                           f"{cls.base_folder} folder under {data_dir} instead.") from err
+    classes = 10 if name == "cifar10" else 100
+    for ds, files in ((train, cls.train_list), (test, cls.test_list)):
+        y = np.asarray(ds.targets)
+        if len(y) and not (0 <= y.min() and y.max() < classes):
+            raise DataDamaged(f"{name}: {_cifar_label_file(cls, data_dir, files, classes)} holds label "
+                              f"{y.min() if y.min() < 0 else y.max()}, outside 0..{classes - 1}; delete it and "
+                              f"rerun with --download, or extract {cls.filename} again")
     return _cifar_split(train), _cifar_split(test)
+
+
+def _cifar_label_file(cls, data_dir, files, classes: int):
+    """The first batch file of `files` whose labels fall outside 0..classes-1."""
+    folder = Path(os.path.expanduser(str(data_dir))) / cls.base_folder
+    for name, _ in files:
+        with open(folder / name, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        y = np.asarray(entry.get("labels", entry.get("fine_labels", [])))
+        if len(y) and not (0 <= y.min() and y.max() < classes):
+            return folder / name
+    return folder
 
 
 def _damaged_cifar_file(cls, data_dir):
@@ -613,9 +632,9 @@ def load_dataset(name: str, data_dir="data", download: bool = False, device="cpu
         train, test = _fake_cifar(FAKE_CIFAR_TRAIN if train_size is None else int(train_size))
 
     num_classes, mean, std, augment = _META[name]
-    for split_name, split in (("train", train), ("test", test)):
-        assert len(split) == 0 or 0 <= int(split.y.min()) <= int(split.y.max()) < num_classes, \
-            f"{name} {split_name} labels fall outside 0..{num_classes - 1}"
+    for split_name, split in (("train", train), ("test", test)):   # (each reader names its file first)
+        if len(split) and not 0 <= int(split.y.min()) <= int(split.y.max()) < num_classes:
+            raise DataDamaged(f"{name} {split_name} labels fall outside 0..{num_classes - 1}")
 
     if train_size is not None and int(train_size) != len(train):
         if int(train_size) > len(train):

@@ -132,7 +132,7 @@ def add_common_args(p, default_name_hint: str = "", exclude=()) -> None:
              "proxy either way)")
     g = p.add_argument_group("run")
     add(g, "--seeds", default="0,1,2", help="comma list of target seeds (integers; each trains every method once)")
-    add(g, "--noise-seed", type=int, default=0, help="seed (integer) of the label-noise draw")
+    add(g, "--noise-seed", type=cli.seed, default=0, help="seed (integer) of the label-noise draw")
     add(g, "--results-root", type=cli.folder, default=None,
         help="results folder; runs land in <root>/<family>/<name> (default: the repository's results/)")
     add(g, "--name", type=runs.check_name, default=None,
@@ -167,7 +167,7 @@ def resolve(args) -> None:
             setattr(args, k, v)
     args.proxy_list = parse_list(args.proxies, "--proxies")
     # a script without target seeds (diagnostics.py) has no --seeds flag
-    args.seed_list = parse_ints(args.seeds, "seeds") if getattr(args, "seeds", None) is not None else []
+    args.seed_list = parse_seeds(args.seeds) if getattr(args, "seeds", None) is not None else []
     resolve_cache_dir(args)
     for m in [args.target, args.attacker, *args.proxy_list]:
         if m not in MODELS:
@@ -208,6 +208,11 @@ def _int(text: str) -> int:
 def parse_ints(text: str, what: str) -> list[int]:
     """A comma list of integers for flag --<what> (exit 2 with one line otherwise)."""
     return cli.parse_list(text, f"--{what}", kind=_int)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """--seeds: a comma list of seeds (cli.seed: integers in [0, 2^32)); exit 2 with one line otherwise."""
+    return cli.parse_list(text, "--seeds", kind=cli.seed)
 
 
 def parse_rates(text: str, what: str = "--rates") -> list[float]:

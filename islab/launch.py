@@ -365,6 +365,7 @@ def delegate(plan: Plan, args, run) -> bool:
     do (Slurm: submitted; the submitit local executors: the report task wrote res.txt); False
     when the script goes on (inline, or local after its workers: args.stage becomes 'report')."""
     run.plan(plan.keys)
+    _check_stage(plan, args, run)
     if args.stage != "all" or args.launcher == "inline":
         return False
     if args.launcher == "local":
@@ -374,6 +375,20 @@ def delegate(plan: Plan, args, run) -> bool:
     from islab import slurm
 
     return slurm.start(plan, args, run)
+
+
+def _check_stage(plan: Plan, args, run) -> None:
+    """--only-jobs names jobs of this sweep, and --stage report has finished jobs to report:
+    else UsageError (exit 2, one line; the fresh folder goes again, cli.guarded)."""
+    only = getattr(args, "only_jobs", None)
+    if only:
+        known = {runs.job_id(k) for k in plan.keys} | {UNPLANNED}
+        bad = [j for j in only if j not in known]
+        if bad:
+            raise cli.UsageError(f"--only-jobs: {bad[0]!r} is no job of this sweep ({len(plan.keys)} jobs; "
+                             "a job's id is the name of its jobs/<id>.json)")
+    if getattr(args, "stage", "all") == "report" and not run.records():
+        raise cli.UsageError(f"--stage report: {run.path} holds no finished job to report; run the jobs first")
 
 
 def finish(args) -> None:

@@ -84,8 +84,24 @@ HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "ho
 # ---------------------------------------------------------------- atomic writes
 
 
+@contextlib.contextmanager
+def naming(path):
+    """Give an OSError raised inside the block the file name `path` when it has none: a failed
+    write or fsync says only 'File too large' or 'Invalid argument' (cli.guarded prints the name)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
-    path = Path(path)
+    with naming(path):
+        _atomic_write_bytes(Path(path), data)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # host and pid in the name: the next open can tell an orphan from a live writer's file
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp")
@@ -446,7 +462,7 @@ class RunFolder:
             atomic_write_json(cfg_file, self.config)
         jobs.mkdir(exist_ok=True)
         cmd = " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], *sys.argv])
-        with open(self.path / "cmd.txt", "a") as f:  # every invocation, resumes and workers included
+        with naming(self.path / "cmd.txt"), open(self.path / "cmd.txt", "a") as f:  # every invocation
             f.write(cmd + "\n")
         atomic_write_json(self.path / "env.json", {**provenance(seed), "mechanics": self.mechanics})
         if orphans:
@@ -484,7 +500,7 @@ class RunFolder:
     def log(self, msg: str, quiet: bool = False) -> None:
         if not (self.quiet or quiet):
             print(msg, flush=True)
-        with open(self.path / "log.txt", "a") as f:   # one write per line: workers interleave lines
+        with naming(self.path / "log.txt"), open(self.path / "log.txt", "a") as f:   # one write per line
             f.write(msg + "\n")
 
     # -- locks
@@ -710,7 +726,10 @@ def discard_fresh(mark: int = 0) -> list[Path]:
         with contextlib.suppress(OSError):
             if any((run.path / "jobs").glob("*.json")):
                 continue
-        remove_created(run._created)
+        # folders it made: the run folder (and parents) always, a cache folder only while it
+        # holds no file (another process may already share it)
+        remove_created([d for d in run._created if d == run.path or run.path.is_relative_to(d)
+                        or not any(p.is_file() and not p.name.endswith((".lock", ".tmp")) for p in d.rglob("*"))])
         removed.append(run.path)
     return removed
 
@@ -806,7 +825,7 @@ def open_run(path, args, seed=None, quiet=False, cache_dir=None) -> RunFolder:
         run = RunFolder(path, config, resume=bool(config.get("resume", False)), seed=seed, quiet=quiet)
         if cache_dir:
             try:
-                make_dirs(cache_dir, "--cache-dir")
+                run._created += make_dirs(cache_dir, "--cache-dir")   # (empty ones go with a fresh run)
             except UsageError:
                 discard_fresh(_ACTIVE.index(run))   # the folder this call made goes again
                 raise

@@ -161,6 +161,41 @@ def _cases():
         ["--launcher", "slurm", "--slurm-executor", "local", "--slurm-extra", "oops"])
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         add("--launcher slurm without Slurm", ["static", "diagnostics"], ["--launcher", "slurm"])
+    # seeds: integers in [0, 2^32) everywhere (cli.seed)
+    add("negative seed", WITH_SEEDS + ["bench_launcher"], ["--seeds", "-1"])
+    add("negative seed in a list", ["static", "convex", "food101"], ["--seeds", "0,-3"])
+    add("seed too large", ["static", "synthetic", "dlcorr"], ["--seeds", str(2 ** 64)])
+    add("negative noise seed", ["static", "online", "diagnostics", "food101", "dlnoise", "dlcorr", "cleanlab"],
+        ["--noise-seed", "-1"])
+    add("negative seed", ["nonconvex"], ["--seed", "-5"])
+    # inf and nan are no setting (cli._number: every float flag must be finite)
+    for scripts, flag in [(["online", "dlnoise", "diagnostics", "convex", "synthetic"], "--gamma"),
+                          (["online"], "--is-floor"), (["online"], "--holdout"), (["synthetic"], "--ratio"),
+                          (["convex"], "--ratios"), (["convex", "synthetic"], "--margin"),
+                          (["convex", "synthetic"], "--t0"), (["convex"], "--eta-max"),
+                          (["nonconvex"], "--w-etas"), (["nonconvex"], "--mb-etas"), (["nonconvex"], "--tw-eta"),
+                          (["nonconvex"], "--w-beta"), (["static"], "--aum-threshold")]:
+        add(f"{flag} inf", scripts, [flag, "inf"])
+        add(f"{flag} nan", scripts[:1], [flag, "nan"])
+    add("--holdout -inf", ["online"], ["--holdout", "-inf"])
+    # finite but beyond float64 once squared: one line, no RuntimeWarning before it (cli.guarded)
+    add("data overflow float64", ["convex"], ["--margin", "1e300"])
+    add("data overflow float64", ["convex"], ["--ratios", "1e300"])
+    add("data overflow float64", ["synthetic"], ["--ratio", "1e300"])
+    add("overflow warning while checking", ["nonconvex"], ["--w-beta", "1e300"])
+    # data whose labels fall outside the classes
+    add("CIFAR labels out of range", ["static", "dlnoise"], ["--dataset", "cifar10", "--data-dir", "{cifar_labels}"])
+    # the launcher's stages on what cannot be run or reported
+    add("--only-jobs bogus", ["static", "online", "dlnoise", "ablations", "dlcorr", "diagnostics"],
+        ["--stage", "jobs", "--only-jobs", "bogus"])
+    add("--stage report with nothing to report", ["static", "online", "dlnoise", "dlcorr", "diagnostics"],
+        ["--stage", "report"])
+    # data sets too small for what is asked of them
+    add("Food-101 fake set too small", ["food101"], ["--fake-per-class", "1"])
+    add("Food-101 fake set too small", ["food101"], ["--fake-per-class", "2", "--fake-classes", "2"])
+    add("cleanlab --folds larger than a class", ["cleanlab"], ["--folds", "50"])
+    add("plot.py on a run with no per-epoch rows", ["plot"], ["{plots}/no_epochs"])
+    add("reproduce --report-only --no-report", ["reproduce"], ["--report-only", "--no-report"])
     # benchmarks
     add("benchmark bad --model", ["bench_digits", "bench_pipeline"], ["--model", "nope"])
     add("benchmark bad --device", ["bench_pipeline"], ["--device", "bogus"])
@@ -180,7 +215,8 @@ SUBPROCESS = {("results root is a file", "convex"), ("cache dir is a file", "onl
               ("--name with a separator", "diagnostics"), ("plot.py on a garbage results.csv", "plot"),
               ("benchmark bad --model", "bench_digits"), ("checkpoint of the wrong architecture", "dlcorr"),
               ("truncated CIFAR batch", "static"), ("cleanlab --folds bad", "cleanlab"),
-              ("slurm option without --launcher slurm", "online")}
+              ("slurm option without --launcher slurm", "online"), ("overflow warning while checking", "nonconvex"),
+              ("data overflow float64", "convex"), ("negative noise seed", "static")}
 
 
 def _load(key):
@@ -235,6 +271,12 @@ def inputs(tmp_path_factory, readonly):
                  "batch_label": name, "filenames": [f"{i}.png" for i in range(4)]}
         (folder / name).write_bytes(pickle.dumps(entry))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    # the same format, labels outside 0..9 in data_batch_2
+    bad_labels = d / "cifar_labels" / "cifar-10-batches-py"
+    shutil.copytree(folder, bad_labels)
+    entry = pickle.loads((bad_labels / "data_batch_2").read_bytes())
+    entry["labels"] = [0, 1, 12, 3]
+    (bad_labels / "data_batch_2").write_bytes(pickle.dumps(entry))
     cut = (folder / "data_batch_3").read_bytes()
     (folder / "data_batch_3").write_bytes(cut[:len(cut) // 2])
     # released file names holding the wrong network (a 100-class resnet20 under the 10-class
@@ -253,13 +295,15 @@ def inputs(tmp_path_factory, readonly):
               "garbage": 'a,b\n1,2,3,4\n"unclosed\n', "foreign": "ratio,flip,rate,method,seed,epoch,metric,value\n"
               "1,none,0,uniform,0,2,gap,0.1\n", "no_finished_runs": "rate,strategy,seed,epoch,metric,value\n"
               "0.1,baseline,0,1,test_acc,50\n",
-              "good": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n"}
+              "good": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n",
+              "no_epochs": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n"
+                           "0.1,baseline,1,,final_test_acc,52\n0.2,baseline,0,,final_test_acc,40\n"}
     for name, text in tables.items():
         (plots / name).mkdir(parents=True)
         (plots / name / "results.csv").write_text(text)
     (plots / "binary").mkdir()
     (plots / "binary" / "results.csv").write_bytes(bytes(range(256)) * 4)
-    return {"nodata": d / "nodata", "cifar_bad": d / "cifar", "wrong_weights": d / "wrong_weights",
+    return {"nodata": d / "nodata", "cifar_bad": d / "cifar", "cifar_labels": d / "cifar_labels", "wrong_weights": d / "wrong_weights",
             "cut_weights": d / "cut_weights", "plots": plots, "ro": readonly}
 
 
@@ -341,3 +385,24 @@ def test_messages_say_what_is_wrong(inputs, tmp_path, capfd):
     assert "train_size 100000 exceeds" in line("dlnoise", "--train-size", "100000")
     assert "2 proxies" in line("convex", "--methods", "dr-is", "--proxies", "1")
     assert "one folder name" in line("static", "--name", "../x")
+
+
+@pytest.mark.parametrize("limit", [300, 20000])
+def test_a_write_error_names_the_file(tmp_path, limit):
+    """'File too large' (a write past RLIMIT_FSIZE) carries no file name from the OS: runs.naming
+    adds it, and the fresh folder goes again."""
+    import resource
+    import signal
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # the write then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([sys.executable, str(ROOT / SCRIPTS["convex"]), "--quick", "--results-root",
+                        str(tmp_path / "res"), "--name", "x"], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}, preexec_fn=small_files,
+                       timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert "File too large: " + str(tmp_path / "res" / "Convex-Noise" / "x") in lines[0]
+    assert not (tmp_path / "res").exists()

@@ -231,12 +231,13 @@ def test_a_refused_submission_exits_2_and_leaves_no_folder(tmp_path):
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    r = static(tmp_path / "res", "--launcher", "slurm", "--slurm-partition", "nope",
-               env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    (tmp_path / "res").mkdir()   # an existing results root, and a cache folder of its own
+    r = static(tmp_path / "res", "--launcher", "slurm", "--slurm-partition", "nope", "--cache-dir",
+               str(tmp_path / "cache"), env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "invalid partition specified: nope" in lines[0]
-    assert not folder_of(tmp_path / "res").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "res"] and not any((tmp_path / "res").iterdir())
 
 
 def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
