@@ -21,9 +21,12 @@ import sys
 import time
 
 from islab import cli, launch, runs
-from islab.launch import DEFAULT_TIMEOUT_MIN, TERM_WAIT_S, UNPLANNED, Plan
+from islab.launch import DEFAULT_TIMEOUT_MIN, UNPLANNED, Plan
 
 SUBMITIT_PIN = "submitit==1.5.4"          # requirements.txt pins the same version
+# how long a task's command may take to save and exit once the task is to be requeued (seconds):
+# under the 90 s between Slurm's warning signal and its kill (submitit's signal_delay_s)
+TASK_TERM_WAIT_S = 60
 GPU_DATASETS = ("cifar10", "cifar100")    # the paper's protocols: --device auto asks a GPU for these only
 
 
@@ -131,6 +134,34 @@ def sbatch_lines(args, folder, count: int, after: str | None) -> list[str]:
     return [ln for ln in text.splitlines() if ln.startswith("#SBATCH")]
 
 
+def _stop(child, wait_s: float) -> str:
+    """SIGTERM the child, SIGKILL it after wait_s seconds; how it ended.  Runs in submitit's signal
+    handler, which interrupts __call__'s child.wait() in the same thread: Popen.wait and poll would
+    wait for the lock that wait holds (until the timeout: past Slurm's kill), so this looks at the
+    child with waitid(WNOWAIT), leaving it to be reaped by whoever waits for it."""
+    child.send_signal(signal.SIGTERM)
+    deadline, how = time.time() + wait_s, "SIGTERM"
+    while (info := _exit_info(child.pid)) is None:
+        if how == "SIGTERM" and time.time() > deadline:
+            child.kill()
+            how = f"SIGKILL after {wait_s:.0f} s"
+        time.sleep(0.05)
+    return f"{how}, then it {info}"
+
+
+def _exit_info(pid: int) -> str | None:
+    """'exited N' / 'was killed by SIG...' for an ended child (not reaped), None while it runs."""
+    try:
+        res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:   # reaped already by a thread waiting for it
+        return "ended"
+    if res is None or res.si_pid == 0:
+        return None
+    if res.si_code == os.CLD_EXITED:
+        return f"exited {res.si_status}"
+    return f"was killed by {signal.Signals(res.si_status).name}"
+
+
 class TaskFailed(RuntimeError):
     """A task's command exited with a non-zero status (the array task is then FAILED)."""
 
@@ -155,6 +186,7 @@ class Task:
             env["OMP_NUM_THREADS"] = threads
         print(f"islab task: {launch.shell(self.cmd, self.env)}", flush=True)
         self._child = subprocess.Popen(self.cmd, env=env, cwd=self.cwd)
+        print(f"islab task: started as process {self._child.pid}", flush=True)   # checkpoint() can stop it now
         rc = self._child.wait()
         self._child = None
         if rc != 0 and self.check:
@@ -165,12 +197,10 @@ class Task:
         from submitit.helpers import DelayedSubmission
 
         child = self._child
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=TERM_WAIT_S)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if child is not None and child.returncode is None:
+            print(f"islab task: stopping the command for a requeue: {_stop(child, TASK_TERM_WAIT_S)}", flush=True)
+        else:
+            print("islab task: requeued with no command running", flush=True)
         return DelayedSubmission(Task(self.cmd, self.env, self.cwd, self.check))
 
     def __getstate__(self):

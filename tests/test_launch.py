@@ -324,6 +324,37 @@ def test_task_checkpoint_stops_the_child_and_requeues_the_same_command():
     assert pickle.loads(pickle.dumps(task)).cmd == task.cmd                 # picklable without its child
 
 
+REQUEUED_IN_HANDLER = """
+import signal, sys
+sys.path.insert(0, sys.argv[1])
+from islab import slurm
+task = slurm.Task([sys.executable, "-c", "import time; time.sleep(300)"])
+def on_usr2(signum, frame):     # what submitit's handler does on Slurm's USR2: checkpoint, requeue, exit
+    again = task.checkpoint()
+    print("requeued the same command:", again.function.cmd == task.cmd, flush=True)
+    sys.exit(3)
+signal.signal(signal.SIGUSR2, on_usr2)
+task()
+"""
+
+
+def test_task_checkpoint_in_the_signal_handler_stops_the_child_at_once():
+    """submitit calls checkpoint() in its signal handler, on top of the task's own wait for its
+    child in the same thread: it must see the child end (not block on Popen's wait lock until
+    the timeout, past Slurm's kill, as it did before the real-cluster test found it)."""
+    p = subprocess.Popen([sys.executable, "-c", REQUEUED_IN_HANDLER, str(ROOT)], stdout=subprocess.PIPE, text=True)
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if "islab task: started as process" in line:   # (after which checkpoint() knows the child)
+            break
+    p.send_signal(signal.SIGUSR2)
+    out = "".join(seen) + p.communicate(timeout=60)[0]    # (the stopping waits up to TASK_TERM_WAIT_S)
+    assert p.returncode == 3, out
+    assert "stopping the command for a requeue: SIGTERM, then it was killed by SIGTERM" in out, out
+    assert "requeued the same command: True" in out
+
+
 def _raises(task):
     try:
         task()
