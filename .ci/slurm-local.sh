@@ -69,6 +69,8 @@ ClusterName=islab-local
 SlurmctldHost=$HOST
 SlurmUser=root
 AuthType=auth/munge
+# a requeued task may start again after this many seconds (the default, 120, is most of the test)
+AuthInfo=cred_expire=10
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/d
 SlurmctldPidFile=$STATE/slurmctld.pid

@@ -27,6 +27,10 @@ SUBMITIT_PIN = "submitit==1.5.4"          # requirements.txt pins the same versi
 # how long a task's command may take to save and exit once the task is to be requeued (seconds):
 # under the 90 s between Slurm's warning signal and its kill (submitit's signal_delay_s)
 TASK_TERM_WAIT_S = 60
+# Slurm sends its warning (USR2) to every process of a task; the command ignores it (its default
+# action would kill it mid-epoch) and is stopped by checkpoint() with SIGTERM, which the scripts
+# handle (exit 143, finished jobs kept).  An ignored signal stays ignored across exec.
+IGNORE_USR2 = ["/bin/sh", "-c", 'trap "" USR2; exec "$@"', "islab-task"]
 GPU_DATASETS = ("cifar10", "cifar100")    # the paper's protocols: --device auto asks a GPU for these only
 
 
@@ -185,7 +189,7 @@ class Task:
         if threads and "OMP_NUM_THREADS" not in self.env:
             env["OMP_NUM_THREADS"] = threads
         print(f"islab task: {launch.shell(self.cmd, self.env)}", flush=True)
-        self._child = subprocess.Popen(self.cmd, env=env, cwd=self.cwd)
+        self._child = subprocess.Popen([*IGNORE_USR2, *self.cmd], env=env, cwd=self.cwd)
         print(f"islab task: started as process {self._child.pid}", flush=True)   # checkpoint() can stop it now
         rc = self._child.wait()
         self._child = None
