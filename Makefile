@@ -57,10 +57,10 @@ test: $(ENV_DEP)
 # slurmd, waits for the node; a second call finds it running), then tests/test_slurm_cluster.py
 # (a tiny sweep submitted, one task requeued, the numbers of the inline run).  `make test` skips
 # that file unless sinfo reaches such a cluster.  Stop it with: .ci/slurm-local.sh stop
-SLURM_DIR ?= /var/tmp/islab-slurm
+ISLAB_SLURM_DIR ?= /var/tmp/islab-slurm
 test-slurm: $(ENV_DEP)
-	ISLAB_SLURM_DIR=$(SLURM_DIR) .ci/slurm-local.sh start
-	SLURM_CONF=$(SLURM_DIR)/slurm.conf ISLAB_SLURM_REQUIRED=1 $(PY) -m pytest -q -rP -m slurm tests/test_slurm_cluster.py
+	ISLAB_SLURM_DIR=$(ISLAB_SLURM_DIR) .ci/slurm-local.sh start
+	SLURM_CONF=$(ISLAB_SLURM_DIR)/slurm.conf ISLAB_SLURM_REQUIRED=1 $(PY) -m pytest -q -rP -m slurm tests/test_slurm_cluster.py
 
 # The main job of every family on the bundled data (digits / synthetic), a few minutes on two
 # cores; deterministic (same numbers on every rerun), so CI checks the README tables against it.

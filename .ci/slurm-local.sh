@@ -8,7 +8,7 @@
 #   .ci/slurm-local.sh stop     stop the daemons this script started
 #   .ci/slurm-local.sh status   exit 0 when the cluster answers (sinfo), else 1
 # Clients find the cluster with SLURM_CONF=$STATE/slurm.conf (printed by start; the Makefile sets it).
-# Exit status: 0 ready, 1 it could not start (one line saying why, then the daemon logs' tail).
+# Exit status: 0 ready, 1 it could not start (a line 'slurm-local: error: why', then the daemon logs' tail).
 set -euo pipefail
 STATE="${ISLAB_SLURM_DIR:-/var/tmp/islab-slurm}"      # spool, state, logs, pid files, slurm.conf
 CONF="$STATE/slurm.conf"
@@ -18,7 +18,7 @@ export SLURM_CONF="$CONF"
 
 say() { echo "slurm-local: $*"; }
 fail() {
-  echo "slurm-local: $*" >&2
+  echo "slurm-local: error: $*" >&2
   for f in "$STATE/slurmctld.log" "$STATE/slurmd.log"; do
     [ -f "$f" ] && { echo "--- last lines of $f" >&2; tail -n 8 "$f" >&2; }
   done

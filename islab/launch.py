@@ -31,8 +31,8 @@ Preemption.  Each Slurm task is an islab.slurm.Task: submitit calls its `checkpo
 pre-timeout / preemption signal, which stops the child (SIGTERM: it keeps every finished job
 and the last epoch's training state, see --checkpoint) and requeues the same command; the
 requeued task skips finished jobs (job files) and resumes the interrupted one from its
-checkpoint (islab/slurm.py).  Slurm is exercised here only through submitit's local executors
-(`--slurm-executor local|debug`): these machines have no Slurm.
+checkpoint (islab/slurm.py).  The tests run the Slurm path through submitit's local executors
+(`--slurm-executor local|debug`) and, with `make test-slurm`, on a one-node Slurm cluster.
 
 Scripts use it as:
     launch.add_args(parser)                       # the flags above (+ --dry-run, --checkpoint)

@@ -12,8 +12,8 @@
   - an interrupted job resumes from its checkpoint (what a requeued Slurm task does) and a
     finished one never runs again; Task.checkpoint is submitit's requeue hook;
   - the proxy cache trains an entry once when two callers race for it.
-Slurm itself is not available here: its path is exercised through submitit's local executors
-and the recorded sbatch scripts."""
+Here Slurm's path is exercised through submitit's local executors and the recorded sbatch
+scripts; tests/test_slurm_cluster.py runs it on a real cluster (make test-slurm)."""
 import json
 import os
 import pickle

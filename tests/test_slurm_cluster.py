@@ -83,6 +83,12 @@ def read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+def submitted_ids(folder) -> list[str]:
+    """The Slurm job ids of the prepare array, the jobs array and the report job (from log.txt)."""
+    m = re.search(r"submitted prepare (\d+) .*; jobs (\d+) .*; report (\d+)", read(folder / "log.txt"))
+    return list(m.groups()) if m else []
+
+
 def job_records(job_id: str) -> list[dict]:
     """scontrol's records of a job (one per array task): {field: value}."""
     text = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True).stdout
@@ -93,24 +99,23 @@ def test_a_static_sweep_on_slurm_with_a_requeued_task_equals_inline(tmp_path):
     if WHY_NOT is not None:
         pytest.fail(f"slurm: {WHY_NOT}")
     t0 = time.time()
-    r = static(tmp_path / "slurm", "--launcher", "slurm", "--timeout-min", "30")
-    assert r.returncode == 0, r.stderr[-2000:]
     folder = tmp_path / "slurm" / "DR-IS" / "static" / "s"
-    m = re.search(r"submitted prepare (\d+) .*; jobs (\d+) .*; report (\d+)", read(folder / "log.txt"))
-    assert m, read(folder / "log.txt")[-2000:]
-    prepare, jobs, report = m.groups()
-    logs = folder / "launch" / "submitit"
-    task0 = logs / f"{jobs}_0_0_log.out"
     try:
+        r = static(tmp_path / "slurm", "--launcher", "slurm", "--timeout-min", "30")
+        submitted = submitted_ids(folder)
+        assert r.returncode == 0 and submitted, r.stderr[-2000:] + read(folder / "log.txt")[-2000:]
+        prepare, jobs, report = submitted
+        task0 = folder / "launch" / "submitit" / f"{jobs}_0_0_log.out"
         # the warning once task 0's command runs (the task knows its child from that line on)
         wait_for(lambda: "islab task: started as process" in read(task0), f"jobs task {jobs}_0 to start")
         subprocess.run(["scancel", "--signal=USR2", f"{jobs}_0"], check=True, timeout=60)
         inline = static(tmp_path / "inline")        # meanwhile: the same sweep in one process
         assert inline.returncode == 0, inline.stderr[-2000:]
-        wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", f"{prepare},{jobs},{report}"],
+        wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", ",".join(submitted)],
                                             capture_output=True, text=True).stdout.strip(), "the sweep to finish")
     finally:   # nothing of this test stays queued
-        subprocess.run(["scancel", prepare, jobs, report], capture_output=True)
+        if submitted_ids(folder):
+            subprocess.run(["scancel", *submitted_ids(folder)], capture_output=True)
     log0 = read(task0)
     print(f"slurm sweep: {time.time() - t0:.0f} s; the requeued task: "
           + "; ".join(ln for ln in log0.splitlines() if "stopping" in ln or "resuming" in ln))
