@@ -89,7 +89,8 @@ MpiDefault=none
 ReturnToService=2
 # a requeued or cancelled task is killed this many seconds after its SIGTERM
 KillWait=10
-MinJobAge=600
+# finished jobs stay in scontrol this long (seconds): the test reads their states at its end
+MinJobAge=3600
 NodeName=$HOST CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF

@@ -125,7 +125,8 @@ def describe(plan: Plan, args, done: set, pending: list) -> dict:
 
 
 def sbatch_lines(args, folder, count: int, after: str | None) -> list[str]:
-    """The #SBATCH lines of one submission as submitit writes them (an array when count > 1)."""
+    """The #SBATCH lines (and --slurm-extra setup commands) of one submission as submitit writes
+    them (an array when count > 1)."""
     from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
 
     params, _ = submitit_params(args, "slurm")
@@ -135,8 +136,9 @@ def sbatch_lines(args, folder, count: int, after: str | None) -> list[str]:
         sl["map_count"] = count
     if after:
         sl["dependency"] = f"afterany:{after}"
-    text = _make_sbatch_string(command="", folder=folder, **sl)
-    return [ln for ln in text.splitlines() if ln.startswith("#SBATCH")]
+    lines = _make_sbatch_string(command="", folder=folder, **sl).splitlines()
+    setup = lines[lines.index("# setup"):lines.index("# command") - 1] if "# setup" in lines else []
+    return [ln for ln in lines if ln.startswith("#SBATCH")] + setup
 
 
 def _stop(child, wait_s: float) -> str:
@@ -230,7 +232,9 @@ def gpus_per_task(args) -> int:
 
 def _cpu_reason(args) -> str:
     device = str(getattr(args, "device", None) or "auto")
-    return "--device cpu" if device == "cpu" else f"--device {device} with {getattr(args, 'dataset', '?')}, a CPU-sized data set"
+    if device == "cpu":
+        return "--device cpu"
+    return f"--device {device} with {getattr(args, 'dataset', '?')}, a CPU-sized data set"
 
 
 def _has_checkpoint(args) -> bool:

@@ -181,7 +181,8 @@ def test_slurm_dry_run_prints_the_sbatch_header_once_and_no_gpu_on_a_cpu_preset(
     for line in ("#SBATCH --time=1440", "#SBATCH --signal=USR2@90", "#SBATCH --job-name=islab"):
         assert len(re.findall(f"^  {line}$", out, re.M)) == 1, (line, out)
     assert "--gpus-per-node" not in out and "no GPU: --device auto with digits" in out
-    assert re.findall(r"^  #SBATCH --array=\S+", out, re.M) == ["  #SBATCH --array=0-1%2", f"  #SBATCH --array=0-{N_JOBS - 1}%3"]
+    arrays = re.findall(r"^  #SBATCH --array=\S+", out, re.M)
+    assert arrays == ["  #SBATCH --array=0-1%2", f"  #SBATCH --array=0-{N_JOBS - 1}%3"]
     assert out.count("#SBATCH --dependency=afterany:") == 2
     assert out.count("--stage jobs") == 1 and "sbatch is not on this machine" in out
     assert cli.guarded(_static_module().main, [*argv, "--device", "cuda"], signals=False) == 0
