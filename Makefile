@@ -19,7 +19,7 @@ endif
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test venv check-env bench bench-gpu clean-venv data reproduce report report-check studies
+.PHONY: demo test test-slurm venv check-env bench bench-gpu clean-venv data reproduce report report-check studies
 
 venv: .venv/.installed
 
@@ -51,6 +51,16 @@ data:
 
 test: $(ENV_DEP)
 	$(PY) -m pytest -q
+
+# --launcher slurm on a real cluster: a one-node Slurm cluster on this machine (.ci/slurm-local.sh:
+# installs slurm-wlm and munge with apt-get when root and missing, starts munged, slurmctld and
+# slurmd, waits for the node; a second call finds it running), then tests/test_slurm_cluster.py
+# (a tiny sweep submitted, one task requeued, the numbers of the inline run).  `make test` skips
+# that file unless sinfo reaches such a cluster.  Stop it with: .ci/slurm-local.sh stop
+ISLAB_SLURM_DIR ?= /var/tmp/islab-slurm
+test-slurm: $(ENV_DEP)
+	ISLAB_SLURM_DIR=$(ISLAB_SLURM_DIR) .ci/slurm-local.sh start
+	SLURM_CONF=$(ISLAB_SLURM_DIR)/slurm.conf ISLAB_SLURM_REQUIRED=1 $(PY) -m pytest -q -rP -m slurm tests/test_slurm_cluster.py
 
 # The main job of every family on the bundled data (digits / synthetic), a few minutes on two
 # cores; deterministic (same numbers on every rerun), so CI checks the README tables against it.

@@ -160,6 +160,7 @@ def main(argv=None):
     if args.report_only and args.no_report:
         cli.fail("--report-only and --no-report together do nothing; give one of them")
     submitted = submits(extra)
+    planned = "--dry-run" in extra   # each stage prints its plan; nothing is run, nothing written
     plan = stages(args.preset)
     names = [s for s, _, _ in plan]
     if args.stages is not None:
@@ -181,13 +182,15 @@ def main(argv=None):
                 print(f"[{args.preset}] stage {stage} failed (exit {rc}); rerun the same command to continue",
                       file=sys.stderr)
                 return rc
-            print(f"[{args.preset}] {stage}: " + ("submitted" if submitted else
-                                                  f"done in {time.time() - t0:.0f} s"), flush=True)
-        print(f"[{args.preset}] all stages " + ("submitted to Slurm; when their jobs are done, write the "
+            if not planned:
+                print(f"[{args.preset}] {stage}: " + ("submitted" if submitted else
+                                                      f"done in {time.time() - t0:.0f} s"), flush=True)
+        print(f"[{args.preset}] all stages " + ("planned (--dry-run: nothing run, no report written)" if planned else
+                                                "submitted to Slurm; when their jobs are done, write the "
                                                 f"report with: python {Path(__file__).name} --report-only"
                                                 if submitted else f"done in {time.time() - t_all:.0f} s"),
               flush=True)
-    if submitted and not args.report_only:
+    if (submitted or planned) and not args.report_only:
         return 0
     if not args.no_report and args.preset not in REPORT_PRESETS and not args.report_only:
         print(f"[{args.preset}] REPRODUCTION.md covers {', '.join(REPORT_PRESETS)}; the {args.preset} tables are "

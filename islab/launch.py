@@ -31,8 +31,8 @@ Preemption.  Each Slurm task is an islab.slurm.Task: submitit calls its `checkpo
 pre-timeout / preemption signal, which stops the child (SIGTERM: it keeps every finished job
 and the last epoch's training state, see --checkpoint) and requeues the same command; the
 requeued task skips finished jobs (job files) and resumes the interrupted one from its
-checkpoint (islab/slurm.py).  Slurm is exercised here only through submitit's local executors
-(`--slurm-executor local|debug`): these machines have no Slurm.
+checkpoint (islab/slurm.py).  The tests run the Slurm path through submitit's local executors
+(`--slurm-executor local|debug`) and, with `make test-slurm`, on a one-node Slurm cluster.
 
 Scripts use it as:
     launch.add_args(parser)                       # the flags above (+ --dry-run, --checkpoint)
@@ -96,7 +96,8 @@ def add_args(p, checkpoint: bool = True) -> None:
                    help=f"--launcher slurm: time limit of each task in minutes (default {DEFAULT_TIMEOUT_MIN}); "
                         "a task that reaches it is checkpointed and requeued")
     g.add_argument("--gpus-per-task", type=cli.nonnegative_int, default=None,
-                   help="--launcher slurm: number of GPUs of each task (default 1; 0 on a CPU partition)")
+                   help="--launcher slurm: number of GPUs of each task (default: 1 when the tasks train on a "
+                        "GPU: --device cuda, or auto with cifar10 / cifar100; else 0, e.g. the digits preset)")
     g.add_argument("--cpus-per-task", type=cli.positive_int, default=None,
                    help="--launcher slurm: CPU cores of each task, also its torch threads (default: Slurm's "
                         "cores and torch's threads; with --gpus-per-task 0, one thread: on a CPU every task "
@@ -334,7 +335,7 @@ def dry_run(plan: Plan, args) -> int:
           + (f"; shared prerequisites of {len(plan.configs)} configuration(s) ({', '.join(plan.configs)}) "
              "run first, each once, cached in " + str(getattr(args, "cache_dir", "the cache"))
              if plan.configs else ""))
-    launcher = args.launcher
+    launcher, task_of = args.launcher, {}
     if launcher == "inline":
         print("launcher inline: this process runs every job in order: "
               + shell([sys.executable, str(plan.script), *strip_launcher_flags(plan.argv)]))
@@ -349,11 +350,12 @@ def dry_run(plan: Plan, args) -> int:
     else:
         from islab import slurm
 
-        slurm.describe(plan, args, done, pending)
+        task_of = slurm.describe(plan, args, done, pending)
     print(f"job list ({len(ids)}):")
     for i, (k, jid) in enumerate(zip(plan.keys, ids)):
         mark = "done" if jid in done else "todo"
-        print(f"  {i:4d} {mark} {jid}  " + ", ".join(f"{a}={v}" for a, v in k.items()))
+        task = f"task {task_of[jid]}  " if jid in task_of else ""
+        print(f"  {i:4d} {mark} {jid}  {task}" + ", ".join(f"{a}={v}" for a, v in k.items()))
     return 0
 
 

@@ -7,8 +7,9 @@
     job 3    report: res.txt, results.csv, plots (--stage report), after array 2
 The submitting command returns once the three are queued.  submitit's LocalExecutor and
 DebugExecutor (--slurm-executor local | debug) run the same tasks on this machine, one stage
-after the other (they know no dependencies): that is how the tests exercise this path, since
-these machines have no Slurm.  submitit is imported only here, on first use.
+after the other (they know no dependencies): that is how `make test` exercises this path;
+`make test-slurm` runs it on a one-node Slurm cluster (tests/test_slurm_cluster.py).  submitit
+is imported only here, on first use.
 """
 from __future__ import annotations
 
@@ -21,9 +22,17 @@ import sys
 import time
 
 from islab import cli, launch, runs
-from islab.launch import DEFAULT_TIMEOUT_MIN, TERM_WAIT_S, UNPLANNED, Plan
+from islab.launch import DEFAULT_TIMEOUT_MIN, UNPLANNED, Plan
 
 SUBMITIT_PIN = "submitit==1.5.4"          # requirements.txt pins the same version
+# how long a task's command may take to save and exit once the task is to be requeued (seconds):
+# under the 90 s between Slurm's warning signal and its kill (submitit's signal_delay_s)
+TASK_TERM_WAIT_S = 60
+# Slurm sends its warning (USR2) to every process of a task; the command ignores it (its default
+# action would kill it mid-epoch) and is stopped by checkpoint() with SIGTERM, which the scripts
+# handle (exit 143, finished jobs kept).  An ignored signal stays ignored across exec.
+IGNORE_USR2 = ["/bin/sh", "-c", 'trap "" USR2; exec "$@"', "islab-task"]
+GPU_DATASETS = ("cifar10", "cifar100")    # the paper's protocols: --device auto asks a GPU for these only
 
 
 def check_args(args) -> None:
@@ -31,7 +40,7 @@ def check_args(args) -> None:
     submitit_module()
     extra_params(args.slurm_extra or [])
     missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
-    if (args.slurm_executor or "slurm") == "slurm" and missing:
+    if (args.slurm_executor or "slurm") == "slurm" and missing and not getattr(args, "dry_run", False):
         cli.fail(f"--launcher slurm: no Slurm on this machine ({missing[0]} not found); --slurm-executor local "
                  "runs the same tasks here")
 
@@ -74,22 +83,90 @@ def _slurm_parameters() -> set:
                                              "gpus_per_node", "cpus_per_task", "additional_parameters"}
 
 
-def describe(plan: Plan, args, done: set, pending: list) -> None:
-    """--dry-run: the three stages and the command of every task."""
+def describe(plan: Plan, args, done: set, pending: list) -> dict:
+    """--dry-run: the sbatch header of the three submissions once, then each stage's own #SBATCH
+    lines and the command its tasks run (the jobs array's once, JOB_ID standing for the task's
+    job).  Returns {job id: task index} for the job list.  Needs no Slurm on this machine."""
     executor = args.slurm_executor or "slurm"
-    params, additional = submitit_params(args, executor)
-    print(f"launcher slurm (submitit, executor {executor}): logs in {plan.path}/launch/submitit/; "
-          f"parameters {params}" + (f", extra #SBATCH {additional}" if additional else ""))
     tasks = [runs.job_id(k) for k in plan.tasks() if runs.job_id(k) not in done]
     extra = ["--checkpoint"] if _has_checkpoint(args) else []
-    print(f"  array 1, prepare: {min(len(plan.configs), len(pending))} task(s), each: "
-          + launch.shell(plan.command("prepare")))
-    print(f"  array 2, jobs: {len(tasks) + plan.unplanned} task(s), after array 1:")
-    for i, jid in enumerate(tasks + ([UNPLANNED] if plan.unplanned else [])):
-        print(f"    task {i}: " + launch.shell(plan.command("jobs", [jid], extra)))
-    print("  job 3, report: 1 task, after array 2: " + launch.shell(plan.command("report")))
+    stages = [("prepare", min(len(plan.configs), len(pending)), None, plan.command("prepare")),
+              ("jobs", len(tasks) + plan.unplanned, "PREPARE_ID", plan.command("jobs", ["JOB_ID"], extra)),
+              ("report", 1, "JOBS_ID", plan.command("report"))]
+    stages = [st for st in stages if st[1]]
+    folder = plan.path / "launch" / "submitit"
+    if executor == "slurm":
+        scripts = [sbatch_lines(args, folder, n, after) for _, n, after, _ in stages]
+        common = [ln for ln in scripts[0] if all(ln in sc for sc in scripts[1:])]
+        print(f"launcher slurm (submitit): {len(stages)} sbatch submissions; task logs in {folder}/ "
+              "(<array id>_<task>_0_log.out / .err); the header of every submission:")
+        print("".join(f"  {ln}\n" for ln in common), end="")
+        if not gpus_per_task(args):
+            print(f"  (no GPU: {'--gpus-per-task 0' if args.gpus_per_task == 0 else _cpu_reason(args)}; "
+                  "--gpus-per-task N asks for N per task)")
+    else:
+        scripts = [[] for _ in stages]
+        common = []
+        print(f"launcher slurm (submitit's {executor} executor): the stages run on this machine, one after the "
+              f"other; task logs in {folder}/")
+    for k, ((stage, n, after, cmd), lines) in enumerate(zip(stages, scripts), 1):
+        own = [ln for ln in lines if ln not in common and not ln.startswith(("#SBATCH --output", "#SBATCH --error"))]
+        what = {"prepare": f"one task per configuration with pending jobs ({n}), all running",
+                "jobs": f"one task per pending job ({n}): task i runs the job marked 'task i' in the job list"
+                        + (f" (task {n - 1}: the jobs planned later, {UNPLANNED})" if plan.unplanned else ""),
+                "report": "one task: res.txt, results.csv and the plots from the job files"}[stage]
+        print(f"{k}. {stage}" + (f", after {k - 1}" if after else "") + f": {what}")
+        for ln in own:
+            print(f"  {ln}" + (f"   ({after}: the job id of submission {k - 1})" if after and after in ln else ""))
+        print("  " + launch.shell(cmd))
+    if executor == "slurm" and shutil.which("sbatch") is None:
+        print("(sbatch is not on this machine: submit from a Slurm login node)")
+    return {jid: i for i, jid in enumerate(tasks)}
 
 
+def sbatch_lines(args, folder, count: int, after: str | None) -> list[str]:
+    """The #SBATCH lines (and --slurm-extra setup commands) of one submission as submitit writes
+    them (an array when count > 1)."""
+    from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
+
+    params, _ = submitit_params(args, "slurm")
+    names = SlurmExecutor._equivalence_dict()
+    sl = {(k[len("slurm_"):] if k.startswith("slurm_") else names[k]): v for k, v in params.items()}
+    if count > 1:
+        sl["map_count"] = count
+    if after:
+        sl["dependency"] = f"afterany:{after}"
+    lines = _make_sbatch_string(command="", folder=folder, **sl).splitlines()
+    setup = lines[lines.index("# setup"):lines.index("# command") - 1] if "# setup" in lines else []
+    return [ln for ln in lines if ln.startswith("#SBATCH")] + setup
+
+
+def _stop(child, wait_s: float) -> str:
+    """SIGTERM the child, SIGKILL it after wait_s seconds; how it ended.  Runs in submitit's signal
+    handler, which interrupts __call__'s child.wait() in the same thread: Popen.wait and poll would
+    wait for the lock that wait holds (until the timeout: past Slurm's kill), so this looks at the
+    child with waitid(WNOWAIT), leaving it to be reaped by whoever waits for it."""
+    child.send_signal(signal.SIGTERM)
+    deadline, how = time.time() + wait_s, "SIGTERM"
+    while (info := _exit_info(child.pid)) is None:
+        if how == "SIGTERM" and time.time() > deadline:
+            child.kill()
+            how = f"SIGKILL after {wait_s:.0f} s"
+        time.sleep(0.05)
+    return f"{how}, then it {info}"
+
+
+def _exit_info(pid: int) -> str | None:
+    """'exited N' / 'was killed by SIG...' for an ended child (not reaped), None while it runs."""
+    try:
+        res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:   # reaped already by a thread waiting for it
+        return "ended"
+    if res is None or res.si_pid == 0:
+        return None
+    if res.si_code == os.CLD_EXITED:
+        return f"exited {res.si_status}"
+    return f"was killed by {signal.Signals(res.si_status).name}"
 
 
 class TaskFailed(RuntimeError):
@@ -115,7 +192,8 @@ class Task:
         if threads and "OMP_NUM_THREADS" not in self.env:
             env["OMP_NUM_THREADS"] = threads
         print(f"islab task: {launch.shell(self.cmd, self.env)}", flush=True)
-        self._child = subprocess.Popen(self.cmd, env=env, cwd=self.cwd)
+        self._child = subprocess.Popen([*IGNORE_USR2, *self.cmd], env=env, cwd=self.cwd)
+        print(f"islab task: started as process {self._child.pid}", flush=True)   # checkpoint() can stop it now
         rc = self._child.wait()
         self._child = None
         if rc != 0 and self.check:
@@ -126,12 +204,10 @@ class Task:
         from submitit.helpers import DelayedSubmission
 
         child = self._child
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=TERM_WAIT_S)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if child is not None and child.returncode is None:
+            print(f"islab task: stopping the command for a requeue: {_stop(child, TASK_TERM_WAIT_S)}", flush=True)
+        else:
+            print("islab task: requeued with no command running", flush=True)
         return DelayedSubmission(Task(self.cmd, self.env, self.cwd, self.check))
 
     def __getstate__(self):
@@ -142,6 +218,25 @@ class Task:
         self._child = None
 
 
+def gpus_per_task(args) -> int:
+    """The GPUs each task asks for: --gpus-per-task, else 1 when the tasks train on a GPU (--device
+    cuda, or auto with a CIFAR data set) and 0 on a CPU (--device cpu, or auto with digits or
+    (fashion-)mnist, the CPU-sized data sets: a CPU partition would never start a GPU task)."""
+    if args.gpus_per_task is not None:
+        return args.gpus_per_task
+    device = str(getattr(args, "device", None) or "auto")
+    if device.startswith("cuda"):
+        return 1
+    return int(device == "auto" and getattr(args, "dataset", None) in GPU_DATASETS)
+
+
+def _cpu_reason(args) -> str:
+    device = str(getattr(args, "device", None) or "auto")
+    if device == "cpu":
+        return "--device cpu"
+    return f"--device {device} with {getattr(args, 'dataset', '?')}, a CPU-sized data set"
+
+
 def _has_checkpoint(args) -> bool:
     return hasattr(args, "checkpoint")
 
@@ -149,7 +244,7 @@ def _has_checkpoint(args) -> bool:
 def submitit_params(args, executor: str) -> tuple[dict, dict]:
     """(AutoExecutor parameters, additional #SBATCH options) from the launcher flags."""
     params = {"timeout_min": args.timeout_min or DEFAULT_TIMEOUT_MIN, "name": "islab"}
-    gpus = 1 if args.gpus_per_task is None else args.gpus_per_task
+    gpus = gpus_per_task(args)
     if executor != "slurm":   # a local executor hands out only the GPUs this machine has
         gpus = min(gpus, len(launch.gpus(args)))
     if gpus:
@@ -177,7 +272,7 @@ def _task_env(args, executor: str, parallel: int) -> dict:
         if launch.gpus(args):
             return {}
         return {"OMP_NUM_THREADS": str(max(1, launch.cores() // parallel))}   # processes here share the cores
-    if args.gpus_per_task == 0:   # a CPU partition without --cpus-per-task: one thread per task
+    if gpus_per_task(args) == 0:   # a CPU partition without --cpus-per-task: one thread per task
         return {"OMP_NUM_THREADS": "1"}
     return {}
 

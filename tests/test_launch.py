@@ -5,14 +5,15 @@
     every shared prerequisite (attacker, proxies) trained once, with every task's log in the run
     folder;
   - a second call with --resume (submitit's DebugExecutor) only writes the report;
-  - --dry-run prints the job list and each process's command and creates nothing;
+  - --dry-run prints the job list and each process's command and creates nothing; with --launcher
+    slurm the sbatch header and each array once (no GPU asked on the CPU digits preset);
   - the Slurm submission (a stand-in sbatch that records its scripts) carries the three stages,
     their dependencies and the resources, and trains nothing on the submitting machine;
   - an interrupted job resumes from its checkpoint (what a requeued Slurm task does) and a
     finished one never runs again; Task.checkpoint is submitit's requeue hook;
   - the proxy cache trains an entry once when two callers race for it.
-Slurm itself is not available here: its path is exercised through submitit's local executors
-and the recorded sbatch scripts."""
+Here Slurm's path is exercised through submitit's local executors and the recorded sbatch
+scripts; tests/test_slurm_cluster.py runs it on a real cluster (make test-slurm)."""
 import json
 import os
 import pickle
@@ -159,11 +160,57 @@ def test_dry_run_lists_jobs_and_commands_and_creates_nothing(tmp_path, capsys, l
     assert len(re.findall(r"^\s+\d+ todo \S+", out, re.M)) == N_JOBS
     if "local" in launcher and "slurm" not in launcher:
         assert len(re.findall(r"worker \d: OMP_NUM_THREADS=1 .*--stage work", out)) == 2
-    elif "slurm" in launcher:
-        assert len(re.findall(r"task \d+: .*--stage jobs --only-jobs \S+", out)) == N_JOBS
+    elif "slurm" in launcher:   # the jobs array's command once; the job list names each job's task
+        assert len(re.findall(r"--stage jobs --only-jobs JOB_ID --checkpoint$", out, re.M)) == 1
+        assert re.findall(r"^\s+\d+ todo \S+  task (\d+) ", out, re.M) == [str(i) for i in range(N_JOBS)]
         assert "--stage prepare" in out and "--stage report" in out
     else:
         assert "launcher inline" in out
+
+
+def test_slurm_dry_run_prints_the_sbatch_header_once_and_no_gpu_on_a_cpu_preset(tmp_path, capsys, monkeypatch):
+    """Issue 20: the header once (not per task), the jobs array once, no GPU for the digits
+    preset (--device auto); --device cuda asks one per task.  No sbatch needed for a dry run."""
+    monkeypatch.setenv("PATH", str(tmp_path))   # no sbatch, no srun
+    argv = [*SWEEP, "--results-root", str(tmp_path / "res"), "--launcher", "slurm", "--dry-run",
+            "--array-parallelism", "3"]
+    argv[argv.index("--device") + 1] = "auto"
+    assert cli.guarded(_static_module().main, argv, signals=False) == 0
+    out = capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == []
+    for line in ("#SBATCH --time=1440", "#SBATCH --signal=USR2@90", "#SBATCH --job-name=islab"):
+        assert len(re.findall(f"^  {line}$", out, re.M)) == 1, (line, out)
+    assert "--gpus-per-node" not in out and "no GPU: --device auto with digits" in out
+    arrays = re.findall(r"^  #SBATCH --array=\S+", out, re.M)
+    assert arrays == ["  #SBATCH --array=0-1%2", f"  #SBATCH --array=0-{N_JOBS - 1}%3"]
+    assert out.count("#SBATCH --dependency=afterany:") == 2
+    assert out.count("--stage jobs") == 1 and "sbatch is not on this machine" in out
+    assert cli.guarded(_static_module().main, [*argv, "--device", "cuda"], signals=False) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^  #SBATCH --gpus-per-node=1$", out, re.M)) == 1 and "no GPU" not in out
+
+
+def test_reproduce_dry_run_through_slurm_plans_each_stage_and_writes_nothing(tmp_path):
+    report = tmp_path / "REPORT.md"
+    r = subprocess.run([sys.executable, str(ROOT / "DR-IS" / "reproduce.py"), "--preset", "digits", "--stages", "table1",
+                        "--results-root", str(tmp_path / "res"), "--report", str(report), "--",
+                        "--launcher", "slurm", "--dry-run"],
+                       capture_output=True, text=True, cwd=ROOT, env={**ENV, "PATH": str(tmp_path)}, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("#SBATCH --time=1440") == 1 and r.stdout.count("--stage jobs") == 1
+    assert "--gpus-per-node" not in r.stdout and "nothing run, no report written" in r.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tasks_ask_a_gpu_only_when_they_train_on_one():
+    from types import SimpleNamespace as NS
+
+    assert slurm.gpus_per_task(NS(gpus_per_task=None, device="auto", dataset="digits")) == 0
+    assert slurm.gpus_per_task(NS(gpus_per_task=None, device="auto", dataset="fashion-mnist")) == 0
+    assert slurm.gpus_per_task(NS(gpus_per_task=None, device="auto", dataset="cifar10")) == 1
+    assert slurm.gpus_per_task(NS(gpus_per_task=None, device="cuda:1", dataset="digits")) == 1
+    assert slurm.gpus_per_task(NS(gpus_per_task=None, device="cpu", dataset="cifar100")) == 0
+    assert slurm.gpus_per_task(NS(gpus_per_task=2, device="cpu", dataset="digits")) == 2
 
 
 _MODULE = {}
@@ -277,6 +324,37 @@ def test_task_checkpoint_stops_the_child_and_requeues_the_same_command():
     assert not t.is_alive() and isinstance(errors[0], slurm.TaskFailed)    # the child was stopped
     assert again.function.cmd == task.cmd and again.function is not task
     assert pickle.loads(pickle.dumps(task)).cmd == task.cmd                 # picklable without its child
+
+
+REQUEUED_IN_HANDLER = """
+import signal, sys
+sys.path.insert(0, sys.argv[1])
+from islab import slurm
+task = slurm.Task([sys.executable, "-c", "import time; time.sleep(300)"])
+def on_usr2(signum, frame):     # what submitit's handler does on Slurm's USR2: checkpoint, requeue, exit
+    again = task.checkpoint()
+    print("requeued the same command:", again.function.cmd == task.cmd, flush=True)
+    sys.exit(3)
+signal.signal(signal.SIGUSR2, on_usr2)
+task()
+"""
+
+
+def test_task_checkpoint_in_the_signal_handler_stops_the_child_at_once():
+    """submitit calls checkpoint() in its signal handler, on top of the task's own wait for its
+    child in the same thread: it must see the child end (not block on Popen's wait lock until
+    the timeout, past Slurm's kill, as it did before the real-cluster test found it)."""
+    p = subprocess.Popen([sys.executable, "-c", REQUEUED_IN_HANDLER, str(ROOT)], stdout=subprocess.PIPE, text=True)
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if "islab task: started as process" in line:   # (after which checkpoint() knows the child)
+            break
+    p.send_signal(signal.SIGUSR2)
+    out = "".join(seen) + p.communicate(timeout=60)[0]    # (the stopping waits up to TASK_TERM_WAIT_S)
+    assert p.returncode == 3, out
+    assert "stopping the command for a requeue: SIGTERM, then it was killed by SIGTERM" in out, out
+    assert "requeued the same command: True" in out
 
 
 def _raises(task):
