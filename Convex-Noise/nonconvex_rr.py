@@ -468,9 +468,9 @@ def plot_welsch(run, args, pr, mins, rows, thr):
         st = plots.style(s)
         color = st["color"]
         ax.plot(d.eta, d.value, marker=st["marker"], linestyle=st["linestyle"], color=color,
-                label=f"{s.upper()}: chains in the better minimum")
+                label=f"{plots.display(s)}: chains in the better minimum")
         ax.axvline(thr[s], color=color, ls=":", lw=1,
-                   label=f"{s.upper()} linear stability limit {thr[s]:.3f}")
+                   label=f"{plots.display(s)}: linear stability limit {thr[s]:.3f}")
     g = df[(df.dynamics == "gd") & (df.metric == "better_fraction")]["value"].iloc[0]
     ax.axhline(g, **plots.REFERENCE, label=f"starts in its basin ({g:.2f})")
     ax.set_xscale("log")
@@ -510,7 +510,7 @@ def plot_mb(run, pr, minima, rows):
         d = df[(df.method == s) & (df.dynamics == "sampled") & (df.metric == "frac_A")]
         st = plots.style(s)
         ax.plot(d.eta, d.value, marker=st["marker"], linestyle=st["linestyle"], color=st["color"],
-                label=f"{s.upper()}: runs ending in A")
+                label=f"{plots.display(s)}: runs ending in A")
     g = df[(df.dynamics == "gd") & (df.metric == "frac_A")]["value"].iloc[0]
     ax.axhline(g, **plots.REFERENCE, label=f"starts in A's basin ({g:.2f})")
     ax.set_xscale("log")

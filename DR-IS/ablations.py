@@ -311,13 +311,22 @@ def main(argv=None):
 
 
 def write_plots(run, fin, args) -> None:
-    """summary_*.png: each metric over the swept values (evenly spaced, labelled by value), a line
-    per method, a panel per noise configuration, mean +- sd over seeds; corruption in the subset
-    with its chance level (eps) per panel."""
+    """summary_*.png: each metric over the swept values, a line per method, a panel per noise
+    configuration, mean +- sd over seeds; corruption in the subset with its chance level (eps)
+    per panel.  Numbers (K, alpha, a rate, lambda, gamma) sit on a true numeric axis; named
+    settings (proxy sets) evenly spaced."""
     from islab import plots
 
     d = fin.copy()
-    d["setting"] = pd_categorical(d["setting"], args.values_list)
+    numeric = numbers(args.values_list)
+    if numeric is not None:
+        d["setting"] = d["setting"].astype(str).map(dict(zip(args.values_list, numeric)))
+        d = d[d["setting"].notna()].assign(setting=lambda x: x["setting"].astype(float))
+        if args.sweep == "rate":   # a rate in %
+            d = d.assign(setting=100.0 * d["setting"])
+            numeric = [100.0 * v for v in numeric]
+    else:
+        d["setting"] = pd_categorical(d["setting"], args.values_list)
     methods = list(dict.fromkeys(fin["method"]))
     # chance level of the corruption in a subset: eps, one per panel (not in a rate sweep, where
     # eps is the swept value itself)
@@ -337,10 +346,18 @@ def write_plots(run, fin, args) -> None:
                                   col="config", clip=clip, xlabel=SWEEP_LABEL.get(args.sweep, args.sweep),
                                   hue_order=[m for m in methods if (dd["method"] == m).any()],
                                   reference=ref or None, reference_label="chance (= eps)", panel="{value}",
-                                  ylim=(0, None))
+                                  ylim=(0, None), xticks=numeric)
 
 
-SWEEP_LABEL = {"K": "K (proxies)", "alpha": "alpha (kept fraction)", "rate": "corruption rate",
+def numbers(values):
+    """The swept values as floats, or None when one of them is a name (a proxy set)."""
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+SWEEP_LABEL = {"K": "K (proxies)", "alpha": "alpha (kept fraction)", "rate": "corruption rate (%)",
                "proxies": "proxy set", "lambda": "hybrid lambda", "gamma": "gamma (online smoothing)"}
 
 

@@ -46,7 +46,7 @@ def test_one_idea_one_colour_across_families():
         assert len({plots.style(n)["color"] for n in group}) == 1, group
     # a name without an entry always gets the same fallback colour
     assert plots.style("some-new-method") == plots.style("some-new-method")
-    assert plots.style("hybrid0.25")["color"] == plots.style("hybrid0.75")["color"] == plots.METHOD_COLORS["hybrid"]
+    assert plots.style("hybrid0.25")["color"] == plots.style("hybrid0.75")["color"] == plots.style("hybrid")["color"]
 
 
 def test_seed_bands():
