@@ -292,3 +292,14 @@ P = np.array([0.5, 0.5, 0.0])
 def test_bad_input_raises_a_clear_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("readme", ["README.md", "DR-IS/README.md"])
+def test_readme_one_minute_snippet_runs(readme):
+    """The short API snippet at the top of README.md and DR-IS/README.md runs as written."""
+    section = (ROOT / readme).read_text().split("## In one minute", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {"__name__": "__readme__"}
+    exec(compile(code, readme, "exec"), namespace)
+    assert len(namespace["keep"]) == 300 and namespace["s"].shape == (1000,)
+    assert abs(namespace["p"].sum() - 1) < 1e-9 and len(namespace["sampler"]) == 1000

@@ -242,3 +242,20 @@ def test_appendix_g_numbers_come_from_one_place():
     assert set(syn.PAPER) == set(syn.NAMES) and all(len(v) == len(syn.PAPER_CONFIGS) for v in syn.PAPER.values())
     rows = claims_module().appendix_g_rows(ROOT / "no-such-folder")
     assert [r["paper"] for r in rows if r["label"] == "DR-IS"] == list(syn.PAPER["dr-is"])
+
+
+def test_gallery_copies_the_listed_demo_figures(tmp_path, capsys):
+    from PIL import Image
+
+    from islab import gallery
+
+    rel, name = gallery.FIGURES[0]
+    fig, ax = plots.plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [0, 1])
+    (tmp_path / "r" / rel).parent.mkdir(parents=True)
+    plots.save(fig, tmp_path / "r" / rel)
+    made = gallery.copy(tmp_path / "r", tmp_path / "out")
+    assert made == [tmp_path / "out" / name]           # the others are missing: skipped, with a warning
+    assert "missing" in capsys.readouterr().err
+    with Image.open(made[0]) as img, Image.open(tmp_path / "r" / rel) as src:
+        assert img.mode == "P" and abs(img.width - src.width * 2 / 3) <= 1
