@@ -641,6 +641,7 @@ def report(root, presets, folder_of, figures_dir=None) -> str:
 
 FIGURES_DIR = Path(__file__).resolve().parent.parent / "docs" / "figures"
 FIGURE_DPI = 100
+CHANCE_PCT = 10.0   # every data set of the report (Fashion-MNIST, digits) and CIFAR-10: 10 classes
 VERDICT_COLOURS = {"reproduced": "#1B7837", "not reproduced": "#E08214", "opposite": "#B2182B",
                    "reference": "#4D4D4D", "no claim": "#9E9E9E"}
 VERDICT_HELP = {"reference": "reference (the claims compare against it)",
@@ -657,13 +658,14 @@ def _values(v) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
-def draw_paper_vs_ours(rows, path, title: str, xlabel: str, xlim=None) -> Path:
+def draw_paper_vs_ours(rows, path, title: str, xlabel: str, xlim=None, paper_label: str = "paper (CIFAR-10)",
+                       chance: float | None = None) -> Path:
     """A dot plot: one panel per `panel`, one line per `label` in it; the paper's number hollow
     (black edge), ours filled in the verdict's colour with +- sample sd; 'not run' written where
     there is no result, 'paper: lost' where the paper's number did not survive.
 
     rows: dicts with panel, label, paper (float or None), ours (per-seed values, may be empty),
-    verdict (a VERDICT_COLOURS key or 'not run')."""
+    verdict (a VERDICT_COLOURS key or 'not run'); chance: a dashed vertical line (accuracy)."""
     from islab import plots
 
     plt = plots.plt
@@ -691,6 +693,8 @@ def draw_paper_vs_ours(rows, path, title: str, xlabel: str, xlim=None) -> Path:
             elif r.get("paper_note"):
                 ax.text(0.98, y, r["paper_note"], transform=ax.get_yaxis_transform(), ha="right", va="center",
                         fontsize=6.5, color="0.4")
+        if chance is not None:
+            ax.axvline(chance, **plots.REFERENCE)
         ax.set_title(str(panel))
         ax.set_xlabel(xlabel)
         if xlim is not None:
@@ -700,9 +704,12 @@ def draw_paper_vs_ours(rows, path, title: str, xlabel: str, xlim=None) -> Path:
     axes[0, 0].set_ylim(len(labels) - 0.5, -0.5)
     used = list(dict.fromkeys(r.get("verdict") for r in rows if len(_values(r.get("ours")))))
     handles = [plots.Line2D([], [], marker="o", markersize=8, markerfacecolor="none", markeredgecolor="black",
-                            linestyle="none", label="paper (CIFAR-10)")]
+                            linestyle="none", label=paper_label)]
     handles += [plots.Line2D([], [], marker="o", markersize=6, color=VERDICT_COLOURS[v], linestyle="none",
                              label=f"ours: {VERDICT_HELP.get(v, v)}") for v in VERDICT_COLOURS if v in used]
+    if chance is not None:
+        handles.append(plots.Line2D([], [], label=f"chance ({chance:g} %)",
+                                    **{k: v for k, v in plots.REFERENCE.items() if k != "zorder"}))
     plots.legend_outside(fig, handles=handles, where="bottom", ncol=2)
     fig.suptitle(plots.wrap(f"{title} (ours: mean +- sd over {plots.seeds_text(seeds) or 'seeds'})",
                             45 * len(panels) + 20))
@@ -714,7 +721,7 @@ def draw_paper_vs_ours(rows, path, title: str, xlabel: str, xlim=None) -> Path:
     return Path(path)
 
 
-def draw_rate_figure(series: dict, path, title: str, paper_note: str = "") -> Path:
+def draw_rate_figure(series: dict, path, title: str, paper_note: str = "", chance: float | None = None) -> Path:
     """Figure 2 on a true rate axis: accuracy vs the corruption rate eps (x = eps itself), a line
     per method in its figure-wide colour, mean +- sd over seeds.  series: {method: {eps: per-seed
     values}} (an empty cell is left out)."""
@@ -733,12 +740,13 @@ def draw_rate_figure(series: dict, path, title: str, paper_note: str = "") -> Pa
         plots.band(ax, xs.astype(float), mid, lo, hi, m, clip=(0, 100))
     if rates:
         plots.integer_ticks(ax, "x", sorted(rates))
+    if chance is not None:
+        plots.reference_line(ax, chance, f"chance ({chance:g} %)")
     ax.set_xlabel("corruption rate eps (targeted)")
     ax.set_ylabel("final test accuracy (%)")
-    if paper_note:
-        ax.text(0.02, 0.03, paper_note, transform=ax.transAxes, fontsize=7, color="0.35")
     plots.legend_outside(fig, [ax], title="method")
-    fig.suptitle(plots.wrap(f"{title} (mean +- sd over {plots.seeds_text(seeds) or 'seeds'})", 70))
+    fig.suptitle(plots.wrap(f"{title} (mean +- sd over {plots.seeds_text(seeds) or 'seeds'})", 70)
+                 + (f"\n{paper_note}" if paper_note else ""))
     fig.tight_layout()
     from islab.runs import atomic_savefig
 
@@ -854,24 +862,26 @@ def write_figures(st: Study, out: Path = FIGURES_DIR, synthetic: Path | None = N
             ("paper-table3.png", table3_rows(st, verdicts), "Table 3, online IS", "final test accuracy (%)", (0, 100)),
             ("paper-table6.png", table6_rows(st, verdicts), "Table 6, static pruning at targeted 25 %",
              "final test accuracy (%)", (0, 100)),
-            ("paper-table7.png", table7_rows(st, verdicts), "Table 7, proxy sets at targeted 25 %", "value", None)):
+            ("paper-table7.png", table7_rows(st, verdicts), "Table 7, proxy sets at targeted 25 %", "", None)):
         if any(len(_values(r["ours"])) for r in rows):
             out.mkdir(parents=True, exist_ok=True)
-            made.append(draw_paper_vs_ours(rows, out / name, f"{title}: {what}", xlabel, xlim))
+            made.append(draw_paper_vs_ours(rows, out / name, f"{title}: {what}", xlabel, xlim,
+                                           chance=CHANCE_PCT if xlim else None))
     series = figure2_series(st)
     if any(len(_values(v)) for cells in series.values() for v in cells.values()):
         out.mkdir(parents=True, exist_ok=True)
         made.append(draw_rate_figure(series, out / "paper-figure2.png",
-                                     f"{st.preset}: Figure 2, accuracy vs targeted corruption rate, alpha 0.3; "
-                                     f"verdict (F2): {verdicts.get('F2 corruption rate', 'not run')}",
-                                     paper_note="the paper's values were lost in extraction"))
+                                     f"{st.preset}: Figure 2, targeted corruption rate at alpha 0.3, verdict (F2): "
+                                     f"{verdicts.get('F2 corruption rate', 'not run')}",
+                                     paper_note="the paper's values were lost in extraction", chance=CHANCE_PCT))
     if synthetic is not None:
         rows = appendix_g_rows(Path(synthetic))
         if any(len(_values(r["ours"])) for r in rows):
             out.mkdir(parents=True, exist_ok=True)
             made.append(draw_paper_vs_ours(rows, out / "paper-appendix-g.png",
                                            "Appendix G, synthetic study: paper (its own generator, not "
-                                           "recoverable) vs DR-IS/synthetic.py", "final test accuracy (%)", (0, 100)))
+                                           "recoverable) vs DR-IS/synthetic.py", "final test accuracy (%)", (0, 100),
+                                           paper_label="paper (Appendix G)", chance=50.0))
     return made
 
 

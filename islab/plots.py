@@ -90,7 +90,11 @@ def legend_handle(name, st=None) -> Line2D:
 
 def wrap(text: str, width: int = 70) -> str:
     """A title broken into lines of at most `width` characters (titles must fit their figure)."""
-    return "\n".join(textwrap.wrap(str(text), width)) if text else ""
+    if not text:
+        return ""
+    # "n = 3", "alpha = 0.3": never broken at their spaces
+    glued = str(text).replace(" = ", "\u00a0=\u00a0")
+    return "\n".join(textwrap.wrap(glued, width)).replace("\u00a0", " ")
 
 
 def seeds_text(counts, unit: str = "seed") -> str:
