@@ -241,7 +241,8 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
     """Mean over seeds with a +-1 sd band, one line per `hue`, one panel per `col`; the panels
     share their y axis and one legend sits outside them.
 
-    reference: a dashed reference level per panel, a number or {col value: number}; clip: the
+    reference: a dashed reference level per panel, a number, a function of x, or {col value: either};
+    clip: the
     metric's range, e.g. (0, 100) for accuracy %; logy: log y axis with log-space bands;
     integer_x: integer x ticks (epochs, K); xticks: exactly these x ticks; panel: the panel
     title, a format of {col} and {value}; highlight: a hue drawn black and thick (the target);
@@ -274,7 +275,11 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
             if len(xs):
                 band(ax, xs, mid, lo, hi, h, clip=clip, st=sts[h])
         ref = reference.get(c) if isinstance(reference, dict) else reference
-        if ref is not None and np.isfinite(ref):
+        if callable(ref):   # a level that moves with x (the chance level of a swept rate)
+            xs = np.sort(np.unique(d[x].to_numpy(dtype=float)))
+            ax.plot(xs, ref(xs), **REFERENCE)
+            ref_handle = Line2D([], [], label=reference_label, **{k: v for k, v in REFERENCE.items() if k != "zorder"})
+        elif ref is not None and np.isfinite(ref):
             ref_handle = reference_line(ax, ref, reference_label)
         if logy:
             log_axis(ax, "y")
@@ -296,7 +301,8 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
     if seeds is None:
         seeds = count_seeds(df, [c for c in (col, hue, x) if c])
     if band_note:
-        note = (" (geometric mean x/÷ geometric sd over " if logy else " (mean +- sd over ") + (seeds or "seeds") + ")"
+        note = (" (geometric mean x/÷ geometric sd over " if logy else " (mean +- sd over ") \
+            + (seeds or "seeds") + ")"
     else:
         note = f" ({seeds})" if seeds else ""
     if title or note:
