@@ -2,10 +2,12 @@
 
 One style for every figure of the repository:
   * 150 dpi, saved with a tight bounding box (legends outside the axes are kept);
-  * one fixed colour, marker and line style per method (METHOD_STYLE), from the Okabe-Ito
-    colour-blind-safe palette; the same idea has the same colour in every family (uniform
-    sampling / random subsets black, full data grey, DR-IS blue, ...), and the methods drawn in
-    one figure never share a colour;
+  * one display name, colour, marker and line style per method (islab/style.py: every id a
+    script writes, `dris`, `dr-is`, `ambiguous`, ..., maps to its method), from the Okabe-Ito
+    and Tol colour-blind-safe palettes; a colour never means two methods, and names outside
+    the vocabulary (models) take fallback colours no method uses;
+  * every figure says over how many seeds its bands or bars are (`count_seeds`, "n = 3 seeds");
+  * numbers (rates, K) sit on a true numeric axis, and accuracy has its chance level dashed;
   * one legend per figure, outside the data (`legend_outside`), never one per panel;
   * panels that are compared share their y axis; epochs and K get integer ticks;
   * reference levels (chance, the noise rate) are dashed grey lines with a legend entry, never
