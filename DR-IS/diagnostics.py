@@ -235,7 +235,8 @@ def gap_plot(gap, configs, path) -> None:
     ~100x smaller than 2r, so the y axis is symmetric-log (linear within +-1e-3)."""
     from islab import plots
 
-    colours = {"empirical gap": plots.BLUE, "plug-in Theorem 1 gap": plots.VERMILLION, "2r (McDiarmid)": plots.BLACK}
+    # quantities, not methods: colours no method has (islab/style.py)
+    colours = {"empirical gap": plots.FALLBACK[2], "plug-in Theorem 1 gap": plots.FALLBACK[5], "2r (McDiarmid)": "0.3"}
     styles_ = {"empirical gap": ("o", "-"), "plug-in Theorem 1 gap": ("s", "-."), "2r (McDiarmid)": ("D", "--")}
     fig, axes = plots.plt.subplots(1, len(configs), figsize=(3.6 * len(configs) + 0.4, 3.1), squeeze=False,
                                    sharey=True)
