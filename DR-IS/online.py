@@ -384,9 +384,8 @@ def plot(run, df, steps=None, classes=None):
             lines_with_band(d, x, "value", "method", run.path / name, ylabel=label, col="config",
                             clip=clip, integer_x=True, hue_order=[m for m in methods if (d["method"] == m).any()],
                             panel="{value}", xlabel=xlabel,
-                            title=f"DR-IS online: {label} by {x}" + ("; a marker per epoch (RHO-LOSS trains on N - "
-                                                                     "holdout: fewer steps per epoch)" if x == "step"
-                                                                     else ""),
+                            title=f"DR-IS online: {label}" + ("; markers: epochs (RHO-LOSS trains on N - holdout)"
+                                                              if x == "step" else ""),
                             reference=chance, reference_label=f"chance (1/{classes})")
 
 

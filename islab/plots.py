@@ -19,6 +19,7 @@ Every helper saves atomically into a run folder (islab.runs.atomic_savefig).
 """
 from __future__ import annotations
 
+import re
 import textwrap
 import zlib
 
@@ -94,8 +95,9 @@ def wrap(text: str, width: int = 70) -> str:
     """A title broken into lines of at most `width` characters (titles must fit their figure)."""
     if not text:
         return ""
-    # "n = 3", "alpha = 0.3": never broken at their spaces
-    glued = str(text).replace(" = ", "\u00a0=\u00a0")
+    # "n = 3 seeds", "alpha = 0.3": never broken at their spaces
+    glued = re.sub(r"n = (\S+) (seeds?|draws?|chains?)\b", lambda m: m.group(0).replace(" ", "\u00a0"), str(text))
+    glued = glued.replace(" = ", "\u00a0=\u00a0")
     return "\n".join(textwrap.wrap(glued, width)).replace("\u00a0", " ")
 
 
@@ -354,7 +356,7 @@ def grouped_bars(ax, stats, groups, hues, chance=None, chance_label: str = "chan
                          linewidth=0.5, capsize=2, error_kw={"elinewidth": 0.8}, label=display(h), zorder=3)
             handles.setdefault(h, bar)
             if len(v) and abs(v.mean()) < 1e-12:   # a bar of height 0 is invisible: say so
-                ax.text(left + i * w, 0, "0", ha="center", va="bottom", fontsize=6.5, color=st["color"])
+                ax.text(left + i * w, 0, "0", ha="center", va="bottom", fontsize=7, color="0.2")
         if chance is not None and g in chance and np.isfinite(chance[g]):
             ch = reference_line(ax, chance[g], chance_label,
                                 x=(left - w / 2 - 0.02, left + (len(present) - 0.5) * w + 0.02), zorder=4)
