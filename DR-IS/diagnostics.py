@@ -303,7 +303,7 @@ def write_plots(run, args) -> None:
         score=lambda x: x["metric"].str.replace("cis_", "", regex=False))
     eps = d[d["metric"] == "eps"].groupby("config")["value"].first().to_dict()
     ks = sorted(d["K"].unique())
-    plots.lines_with_band(cis, "K", "value", "score", run.path / "subset.png", col="config", xticks=ks,
+    plots.lines_with_band(cis, "K", "value", "score", run.path / "subset.png", col="config", xticks=ks, xlabel="K (proxies)",
                           title=f"DR-IS diagnostics: corrupted fraction of the top-{args.alpha:g} subset "
                                 "by each score", band_note=False, seeds="one proxy pool: single draws, n = 1 seed",
                           ylabel="corrupted fraction", clip=(0, 1), reference=eps,
@@ -311,7 +311,7 @@ def write_plots(run, args) -> None:
                           hue_order=[s for s in SUBSET_SCORES if (cis["score"] == s).any()])
     mass = d[d["metric"].isin([f"mass_{s}" for s in SAMPLERS])].assign(
         sampler=lambda x: x["metric"].str.replace("mass_", "", regex=False))
-    plots.lines_with_band(mass, "K", "value", "sampler", run.path / "mass.png", col="config", xticks=ks,
+    plots.lines_with_band(mass, "K", "value", "sampler", run.path / "mass.png", col="config", xticks=ks, xlabel="K (proxies)",
                           title="DR-IS diagnostics: sampling mass on the corrupted examples (Theorem 2; "
                                 "uniform = eps)", band_note=False, seeds="one proxy pool: single draws, n = 1 seed",
                           ylabel="mass", clip=(0, 1),
