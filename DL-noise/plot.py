@@ -147,14 +147,16 @@ def draw(run_dir, out=None) -> list[Path]:
     seeds = plots.count_seeds(final, ["strategy", "noise %", "metric"])
     classes = runs_classes(run_dir)
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2), sharey=True)
+    chance = None
     for ax, (metric, title) in zip(axes, [("final_test_acc", "final test accuracy"),
                                           ("best_test_acc", "best test accuracy over the epochs")]):
         dodged_errorbars(ax, final[final["metric"] == metric], "strategy", order, sts)
         if classes:
-            plots.reference_line(ax, 100.0 / classes, f"chance (1/{classes})")
+            chance = plots.chance_level(ax, 100.0 / classes, f"chance (1/{classes})")
         ax.set_title(title)
     axes[0].set_ylabel("test accuracy (%)")
-    plots.legend_outside(fig, axes, title="strategy")
+    handles = [plots.legend_handle(h, sts[h]) for h in order if (final["strategy"] == h).any()]
+    plots.legend_outside(fig, handles=handles + ([chance] if chance is not None else []), title="strategy")
     fig.suptitle(f"DL-noise: test accuracy vs label noise (mean +- sd over {seeds})")
     plots.save(fig, out / FIGURES[0])
     written.append(out / FIGURES[0])

@@ -146,6 +146,19 @@ def reference_line(ax, y, label: str | None = None, x=None, zorder: float | None
     return Line2D([], [], label=label, **{k: v for k, v in REFERENCE.items() if k != "zorder"})
 
 
+def chance_level(ax, level: float, label: str = "chance", unit: str = " %") -> Line2D:
+    """The chance level of an accuracy axis (call after the data are drawn): a dashed line when
+    it leaves the data at least half the axis, else a note on the axis that it lies below (a
+    line at 10 % would squeeze accuracies of 95-99 % into a sliver).  Returns the legend handle."""
+    lo, hi = ax.dataLim.y0, ax.dataLim.y1
+    if not np.isfinite(lo) or hi <= level or (lo - level) <= (hi - lo):
+        return reference_line(ax, level, label)
+    ax.text(0.01, 0.02, f"{label} = {level:g}{unit}, below the axis", transform=ax.transAxes, fontsize=7,
+            color="0.35")
+    return Line2D([], [], label=f"{label} = {level:g}{unit} (below the axis)",
+                  **{k: v for k, v in REFERENCE.items() if k != "zorder"})
+
+
 def legend_outside(fig, axes=None, where: str = "right", handles=None, title: str | None = None, ncol=None,
                    into=None, fixed: bool = False):
     """One legend for the whole figure, outside every axis: to the right of the panels, below
