@@ -5,7 +5,7 @@
 
 The repository tracks these copies (GitHub shows the READMEs with them); the list below is the
 one place that says which figures they are.  Each copy is scaled to 100 dpi (the figures are
-drawn at 150) and stored with a 256-colour palette, a few tens of KB each.  The demo is
+drawn at 150) and stored with a 96-colour palette, a few tens of KB each.  The demo is
 deterministic, so a copy changes only when the code that draws it does.  A figure whose run
 folder is missing is skipped with a warning line.
 """
@@ -19,6 +19,7 @@ from islab import cli
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "figures"
 SCALE = 100 / 150   # the figures' 150 dpi -> 100 dpi
+COLOURS = 96        # palette size: enough for the line colours and their antialiased edges
 
 # (figure under the results root, name in docs/figures/)
 FIGURES = (
@@ -42,10 +43,11 @@ def shrink(src: Path, dst: Path) -> None:
     with Image.open(src) as img:
         img = img.convert("RGB")
         img = img.resize((max(1, round(img.width * SCALE)), max(1, round(img.height * SCALE))), Image.LANCZOS)
-        img = img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        img = img.quantize(colors=COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         buf = io.BytesIO()
         img.save(buf, format="PNG", optimize=True, dpi=(100, 100))
     atomic_write_bytes(dst, buf.getvalue())
+    dst.chmod(0o644)   # a tracked file, readable like the others
 
 
 def copy(root, out=OUT) -> list[Path]:
