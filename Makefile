@@ -90,9 +90,16 @@ demo: $(ENV_DEP)
 # is, with a warning); `report-check` fails when a `make demo` table differs from what the current
 # code makes (CI): exactly on the machine fingerprint the table names, within its declared
 # statistical tolerance on another (islab/report.py); `studies` makes the longer runs the READMEs cite.
+# It also copies the demo figures the READMEs show into docs/figures/ (islab/gallery.py lists them)
+# and, when the Fashion-MNIST reproduction is there, rewrites REPRODUCTION.md and its
+# paper-vs-reproduction figures (docs/figures/paper-*.png).
+REPRO_MAIN := $(RESULTS)/DR-IS/static/repro-fashion-mnist-table1/config.json
 report: $(ENV_DEP)
 	$(PY) -m islab.report --results-root $(RESULTS)
 	$(PY) benchmarks/readme.py
+	$(PY) -m islab.gallery --results-root $(RESULTS)
+	@if [ -f $(REPRO_MAIN) ]; then $(PY) DR-IS/reproduce.py --report-only --results-root $(RESULTS); \
+	else echo "REPRODUCTION.md left as it is: no $(REPRO_MAIN) (make reproduce makes it)"; fi
 
 report-check: $(ENV_DEP)
 	$(PY) -m islab.report --check --results-root $(RESULTS)

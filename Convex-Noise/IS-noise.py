@@ -234,7 +234,8 @@ def plot_curves(path, df, methods, title):
             plots.integer_ticks(ax, "x")
         axes[-1, j].set_xlabel("epoch")
     plots.legend_outside(fig, axes, title="method", fixed=True)
-    fig.suptitle(plots.wrap(title + f": epochs 1-{int(d['epoch'].max())}, mean +- sd over seeds (log "
+    seeds = plots.count_seeds(d, ["rate", "method", "metric", "epoch"]) or "seeds"
+    fig.suptitle(plots.wrap(title + f": epochs 1-{int(d['epoch'].max())}, mean +- sd over {seeds} (log "
                             "rows: geometric mean x/÷ geometric sd)", 38 * len(rates) + 20))
     # fixed margins: tight layout would cost more than the whole optimisation of a configuration
     plots.fixed_margins(fig, left=0.85, top=0.95, legend_width=1.3)
@@ -328,6 +329,7 @@ def plot_summary(run, final, methods):
             if len(xs):
                 plots.band(ax, xs, mid, lo, hi, m, clip=(0, 100), st=sts[m])
         plots.integer_ticks(ax, "x", sorted(d["rate"].unique()))
+        chance = plots.reference_line(ax, 50.0, "chance (50 %, two classes)")
         ax.set_title(f"{flip}, ratio {ratio:g}")
         ax.set_xlabel("noise rate (0 = clean)")
     for i in range(nrow):
@@ -335,9 +337,14 @@ def plot_summary(run, final, methods):
     spare = list(axes[1, len(noisy):]) if nrow == 2 else []   # the row of noisy kinds is one shorter
     for ax in spare[1:]:
         ax.remove()
-    plots.legend_outside(fig, axes, title="method", into=spare[0] if spare else None)
-    fig.suptitle("Convex-Noise: final clean test error (mean +- sd over seeds); top: vs the norm ratio "
-                 "at each kind's largest rate; bottom: vs the rate at the largest ratio")
+    for ax in axes[0]:
+        chance = plots.reference_line(ax, 50.0, "chance (50 %, two classes)")
+    handles = [plots.legend_handle(m, sts[m]) for m in methods] + [chance]
+    plots.legend_outside(fig, handles=handles, title="method", into=spare[0] if spare else None)
+    fig.suptitle(plots.wrap("Convex-Noise: final clean test error (mean +- sd over "
+                            + (plots.count_seeds(err, ["flip", "rate", "ratio", "method"]) or "seeds")
+                            + "); top: vs the norm ratio at each kind's largest rate; bottom: vs the rate at the "
+                            "largest ratio", 50 * ncol))
     plots.save(fig, run.path / "summary.png")
 
 

@@ -219,7 +219,7 @@ def run_twowell(args, run):
                     f"histogram {tv:.3f} ({time.perf_counter() - t0:.1f} s)")
     run.save_arrays("twowell.npz", edges=edges, **{f"hist_{k}": v for k, v in hists.items()},
                     **{f"lemma_{k}": v for k, v in pred.items()}, x0=X0[:, 0])
-    plot_twowell(run, tw, eta, edges, hists, pred)
+    plot_twowell(run, tw, eta, edges, hists, pred, args.tw_chains)
     return rows
 
 
@@ -405,7 +405,7 @@ def _save(run, fig, name):
     plots.save(fig, run.path / name, tight=False)
 
 
-def plot_twowell(run, tw, eta, edges, hists, pred):
+def plot_twowell(run, tw, eta, edges, hists, pred, chains):
     from islab import plots
 
     plt = _plt()
@@ -413,9 +413,9 @@ def plot_twowell(run, tw, eta, edges, hists, pred):
     x = np.linspace(-2.5, 2.5, 1001)
     ax = axes[0]
     ax.plot(x, tw.loss(x), color="k", lw=1.6, label="F = a1 f1 + a2 f2")
-    ax.plot(x, tw.a[0] * tw.term_losses(x)[:, 0], color=plots.VERMILLION, ls="--", lw=1,
+    ax.plot(x, tw.a[0] * tw.term_losses(x)[:, 0], color=plots.FALLBACK[1], ls="--", lw=1,
             label="a1 f1 (sensitive)")
-    ax.plot(x, tw.a[1] * tw.term_losses(x)[:, 1], color=plots.SKY, ls="--", lw=1,
+    ax.plot(x, tw.a[1] * tw.term_losses(x)[:, 1], color=plots.FALLBACK[4], ls="--", lw=1,
             label="a2 f2 (insensitive)")
     ax.set_xlabel("x (parameter)")
     ax.set_ylabel("loss")
@@ -423,10 +423,10 @@ def plot_twowell(run, tw, eta, edges, hists, pred):
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     w = np.diff(edges)
     mid = (edges[:-1] + edges[1:]) / 2
-    for ax, scheme, name in ((axes[1], "sgd", "(b) SGD"), (axes[2], "rr", "(c) RR")):
-        for dyn, style in (("sampled", dict(color=plots.ORANGE, lw=1.6,
+    for ax, scheme, name in ((axes[1], "sgd", f"(b) {plots.display('sgd')}"), (axes[2], "rr", "(c) RR")):
+        for dyn, style in (("sampled", dict(color=plots.FALLBACK[3], lw=1.6,
                                             label="iterates, sampled terms (SGD / RR)")),
-                           ("diffusion", dict(color=plots.GREEN, lw=1.2,
+                           ("diffusion", dict(color=plots.FALLBACK[2], lw=1.2,
                                               label="iterates, Lemma 2.1 diffusion (E-M)"))):
             h = hists[f"{scheme}-{dyn}"] / max(hists[f"{scheme}-{dyn}"].sum(), 1) / w
             ax.step(mid, np.where(h > 0, h, np.nan), where="mid", **style)
@@ -436,7 +436,7 @@ def plot_twowell(run, tw, eta, edges, hists, pred):
         ax.axvline(0, color="grey", lw=0.6)
         ax.set_xlabel("x (parameter)")
         ax.set_ylabel("density of iterates (per unit x, log)")
-        ax.set_title(f"{name}, eta {eta:g}, second half of the run", fontsize=10)
+        ax.set_title(f"{name}, eta {eta:g}, {chains} chains, second half of the run", fontsize=10)
         ax.set_xlim(-2.2, 2.2)
     axes[1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.2), ncol=3)
     axes[2].sharey(axes[1])
@@ -456,7 +456,7 @@ def plot_welsch(run, args, pr, mins, rows, thr):
     ax = axes[0]
     ax.plot(b, pr.loss(b), color="k", lw=1.4)
     for i, m in enumerate(mins):
-        ax.plot([m], [pr.loss(m)], "o", color=plots.GREEN if i == 0 else plots.VERMILLION, ms=6,
+        ax.plot([m], [pr.loss(m)], "o", color=plots.FALLBACK[2] if i == 0 else plots.FALLBACK[1], ms=6,
                 label=("better" if i == 0 else "worse") + f" minimum, beta = {m:.2f}")
     ax.set_xlabel("coefficient beta")
     ax.set_ylabel("Welsch objective F(beta)")
@@ -468,9 +468,9 @@ def plot_welsch(run, args, pr, mins, rows, thr):
         st = plots.style(s)
         color = st["color"]
         ax.plot(d.eta, d.value, marker=st["marker"], linestyle=st["linestyle"], color=color,
-                label=f"{s.upper()}: chains in the better minimum")
+                label=f"{plots.display(s)}: chains in the better minimum")
         ax.axvline(thr[s], color=color, ls=":", lw=1,
-                   label=f"{s.upper()} linear stability limit {thr[s]:.3f}")
+                   label=f"{plots.display(s)}: linear stability limit {thr[s]:.3f}")
     g = df[(df.dynamics == "gd") & (df.metric == "better_fraction")]["value"].iloc[0]
     ax.axhline(g, **plots.REFERENCE, label=f"starts in its basin ({g:.2f})")
     ax.set_xscale("log")
@@ -510,7 +510,7 @@ def plot_mb(run, pr, minima, rows):
         d = df[(df.method == s) & (df.dynamics == "sampled") & (df.metric == "frac_A")]
         st = plots.style(s)
         ax.plot(d.eta, d.value, marker=st["marker"], linestyle=st["linestyle"], color=st["color"],
-                label=f"{s.upper()}: runs ending in A")
+                label=f"{plots.display(s)}: runs ending in A")
     g = df[(df.dynamics == "gd") & (df.metric == "frac_A")]["value"].iloc[0]
     ax.axhline(g, **plots.REFERENCE, label=f"starts in A's basin ({g:.2f})")
     ax.set_xscale("log")

@@ -470,7 +470,7 @@ def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
                        notes={"jaccard": f"top-{args.top_q:g} sets; chance {chance_jaccard(args.top_q):.3f}"},
                        cbar_label="agreement (one scale for every panel)",
                        title=f"DL-correlation: agreement between every pair of models (rows: score; columns: "
-                             f"measure; mean of {n_rep} replicate{'s' if n_rep != 1 else ''}; boxed: the "
+                             f"measure; mean over {plots.seeds_text([n_rep])} (replicates); boxed: the "
                              f"target {target})")
     rng = np.random.default_rng(0)  # which examples are drawn in the scatter plots only
     n = len(arrays0[target]["loss"])
@@ -506,7 +506,8 @@ def draw_plots(run, args, order, target, arrays0, mask, seed0) -> None:
         ax.axis("off")
     plots.legend_outside(fig, axes)
     fig.suptitle(plots.wrap(f"DL-correlation: per-example loss of each proxy against the target {target} "
-                            f"(replicate seed {seed0}, {len(idx)} examples; exact zeros at 1e-7)", 40 * ncol))
+                            f"(one replicate, seed {seed0}, n = 1 seed; {len(idx)} examples; exact zeros at 1e-7)",
+                            40 * ncol))
     plots.save(fig, run.path / "scatter-loss.png")
     early = pairs[pairs.measure == "early_spearman"]
     if not early.empty:

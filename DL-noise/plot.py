@@ -5,13 +5,14 @@
     python DL-noise/plot.py results/DL-noise/r-b64 --out figs
 
 Draws, into the folder (or --out):
-  accuracy_vs_noise.png    final and best test accuracy % vs label-noise rate, one marker per
-                           strategy (dodged), error bars = sd over seeds
+  accuracy_vs_noise.png    final and best test accuracy % vs label-noise rate (a true rate axis),
+                           one marker per strategy, error bars = sd over seeds, chance dashed
   corrupted_vs_noise.png   fraction of drawn training examples whose label was corrupted vs the
-                           noise rate (grey marks: what uniform sampling draws, = the rate)
+                           noise rate (dashed: what uniform sampling draws, = the rate)
   curves_test_acc.png      test accuracy % vs epoch per strategy, one panel per noise rate
-  curves_train_loss.png    training loss vs epoch, log scale (the baseline's plain loss; the
-                           1/(N p)-weighted loss for the sampled strategies, as the title says)
+  curves_train_loss.png    training loss vs epoch, log scale, two rows: the plain mean
+                           cross-entropy (the baseline) and the 1/(N p)-weighted loss the sampled
+                           strategies minimise (levels not comparable, so never on one axis)
 """
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: find islab
 
+import json  # noqa: E402
+
 import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 from islab import cli, plots, runs  # noqa: E402
 from islab.cli import UsageError  # noqa: E402
@@ -30,21 +33,69 @@ FIGURES = ("accuracy_vs_noise.png", "corrupted_vs_noise.png", "curves_test_acc.p
 
 
 def dodged_errorbars(ax, df, hue: str, order, sts) -> None:
-    """Mean over seeds +- one sd per strategy at each noise rate.  The rates sit at evenly
-    spaced positions (0, 2, 5, 10, 25 % are not crowded at the left) and the strategies are
-    dodged sideways, so no error bar hides another."""
-    rates = sorted(df["noise %"].unique())
-    pos = {r: i for i, r in enumerate(rates)}
+    """Mean over seeds +- one sd per strategy at each noise rate, on a true rate axis: the points
+    sit at the rates themselves (x data = the rate in %), the strategies shifted sideways by a
+    few points on the page only (a display offset), so no error bar hides another."""
     hues = [h for h in order if (df[hue] == h).any()]
-    width = 0.5 / max(len(hues), 1)
+    step = 5.0   # points between neighbouring strategies
     for k, h in enumerate(hues):
         st = df[df[hue] == h].groupby("noise %")["value"].agg(["mean", "std"]).reset_index()
-        x = np.array([pos[r] for r in st["noise %"]]) + (k - (len(hues) - 1) / 2) * width
         s = sts[h]
-        ax.errorbar(x, st["mean"], yerr=st["std"].fillna(0.0), color=s["color"], marker=s["marker"],
-                    linestyle=s["linestyle"], capsize=2.5, label=str(h), zorder=3)
-    ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates])
+        shift = ScaledTranslation((k - (len(hues) - 1) / 2) * step / 72, 0, ax.figure.dpi_scale_trans)
+        x, mean, sd = st["noise %"].to_numpy(float), st["mean"].to_numpy(float), st["std"].fillna(0.0).to_numpy(float)
+        ax.errorbar(x, mean, yerr=sd, color=s["color"], marker=s["marker"], linestyle=s["linestyle"], capsize=2.5,
+                    label=plots.display(h), zorder=3, transform=ax.transData + shift)
+        # an offset transform hides the points from autoscaling: give it their data extent
+        ax.update_datalim(np.c_[np.r_[x, x], np.r_[mean - sd, mean + sd]])
+    ax.autoscale_view()
+    rates = sorted(df["noise %"].unique())
+    plots.integer_ticks(ax, "x", rates)
     ax.set_xlabel("label-noise rate (%)")
+
+
+def loss_kinds(run_dir, order) -> dict:
+    """{strategy: 'plain' or 'weighted'}: the loss each strategy's train_loss is.  The baseline
+    and the subset mode train on the plain mean cross-entropy; the weighted mode's strategies
+    on the 1/(N p)-weighted loss."""
+    try:
+        mode = json.loads((Path(run_dir) / "config.json").read_text()).get("mode", "weighted")
+    except (OSError, ValueError, AttributeError):
+        mode = "weighted"
+    return {s: "plain" if s == "baseline" or mode != "weighted" else "weighted" for s in order}
+
+
+def loss_curves(per_epoch, order, kinds, path, seeds: str) -> None:
+    """curves_train_loss.png: a row per kind of loss (their levels are not comparable), a column
+    per noise rate, log y, mean +- sd over seeds."""
+    plt = plots.plt
+    d = per_epoch[per_epoch["metric"] == "train_loss"]
+    rows = [k for k in ("plain", "weighted") if any(kinds[s] == k for s in order if (d["strategy"] == s).any())]
+    rates = sorted(d["noise %"].unique())
+    sts = plots.styles(order)
+    fig, axes = plt.subplots(len(rows), len(rates), figsize=(3.0 * len(rates) + 0.6, 2.6 * len(rows) + 0.6),
+                             squeeze=False, sharex=True, sharey="row")
+    label = {"plain": "plain mean\ncross-entropy (log)", "weighted": "1/(N p)-weighted\nloss (log)"}
+    for i, kind in enumerate(rows):
+        for j, r in enumerate(rates):
+            ax = axes[i, j]
+            for s in order:
+                if kinds[s] != kind:
+                    continue
+                g = d[(d["strategy"] == s) & (d["noise %"] == r)]
+                xs, mid, lo, hi = plots.seed_stats({e: v["value"].to_numpy(float) for e, v in g.groupby("epoch")},
+                                                   logy=True)
+                if len(xs):
+                    plots.band(ax, xs, mid, lo, hi, s, st=sts[s])
+            plots.log_axis(ax, "y")
+            plots.integer_ticks(ax, "x")
+            ax.set_title(f"noise {r:g} %" if i == 0 else "")
+            if i == len(rows) - 1:
+                ax.set_xlabel("epoch")
+        axes[i, 0].set_ylabel(label[kind])
+    plots.legend_outside(fig, axes, title="strategy")
+    fig.suptitle(plots.wrap("DL-noise: training loss per epoch, each strategy on the loss its step minimises "
+                            f"(geometric mean x/÷ geometric sd over {seeds})", 50 * len(rates)))
+    plots.save(fig, path)
 
 
 REQUIRED = ("rate", "strategy", "seed", "metric", "value", "epoch")
@@ -95,48 +146,59 @@ def draw(run_dir, out=None) -> list[Path]:
 
     order = list(dict.fromkeys(final["strategy"]))
     sts = plots.styles(order)
+    seeds = plots.count_seeds(final, ["strategy", "noise %", "metric"])
+    classes = runs_classes(run_dir)
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2), sharey=True)
+    chance = None
     for ax, (metric, title) in zip(axes, [("final_test_acc", "final test accuracy"),
                                           ("best_test_acc", "best test accuracy over the epochs")]):
         dodged_errorbars(ax, final[final["metric"] == metric], "strategy", order, sts)
+        if classes:
+            chance = plots.chance_level(ax, 100.0 / classes, f"chance (1/{classes})")
         ax.set_title(title)
     axes[0].set_ylabel("test accuracy (%)")
-    plots.legend_outside(fig, axes, title="strategy")
-    fig.suptitle("DL-noise: test accuracy vs label noise (mean +- sd over seeds)")
+    handles = [plots.legend_handle(h, sts[h]) for h in order if (final["strategy"] == h).any()]
+    plots.legend_outside(fig, handles=handles + ([chance] if chance is not None else []), title="strategy")
+    fig.suptitle(f"DL-noise: test accuracy vs label noise (mean +- sd over {seeds})")
     plots.save(fig, out / FIGURES[0])
     written.append(out / FIGURES[0])
 
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
     d = final[final["metric"] == "drawn_corrupt"]
-    rates = sorted(d["noise %"].unique())
-    # the noise rate (what uniform sampling draws): a mark at the centre of each group, on top of
-    # the dodged points, so neither hides the baseline, which lies on it
+    rates = np.array(sorted(d["noise %"].unique()), dtype=float)
+    # what uniform sampling draws: the noise rate itself, the diagonal (the baseline lies on it)
+    ax.plot(rates, rates / 100.0, **plots.REFERENCE, label="noise rate (what uniform sampling draws)")
     dodged_errorbars(ax, d, "strategy", order, sts)
-    ax.scatter(range(len(rates)), [r / 100.0 for r in rates], marker="_", s=260, linewidths=1.6,
-               color="0.25", zorder=4)
-    ref = Line2D([], [], marker="_", markersize=12, markeredgewidth=1.6, linestyle="none", color="0.25",
-                 label="noise rate (what uniform sampling draws)")
     ax.set_ylim(bottom=0)
     ax.set_ylabel("fraction of drawn examples corrupted")
-    ax.set_title("corrupted labels drawn during training")
-    handles = ax.get_legend_handles_labels()[0] + [ref]
-    plots.legend_outside(fig, handles=handles, title="strategy")
+    ax.set_title(plots.wrap(f"corrupted labels drawn during training (mean +- sd over {seeds})", 55))
+    plots.legend_outside(fig, [ax], title="strategy")
     plots.save(fig, out / FIGURES[1])
     written.append(out / FIGURES[1])
 
-    for name, metric, ylabel, title, logy, clip in [
-            (FIGURES[2], "test_acc", "test accuracy (%)", "DL-noise: test accuracy per epoch", False, (0, 100)),
-            (FIGURES[3], "train_loss", "training loss (log)",
-             "DL-noise: training loss per epoch; baseline: the plain mean cross-entropy, "
-             + ", ".join(s for s in order if s != "baseline")
-             + ": the 1/(N p)-weighted loss the step minimises (not comparable in level with the baseline's)",
-             True, None)]:
-        dd = per_epoch[per_epoch["metric"] == metric].rename(columns={"value": metric})
-        plots.lines_with_band(dd, "epoch", metric, "strategy", out / name, title=title, ylabel=ylabel,
-                              col="noise %", logy=logy, clip=clip, integer_x=True, hue_order=order,
-                              panel="noise {value:g} %")
-        written.append(out / name)
+    dd = per_epoch[per_epoch["metric"] == "test_acc"].rename(columns={"value": "test_acc"})
+    plots.lines_with_band(dd, "epoch", "test_acc", "strategy", out / FIGURES[2],
+                          title="DL-noise: test accuracy per epoch", ylabel="test accuracy (%)", col="noise %",
+                          clip=(0, 100), integer_x=True, hue_order=order, panel="noise {value:g} %",
+                          reference=100.0 / classes if classes else None,
+                          reference_label=f"chance (1/{classes})")
+    written.append(out / FIGURES[2])
+    loss_curves(per_epoch, order, loss_kinds(run_dir, order), out / FIGURES[3],
+                plots.count_seeds(per_epoch, ["strategy", "noise %", "epoch", "metric"]))
+    written.append(out / FIGURES[3])
     return written
+
+
+def runs_classes(run_dir) -> int | None:
+    """The number of classes of the run's data set (chance = 1/classes), from config.json; None
+    when it does not say."""
+    try:
+        cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    return {"cifar100": 100}.get(cfg.get("dataset"), 10 if cfg.get("dataset") else None)
 
 
 def build_parser():

@@ -305,25 +305,38 @@ def main(argv=None):
                     f"{', '.join(s for s, _ in jobs)} (each a run folder here with its full res.txt)\n"
                     f"shared flags: {' '.join(launch.strip_launcher_flags(base))}\n\n")
             run.write_text("summary.txt", head + summary(fin, args.values_list, methods))
-            write_plots(run, fin, args)
+            write_plots(run, fin, args, ds.num_classes)
     run.log(f"done -> {run.path}")
     return run.path
 
 
-def write_plots(run, fin, args) -> None:
-    """summary_*.png: each metric over the swept values (evenly spaced, labelled by value), a line
-    per method, a panel per noise configuration, mean +- sd over seeds; corruption in the subset
-    with its chance level (eps) per panel."""
+def write_plots(run, fin, args, num_classes: int | None = None) -> None:
+    """summary_*.png: each metric over the swept values, a line per method, a panel per noise
+    configuration, mean +- sd over seeds; corruption in the subset with its chance level (eps)
+    per panel (the rate itself in a rate sweep), chance accuracy (1 / classes) dashed.  Numbers
+    (K, alpha, a rate, lambda, gamma) sit on a true numeric axis; named settings (proxy sets)
+    evenly spaced."""
     from islab import plots
 
     d = fin.copy()
-    d["setting"] = pd_categorical(d["setting"], args.values_list)
+    numeric = numbers(args.values_list)
+    if numeric is not None:
+        d["setting"] = d["setting"].astype(str).map(dict(zip(args.values_list, numeric)))
+        d = d[d["setting"].notna()].assign(setting=lambda x: x["setting"].astype(float))
+        if args.sweep == "rate":   # a rate in %
+            d = d.assign(setting=100.0 * d["setting"])
+            numeric = [100.0 * v for v in numeric]
+    else:
+        d["setting"] = pd_categorical(d["setting"], args.values_list)
     methods = list(dict.fromkeys(fin["method"]))
     # chance level of the corruption in a subset: eps, one per panel (not in a rate sweep, where
     # eps is the swept value itself)
     eps = d.groupby("config")["eps"].first().to_dict() if "eps" in d and args.sweep != "rate" else {}
+    if args.sweep == "rate":   # there the chance level is the swept rate itself (x in %)
+        eps = {c: (lambda x: np.asarray(x, dtype=float) / 100.0) for c in d["config"].unique()}
     for metric, fname, label, clip, ref in (
-            ("test_acc", "summary_acc.png", "final test accuracy (%)", (0, 100), None),
+            ("test_acc", "summary_acc.png", "final test accuracy (%)", (0, 100),
+             100.0 / num_classes if num_classes else None),
             ("corruption_in_subset", "summary_corruption.png", "corrupted fraction of the kept subset", (0, 1), eps),
             ("mass_corrupt_mean", "summary_mass_corrupt.png", "sampling mass on corrupted", (0, 1), None)):
         if metric in d and np.isfinite(d[metric].to_numpy(dtype=float)).any():
@@ -336,11 +349,21 @@ def write_plots(run, fin, args) -> None:
                                   title=f"DR-IS ablation: {label}, sweep {args.sweep}", ylabel=label,
                                   col="config", clip=clip, xlabel=SWEEP_LABEL.get(args.sweep, args.sweep),
                                   hue_order=[m for m in methods if (dd["method"] == m).any()],
-                                  reference=ref or None, reference_label="chance (= eps)", panel="{value}",
-                                  ylim=(0, None))
+                                  reference=ref or None, panel="{value}",
+                                  reference_label=("chance (= eps)" if metric != "test_acc"
+                                                   else f"chance (1/{num_classes})"),
+                                  ylim=(0, None), xticks=numeric)
 
 
-SWEEP_LABEL = {"K": "K (proxies)", "alpha": "alpha (kept fraction)", "rate": "corruption rate",
+def numbers(values):
+    """The swept values as floats, or None when one of them is a name (a proxy set)."""
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+SWEEP_LABEL = {"K": "K (proxies)", "alpha": "alpha (kept fraction)", "rate": "corruption rate (%)",
                "proxies": "proxy set", "lambda": "hybrid lambda", "gamma": "gamma (online smoothing)"}
 
 

@@ -675,7 +675,9 @@ def sensitivity_section(st: Study) -> str:
     return sensitivity_table(rows) + "\n\n" + "\n".join(sensitivity_sentences(rows))
 
 
-def report(root, presets, folder_of) -> str:
+def report(root, presets, folder_of, figures_dir=None) -> str:
+    """REPRODUCTION.md's text; with `figures_dir`, also the paper-vs-reproduction figures of the
+    main preset (write_figures), shown in a section of the report."""
     studies = {p: Study(p, folder_of) for p in presets}
     main, other = presets[0], presets[1:]
     repo = Path(__file__).resolve().parent.parent
@@ -711,6 +713,9 @@ def report(root, presets, folder_of) -> str:
     lines += [_md_table(head, rows), ""]
     counts = pd.Series([r[4].strip("*") for r in rows]).value_counts()
     lines += [f"{main}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {len(rows)} claims.", ""]
+    if figures_dir is not None:
+        made = write_figures(studies[main], figures_dir, synthetic=Path(root) / "DR-IS" / "synthetic" / "demo")
+        lines += figures_markdown(made, repo)
     for p in presets:
         st = studies[p]
         lines += [f"## {p}", "", "### The setting: does uniform SGD memorise the targeted noise?", "",
@@ -736,3 +741,269 @@ def report(root, presets, folder_of) -> str:
                   "over seeds and epochs.", "",
                   sensitivity_section(st), ""]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- paper-vs-reproduction figures
+#
+# One figure per table of the paper (Tables 3, 6, 7, Figure 2, Appendix G) into docs/figures/,
+# drawn from the same run folders as the claims: the paper's number a hollow marker, ours a
+# filled one with +- sd over seeds, coloured by the verdict of the claim that tests that cell.
+# The figures are small (dpi 100) and tracked, so REPRODUCTION.md shows them on GitHub.
+
+FIGURES_DIR = Path(__file__).resolve().parent.parent / "docs" / "figures"
+FIGURE_DPI = 100
+CHANCE_PCT = 10.0   # every data set of the report (Fashion-MNIST, digits) and CIFAR-10: 10 classes
+VERDICT_COLOURS = {"reproduced": "#1B7837", "not reproduced": "#E08214", "opposite": "#B2182B",
+                   "reference": "#4D4D4D", "no claim": "#9E9E9E"}
+VERDICT_HELP = {"reference": "reference (the claims compare against it)",
+                "no claim": "no claim tests this cell"}
+
+
+def verdicts_of(st: Study) -> dict:
+    """{claim id: verdict} of one preset's study."""
+    return {c.cid: c.evaluate(st)[1] for c in CLAIMS}
+
+
+def _values(v) -> np.ndarray:
+    v = np.asarray(list(v.dropna()) if isinstance(v, pd.Series) else list(v or []), dtype=float)
+    return v[np.isfinite(v)]
+
+
+def draw_paper_vs_ours(rows, path, title: str, xlabel: str, xlim=None, paper_label: str = "paper (CIFAR-10)",
+                       chance: float | None = None) -> Path:
+    """A dot plot: one panel per `panel`, one line per `label` in it; the paper's number hollow
+    (black edge), ours filled in the verdict's colour with +- sample sd; 'not run' written where
+    there is no result, 'paper: lost' where the paper's number did not survive.
+
+    rows: dicts with panel, label, paper (float or None), ours (per-seed values, may be empty),
+    verdict (a VERDICT_COLOURS key or 'not run'); chance: a dashed vertical line (accuracy)."""
+    from islab import plots
+
+    plt = plots.plt
+    panels = list(dict.fromkeys(r["panel"] for r in rows))
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels) + 1.6, 0.34 * len(labels) + 1.5),
+                             squeeze=False, sharey=True, sharex=xlim is not None)
+    seeds = []
+    for ax, panel in zip(axes[0], panels):
+        for r in (r for r in rows if r["panel"] == panel):
+            y = labels.index(r["label"])
+            v = _values(r.get("ours"))
+            if len(v):
+                seeds.append(len(v))
+                colour = VERDICT_COLOURS.get(r.get("verdict"), VERDICT_COLOURS["no claim"])
+                ax.errorbar([v.mean()], [y], xerr=[v.std(ddof=1) if len(v) > 1 else 0.0], marker="o",
+                            markersize=6, color=colour, capsize=2.5, linestyle="none", zorder=3)
+            else:
+                ax.text(0.02, y, "not run", transform=ax.get_yaxis_transform(), va="center", fontsize=7,
+                        color="0.4")
+            paper = r.get("paper")
+            if paper is not None and np.isfinite(paper):
+                ax.plot([paper], [y], marker="o", markersize=8, markerfacecolor="none", markeredgecolor="black",
+                        markeredgewidth=1.2, linestyle="none", zorder=4)
+            elif r.get("paper_note"):
+                ax.text(0.98, y, r["paper_note"], transform=ax.get_yaxis_transform(), ha="right", va="center",
+                        fontsize=6.5, color="0.4")
+        if chance is not None:
+            ax.axvline(chance, **plots.REFERENCE)
+        ax.set_title(str(panel))
+        ax.set_xlabel(xlabel)
+        if xlim is not None:
+            ax.set_xlim(*xlim)
+        ax.grid(axis="y", visible=False)
+    axes[0, 0].set_yticks(range(len(labels)), labels)
+    axes[0, 0].set_ylim(len(labels) - 0.5, -0.5)
+    used = list(dict.fromkeys(r.get("verdict") for r in rows if len(_values(r.get("ours")))))
+    handles = [plots.Line2D([], [], marker="o", markersize=8, markerfacecolor="none", markeredgecolor="black",
+                            linestyle="none", label=paper_label)]
+    handles += [plots.Line2D([], [], marker="o", markersize=6, color=VERDICT_COLOURS[v], linestyle="none",
+                             label=f"ours: {VERDICT_HELP.get(v, v)}") for v in VERDICT_COLOURS if v in used]
+    if chance is not None:
+        handles.append(plots.Line2D([], [], label=f"chance ({chance:g} %)",
+                                    **{k: v for k, v in plots.REFERENCE.items() if k != "zorder"}))
+    plots.legend_outside(fig, handles=handles, where="bottom", ncol=2)
+    fig.suptitle(plots.wrap(f"{title} (ours: mean +- sd over {plots.seeds_text(seeds) or 'seeds'})",
+                            45 * len(panels) + 20))
+    fig.tight_layout()
+    from islab.runs import atomic_savefig
+
+    atomic_savefig(fig, path, dpi=FIGURE_DPI, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def draw_rate_figure(series: dict, path, title: str, paper_note: str = "", chance: float | None = None) -> Path:
+    """Figure 2 on a true rate axis: accuracy vs the corruption rate eps (x = eps itself), a line
+    per method in its figure-wide colour, mean +- sd over seeds.  series: {method: {eps: per-seed
+    values}} (an empty cell is left out)."""
+    from islab import plots
+
+    plt = plots.plt
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    seeds, rates = [], set()
+    for m, cells in series.items():
+        vals = {e: _values(v) for e, v in sorted(cells.items()) if len(_values(v))}
+        if not vals:
+            continue
+        seeds += [len(v) for v in vals.values()]
+        rates |= set(vals)
+        xs, mid, lo, hi = plots.seed_stats(vals)
+        plots.band(ax, xs.astype(float), mid, lo, hi, m, clip=(0, 100))
+    if rates:
+        plots.integer_ticks(ax, "x", sorted(rates))
+    if chance is not None:
+        plots.reference_line(ax, chance, f"chance ({chance:g} %)")
+    ax.set_xlabel("corruption rate eps (targeted)")
+    ax.set_ylabel("final test accuracy (%)")
+    plots.legend_outside(fig, [ax], title="method")
+    fig.suptitle(plots.wrap(f"{title} (mean +- sd over {plots.seeds_text(seeds) or 'seeds'})", 70)
+                 + (f"\n{paper_note}" if paper_note else ""))
+    fig.tight_layout()
+    from islab.runs import atomic_savefig
+
+    atomic_savefig(fig, path, dpi=FIGURE_DPI, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def _cell_verdict(verdicts: dict, cid: str | None) -> str:
+    if cid is None:
+        return "no claim"
+    if cid == "reference":
+        return "reference"
+    return verdicts.get(cid, "not run")
+
+
+def table3_rows(st: Study, verdicts: dict) -> list[dict]:
+    """Table 3 (online IS): panels clean / targeted 10 % / targeted 25 %."""
+    from islab.style import display
+
+    fin = st.frame("online", "online")
+    claim = {("clean", "dris"): "T3 clean", ("targeted0.1", "dris"): "T3 targeted 10 %",
+             ("targeted0.25", "dris"): "T3 targeted 25 %", ("targeted0.1", "standard_is"): "T3 Standard IS",
+             ("targeted0.25", "standard_is"): "T3 Standard IS"}
+    rows = []
+    for j, config in enumerate(("clean", "targeted0.1", "targeted0.25")):
+        for m in ("uniform", "standard_is", "rho_approx", "rho_faithful", "dris"):
+            cid = "reference" if m == "uniform" else ("T3 RHO-LOSS" if m.startswith("rho") else claim.get((config, m)))
+            rows.append({"panel": config, "label": display(m), "paper": PAPER["table3"][m][j],
+                         "ours": pick(fin, config, m), "verdict": _cell_verdict(verdicts, cid)})
+    return rows
+
+
+def table6_rows(st: Study, verdicts: dict) -> list[dict]:
+    """Table 6 (static, targeted 25 %): panels alpha 0.1 / 0.3 / 0.5."""
+    from islab.style import display
+
+    claim = {("dris", 0.1): "T6 alpha 0.1", ("dris", 0.3): "T1 targeted 25 %", ("dris", 0.5): "T6 alpha 0.5",
+             ("aum", 0.1): "T6 DR-IS vs AUM, alpha 0.1", ("aum", 0.3): "T6 AUM vs DR-IS, alpha 0.3",
+             ("aum", 0.5): "T6 AUM vs DR-IS, alpha 0.5"}
+    rows = []
+    for j, alpha in enumerate((0.1, 0.3, 0.5)):
+        fin = st.frame("table1" if alpha == 0.3 else "alpha", "static")
+        for m in ("random", "el2n", "consensus", "aum", "dris"):
+            cid = "reference" if m == "random" else ("T6 magnitude" if m in ("el2n", "consensus")
+                                                     else claim.get((m, alpha)))
+            rows.append({"panel": f"alpha {alpha:g}", "label": display(m), "paper": PAPER["table6"][m][j],
+                         "ours": pick(fin, "targeted0.25", m, alpha), "verdict": _cell_verdict(verdicts, cid)})
+    return rows
+
+
+def table7_rows(st: Study, verdicts: dict) -> list[dict]:
+    """Table 7 (proxy sets K1 / K2 / K3 at targeted 25 %): DR-IS accuracy and subset corruption."""
+    rows = []
+    verdict = _cell_verdict(verdicts, "T7 proxy sets")
+    for sub in ("K1", "K2", "K3"):
+        fin = st.frame("proxysets", "ablations", sub=sub)
+        acc, cis = PAPER["table7"][sub]
+        d = fin[(fin["config"] == "targeted0.25") & (fin["method"] == "dris")] if len(fin) and "config" in fin else fin
+        ours_cis = d.set_index("seed")["corruption_in_subset"].astype(float) if "corruption_in_subset" in d else None
+        rows.append({"panel": "DR-IS test accuracy (%)", "label": f"set {sub}", "paper": acc,
+                     "ours": pick(fin, "targeted0.25", "dris", 0.3), "verdict": verdict})
+        rows.append({"panel": "corrupted fraction of the subset", "label": f"set {sub}", "paper": cis,
+                     "ours": ours_cis, "verdict": verdict})
+    return rows
+
+
+def figure2_series(st: Study) -> dict:
+    """Figure 2's cells: {method: {eps: per-seed accuracy}} at alpha 0.3."""
+    cells = (("table1", "clean", 0.0), ("table1b", "targeted0.1", 0.1), ("table1", "targeted0.25", 0.25),
+             ("rate", "targeted0.4", 0.4), ("rate", "targeted0.5", 0.5))
+    out = {}
+    for m in ("random", "el2n", "consensus", "aum", "dris"):
+        out[m] = {eps: pick(st.frame(stage, "static"), c, m, 0.3) for stage, c, eps in cells}
+    return out
+
+
+def appendix_g_rows(folder: Path) -> list[dict]:
+    """Appendix G (the synthetic study of DR-IS/synthetic.py): final-epoch test accuracy per
+    method and configuration against the paper's.  No claim tests these cells (the paper's
+    generator is not recoverable): every point is 'no claim'."""
+    import importlib.util
+
+    from islab.style import display
+
+    spec = importlib.util.spec_from_file_location("dris_synthetic", Path(__file__).resolve().parent / "synthetic.py")
+    syn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(syn)
+    df = rows_of(folder)
+    rows = []
+    for j, (kind, rate) in enumerate(syn.PAPER_CONFIGS):
+        panel = "clean" if kind == "clean" else f"{kind} {rate:.0%}"
+        for m, paper in syn.PAPER.items():
+            ours = pd.Series(dtype=float)
+            if len(df) and "kind" in df:
+                d = df[(df["kind"] == kind) & np.isclose(df["rate"].astype(float), rate) & (df["method"] == m)
+                       & (df["metric"] == "test_acc_pct")]
+                if len(d):
+                    d = d[d["epoch"] == d["epoch"].max()]
+                    ours = d.set_index("seed")["value"].astype(float)
+            rows.append({"panel": panel, "label": display(m), "paper": paper[j], "ours": ours, "verdict": "no claim"})
+    return rows
+
+
+def write_figures(st: Study, out: Path = FIGURES_DIR, synthetic: Path | None = None) -> list[Path]:
+    """The paper-vs-reproduction figures of one study that has results (a table without any
+    result is not drawn); returns the written paths."""
+    out = Path(out)
+    verdicts = verdicts_of(st)
+    made = []
+    title = f"{st.preset}: paper (CIFAR-10) vs reproduction"
+    for name, rows, what, xlabel, xlim in (
+            ("paper-table3.png", table3_rows(st, verdicts), "Table 3, online IS", "final test accuracy (%)", (0, 100)),
+            ("paper-table6.png", table6_rows(st, verdicts), "Table 6, static pruning at targeted 25 %",
+             "final test accuracy (%)", (0, 100)),
+            ("paper-table7.png", table7_rows(st, verdicts), "Table 7, proxy sets at targeted 25 %", "", None)):
+        if any(len(_values(r["ours"])) for r in rows):
+            out.mkdir(parents=True, exist_ok=True)
+            made.append(draw_paper_vs_ours(rows, out / name, f"{title}: {what}", xlabel, xlim,
+                                           chance=CHANCE_PCT if xlim else None))
+    series = figure2_series(st)
+    if any(len(_values(v)) for cells in series.values() for v in cells.values()):
+        out.mkdir(parents=True, exist_ok=True)
+        made.append(draw_rate_figure(series, out / "paper-figure2.png",
+                                     f"{st.preset}: Figure 2, targeted corruption rate at alpha 0.3, verdict (F2): "
+                                     f"{verdicts.get('F2 corruption rate', 'not run')}",
+                                     paper_note="the paper's values were lost in extraction", chance=CHANCE_PCT))
+    if synthetic is not None:
+        rows = appendix_g_rows(Path(synthetic))
+        if any(len(_values(r["ours"])) for r in rows):
+            out.mkdir(parents=True, exist_ok=True)
+            made.append(draw_paper_vs_ours(rows, out / "paper-appendix-g.png",
+                                           "Appendix G, synthetic study: paper (its own generator, not "
+                                           "recoverable) vs DR-IS/synthetic.py", "final test accuracy (%)", (0, 100),
+                                           paper_label="paper (Appendix G)", chance=50.0))
+    return made
+
+
+def figures_markdown(paths, base: Path) -> list[str]:
+    """The REPRODUCTION.md section that shows the figures (paths relative to `base`)."""
+    if not paths:
+        return []
+    lines = ["## Paper vs reproduction, figure by figure", "",
+             "Hollow: the paper's number (CIFAR-10); filled: ours, mean +- sd over seeds, coloured by the verdict "
+             "of the claim that tests the cell (grey: the reference it is compared with, or no claim).", ""]
+    for p in paths:
+        rel = Path(p).resolve().relative_to(base.resolve()) if Path(p).resolve().is_relative_to(base.resolve()) else p
+        lines += [f"![{Path(p).stem}]({Path(rel).as_posix()})", ""]
+    return lines

@@ -240,7 +240,8 @@ def gap_plot(gap, configs, path) -> None:
     ~100x smaller than 2r, so the y axis is symmetric-log (linear within +-1e-3)."""
     from islab import plots
 
-    colours = {"empirical gap": plots.BLUE, "plug-in Theorem 1 gap": plots.VERMILLION, "2r (McDiarmid)": plots.BLACK}
+    # quantities, not methods: colours no method has (islab/style.py)
+    colours = {"empirical gap": plots.FALLBACK[2], "plug-in Theorem 1 gap": plots.FALLBACK[5], "2r (McDiarmid)": "0.3"}
     styles_ = {"empirical gap": ("o", "-"), "plug-in Theorem 1 gap": ("s", "-."), "2r (McDiarmid)": ("D", "--")}
     fig, axes = plots.plt.subplots(1, len(configs), figsize=(3.6 * len(configs) + 0.4, 3.1), squeeze=False,
                                    sharey=True)
@@ -254,10 +255,11 @@ def gap_plot(gap, configs, path) -> None:
         plots.integer_ticks(ax, "x", sorted(gap["K"].unique()))
         ax.set_xlabel("K (proxies)")
         ax.set_title(c)
-    axes[0, 0].set_ylabel("s units (symlog; linear within +-0.001)")
+    axes[0, 0].set_ylabel("gap (units of s)")
     plots.legend_outside(fig, axes, title="quantity")
     fig.suptitle(plots.wrap("DR-IS diagnostics: separation gaps vs 2r (Theorem 1 certifies the separation "
-                            "when a gap exceeds 2r; our A1 check needs the empirical gap > 0)", 60))
+                            "when a gap exceeds 2r; our A1 check needs the empirical gap > 0); symmetric log "
+                            "axis, linear within +-0.001; one proxy pool (n = 1 seed)", 55 * max(len(configs), 1)))
     plots.save(fig, path)
 
 
@@ -274,14 +276,15 @@ def draw_hist(path, s, mask, rows, k: int, tag: str, args) -> None:
              (q_bnd, f"q_bnd = {q_bnd:.4f}: the lowest s of the round({args.alpha:g} N) clean with the highest s")]
     span = None
     if np.isfinite(q_bulk) and np.isfinite(two_r):
-        off = " (runs off the axis)" if q_bulk + two_r > np.nanmax(s) else ""
-        span = (q_bulk, q_bulk + two_r, f"q_bulk + 2r, 2r = {two_r:.3f}{off}: Theorem 1 certifies the "
+        span = (q_bulk, q_bulk + two_r, f"q_bulk to q_bulk + 2r (2r = {two_r:.3f}): Theorem 1 certifies the "
                                         "separation only if q_bnd lies beyond")
     marks[1] = (q_bnd, marks[1][1] + " (A1: q_bnd > q_bulk)")
-    if not mask.any():   # clean data: no corrupted bulk, nothing to separate
-        marks, span = [], None
+    if not mask.any():   # clean data: no corrupted bulk to separate; the threshold DR-IS keeps above
+        marks = [(q_bnd, f"q_bnd = {q_bnd:.4f}: DR-IS keeps the round({args.alpha:g} N) examples above")]
+        span = None
     plots.hist_by_group(s, np.where(mask, "corrupted", "clean"), path, bins=args.bins, marks=marks, span=span,
-                        title=f"{tag}, K = {k}: rank disagreement s_i" + (", clean vs corrupted" if mask.any() else ""),
+                        title=f"{tag}, K = {k}: rank disagreement s_i" + (", clean vs corrupted" if mask.any() else "")
+                        + " (one proxy pool, n = 1 seed)",
                         xlabel="rank disagreement s_i (variance of normalised loss ranks)")
 
 
@@ -305,17 +308,18 @@ def write_plots(run, args) -> None:
         score=lambda x: x["metric"].str.replace("cis_", "", regex=False))
     eps = d[d["metric"] == "eps"].groupby("config")["value"].first().to_dict()
     ks = sorted(d["K"].unique())
-    plots.lines_with_band(cis, "K", "value", "score", run.path / "subset.png", col="config", xticks=ks,
+    plots.lines_with_band(cis, "K", "value", "score", run.path / "subset.png", col="config", xticks=ks, xlabel="K (proxies)",
                           title=f"DR-IS diagnostics: corrupted fraction of the top-{args.alpha:g} subset "
-                                "by each score (one proxy pool: single draws)", band_note=False,
+                                "by each score", band_note=False, seeds="one proxy pool: single draws, n = 1 seed",
                           ylabel="corrupted fraction", clip=(0, 1), reference=eps,
                           reference_label="chance (= eps)", panel="{value}", ylim=(0, None),
                           hue_order=[s for s in SUBSET_SCORES if (cis["score"] == s).any()])
     mass = d[d["metric"].isin([f"mass_{s}" for s in SAMPLERS])].assign(
         sampler=lambda x: x["metric"].str.replace("mass_", "", regex=False))
-    plots.lines_with_band(mass, "K", "value", "sampler", run.path / "mass.png", col="config", xticks=ks,
+    plots.lines_with_band(mass, "K", "value", "sampler", run.path / "mass.png", col="config", xticks=ks, xlabel="K (proxies)",
                           title="DR-IS diagnostics: sampling mass on the corrupted examples (Theorem 2; "
-                                "uniform = eps; single draws)", band_note=False, ylabel="mass", clip=(0, 1),
+                                "uniform = eps)", band_note=False, seeds="one proxy pool: single draws, n = 1 seed",
+                          ylabel="mass", clip=(0, 1),
                           panel="{value}", ylim=(0, None),
                           hue_order=[s for s in SAMPLERS if (mass["sampler"] == s).any()])
 

@@ -238,28 +238,30 @@ def write_report(run, args, info: dict) -> None:
     run.write_text("res.txt", "\n".join(head) + "\n")
 
 
-def write_plot(run) -> None:
+def write_plot(run, classes=None) -> None:
     """accuracy.png: final test accuracy per configuration and method (one bar per method and
-    alpha), sd error bars over seeds, y from 0, one legend outside."""
+    alpha), sd error bars over seeds, y from 0, chance (1/classes) dashed, one legend outside."""
     from islab import plots
 
     fin = final_frame(run.frame())
     d = fin[fin["metric"] == "test_acc"] if len(fin) else fin
     if len(d) == 0:
         return
-    d = d.assign(label=d["method"] + d["alpha"].map(lambda a: "" if a == 1 else f" a{a:g}"))
+    d = d.assign(label=d["method"].map(plots.display) + d["alpha"].map(lambda a: "" if a == 1 else f", alpha {a:g}"))
     groups, hues = list(dict.fromkeys(d["config"])), list(dict.fromkeys(d["label"]))
-    base = {h: str(h).split(" ")[0] for h in hues}
+    base = dict(zip(d["label"], d["method"]))
     sts = {h: plots.style(base[h]) for h in hues}
     fig, ax = plots.plt.subplots(figsize=(1.6 + 0.45 * len(hues) * len(groups), 3.2))
     stats = {(g, h): d[(d["config"] == g) & (d["label"] == h)]["value"].to_numpy(dtype=float)
              for g in groups for h in hues}
-    handles = plots.grouped_bars(ax, stats, groups, hues, sts=sts)
+    chance = {g: 100.0 / classes for g in groups} if classes else None
+    handles = plots.grouped_bars(ax, stats, groups, hues, sts=sts, chance=chance, chance_label=f"chance (1/{classes})")
     ax.set_ylim(0, 100)
     ax.set_ylabel("final test accuracy (%)")
     ax.set_xlabel("noise configuration")
     plots.legend_outside(fig, handles=handles, title="method")
-    fig.suptitle("DR-IS Food-101: final test accuracy (mean +- sd over seeds)")
+    fig.suptitle("DR-IS Food-101: final test accuracy (mean +- sd over "
+                 + (plots.count_seeds(d, ["config", "label"]) or "seeds") + ")")
     plots.save(fig, run.path / "accuracy.png")
 
 
@@ -397,7 +399,7 @@ def run_food101(args):
                         write_report(run, args, info)
         with run.locked():   # from every worker's job files
             write_report(run, args, info)
-            write_plot(run)
+            write_plot(run, info.get("classes"))
     run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
     return run.path
 

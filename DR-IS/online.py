@@ -356,27 +356,52 @@ def write_report(run, args, ds, infos, wall):
         lines += [config_table(sub, args.method_list), ""]
     lines.append(f"wall time of this invocation so far: {wall:.1f} s")
     run.write_text("res.txt", "\n".join(lines) + "\n")
-    plot(run, df)
+    plot(run, df, steps_per_epoch(args, infos), getattr(ds, "num_classes", None))
 
 
-def plot(run, df):
+def steps_per_epoch(args, infos) -> dict:
+    """{(config, method): optimizer steps per epoch}: ceil(N / batch) for every method, but
+    ceil(N' / batch) for RHO-LOSS, which trains on N' = N - holdout (its reference model has the
+    holdout)."""
+    out = {}
+    for tag, info in infos.items():
+        if not isinstance(info, dict) or "n_train" not in info:
+            continue
+        n, h = int(info["n_train"]), int(info.get("holdout_size", 0))
+        for m in args.method_list:
+            out[tag, m] = math.ceil((n - h if m in online.RHO_METHODS else n) / args.batch_size)
+    return out
+
+
+def plot(run, df, steps=None, classes=None):
     """acc_vs_epoch.png and mass_corrupt_vs_epoch.png: mean +- sd over seeds per method, a panel
-    per noise configuration (shared y axis, bands clipped to the metric's range); clean data has
-    no mass panel (nothing is corrupted)."""
+    per noise configuration (shared y axis, bands clipped to the metric's range, chance = 1 /
+    classes dashed); clean data has no mass panel (nothing is corrupted).  The x axis counts
+    optimizer steps (a marker per epoch) when `steps` = {(config, method): steps per epoch} is
+    known: RHO-LOSS's epochs are shorter (it trains on N - holdout), and the axis shows it."""
     from islab.plots import lines_with_band
 
     ep = df[df["epoch"].notna()] if "epoch" in df else df.iloc[:0]
     methods = [m for m in dict.fromkeys(ep["method"])] if len(ep) else []
+    x, xlabel = "epoch", "epoch"
+    if steps and len(ep) and all((c, m) in steps for c, m in zip(ep["config"], ep["method"])):
+        per = [steps[c, m] for c, m in zip(ep["config"], ep["method"])]
+        ep = ep.assign(step=ep["epoch"].to_numpy(float) * np.asarray(per, dtype=float))
+        x, xlabel = "step", "optimizer steps"
     for metric, name, label, clip in (("test_acc", "acc_vs_epoch.png", "test accuracy (%)", (0, 100)),
                                       ("mass_corrupt", "mass_corrupt_vs_epoch.png", "sampling mass on corrupted",
                                        (0, 1))):
         d = ep[ep["metric"] == metric]
         if metric == "mass_corrupt":  # nothing to see where nothing is corrupted
             d = d[d["config"] != "clean"]
+        chance = 100.0 / classes if metric == "test_acc" and classes else None
         if not d.empty:
-            lines_with_band(d, "epoch", "value", "method", run.path / name, ylabel=label, col="config",
+            lines_with_band(d, x, "value", "method", run.path / name, ylabel=label, col="config",
                             clip=clip, integer_x=True, hue_order=[m for m in methods if (d["method"] == m).any()],
-                            panel="{value}", title=f"DR-IS online: {label} per epoch")
+                            panel="{value}", xlabel=xlabel,
+                            title=f"DR-IS online: {label}" + ("; markers: epochs (RHO-LOSS trains on N - holdout)"
+                                                              if x == "step" else ""),
+                            reference=chance, reference_label=f"chance (1/{classes})")
 
 
 # ---------------------------------------------------------------- main

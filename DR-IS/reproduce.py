@@ -199,7 +199,8 @@ def main(argv=None):
     if not args.no_report:
         claims = load_claims()
         text = claims.report(root, REPORT_PRESETS,
-                             lambda preset, stage, script: run_folder(root, preset, stage, script))
+                             lambda preset, stage, script: run_folder(root, preset, stage, script),
+                             figures_dir=claims.FIGURES_DIR)
         Path(args.report).write_text(text)
         print(f"report -> {args.report}")
     return 0

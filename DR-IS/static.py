@@ -405,7 +405,8 @@ def write_plots(run, args, num_classes: int | None = None) -> None:
         axes[0, 0].set_ylabel(ylabel)
         plots.legend_outside(fig, handles=handles, title="method")
         fig.suptitle(plots.wrap("DR-IS static pruning: " + ("final test accuracy" if metric == "test_acc" else
-                                "corruption in the kept subset") + " (mean +- sd over seeds)", 60 * n))
+                                "corruption in the kept subset") + " (mean +- sd over "
+                                + (plots.count_seeds(fin, ["config", "method", "panel"]) or "seeds") + ")", 80 * n))
         plots.save(fig, run.path / fname)
 
 

@@ -28,9 +28,11 @@ from islab import cli, convex, noise, runs  # noqa: E402
 
 FAMILY = "DR-IS/synthetic"
 NAMES = {"uniform": "Uniform SGD", "grad-is": "Standard IS", "loss-is": "Loss IS", "dr-is": "DR-IS"}
-# Paper Appendix G, test accuracy % (typed from the paper); its generator is not recoverable.
-PAPER = {"Uniform SGD": "95.84 / 86.16 / 23.62 / 21.22", "Standard IS": "95.92 / 87.16 / 22.62 / 19.80",
-         "Loss IS": "95.86 / 86.74 / 24.94 / 21.62", "DR-IS": "94.64 / 53.86 / 22.98 / 20.70"}
+# Paper Appendix G, final test accuracy % (typed from the paper); its generator is not
+# recoverable.  One number per PAPER_CONFIGS entry; DR-IS/claims.py reads them from here.
+PAPER_CONFIGS = (("clean", 0.0), ("uniform", 0.1), ("targeted", 0.1), ("targeted", 0.25))
+PAPER = {"uniform": (95.84, 86.16, 23.62, 21.22), "grad-is": (95.92, 87.16, 22.62, 19.80),
+         "loss-is": (95.86, 86.74, 24.94, 21.62), "dr-is": (94.64, 53.86, 22.98, 20.70)}
 QUICK = dict(n=200, n_test=400, d=5, noise="clean,uniform:0.1,targeted:0.25", seeds="0,1", epochs=2)
 COLLAPSE_PCT = 50.0  # a chain "collapsed" when its final clean test accuracy is <= this (coin flip)
 COLUMNS = ["kind", "rate", "method", "seed", "epoch", "metric", "value"]
@@ -238,23 +240,25 @@ def write_summary(run, args, configs, optima):
                            f"max ||grad F|| {max(o[2] for o in v):.1e}"
                            for (k, r), v in optima.items()), ""]
     text += ["## paper Appendix G (its own generator; clean / uniform 10% / targeted 10% / targeted 25%)"]
-    text += [f"{m:12s} {v}" for m, v in PAPER.items()]
+    text += [f"{NAMES[m]:12s} {' / '.join(f'{v:.2f}' for v in vals)}" for m, vals in PAPER.items()]
     run.write_text("res.txt", "\n".join(text) + "\n")
     plot(run, df, args.methods, configs)
 
 
 def plot(run, df, methods, configs):
     """Test accuracy and mass on corrupted vs epoch, a column per noise configuration; the rows
-    share their y axis; epoch 0 (w = 0, accuracy 0) is not drawn."""
+    share their y axis; epoch 0 (w = 0, accuracy 0) is not drawn.  The paper's Appendix G final
+    accuracies (its own generator) are hollow markers right of the last epoch."""
     from islab import plots
 
     plt = plots.plt
-    names = [NAMES.get(m, m) for m in methods]
-    sts = plots.styles(names)
+    sts = plots.styles(methods)
     d = df[df["epoch"] >= 1]
+    last = int(d["epoch"].max()) if len(d) else 0
     fig, axes = plt.subplots(2, len(configs), figsize=(2.9 * len(configs) + 0.8, 5.0), squeeze=False,
                              sharex=True, sharey="row")
     spare = None   # the mass panel of clean data (nothing is corrupted) holds the legend
+    paper_shown = False
     for j, (k, r) in enumerate(configs):
         for i, (metric, clip) in enumerate((("test_acc_pct", (0, 100)), ("mass_corrupt", (0, 1)))):
             ax = axes[i, j]
@@ -264,11 +268,14 @@ def plot(run, df, methods, configs):
                 axes[0, j].set_xlabel("epoch")
                 continue
             sub = d[(d["kind"] == k) & np.isclose(d["rate"], r) & (d["metric"] == metric)]
-            for m, name in zip(methods, names):
+            for m in methods:
                 g = {e: v["value"].to_numpy(dtype=float) for e, v in sub[sub["method"] == m].groupby("epoch")}
                 xs, mid, lo, hi = plots.seed_stats(g)
                 if len(xs):
-                    plots.band(ax, xs, mid, lo, hi, name, clip=clip, markers=False, st=sts[name])
+                    plots.band(ax, xs, mid, lo, hi, m, clip=clip, markers=False, st=sts[m])
+            if metric == "test_acc_pct":
+                paper_shown |= paper_markers(ax, k, r, methods, sts, last)
+                plots.reference_line(ax, 50.0, "chance (50 %, two classes)")
             plots.integer_ticks(ax, "x")
         axes[0, j].set_title(label(k, r))
         axes[1, j].set_xlabel("epoch")
@@ -277,13 +284,37 @@ def plot(run, df, methods, configs):
     if shown:   # the first drawn mass panel carries the row's y label and tick labels
         shown[0].set_ylabel(plots.wrap("sampling mass on corrupted", 20))
         shown[0].tick_params(labelleft=True)
-    plots.legend_outside(fig, axes, title="method", into=spare)
+    handles = [plots.legend_handle(m, sts[m]) for m in methods]
+    if paper_shown:
+        handles.append(plots.Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor="0.2",
+                                    linestyle="none", markersize=6.5,
+                                    label="paper, Appendix G\n(final epoch; its own data)"))
+    handles.append(plots.Line2D([], [], label="chance (50 %)", **{k: v for k, v in plots.REFERENCE.items()
+                                                                   if k != "zorder"}))
+    plots.legend_outside(fig, handles=handles, title="method", into=spare)
     for ax in axes[1]:
         if ax is not spare and not ax.has_data():
             ax.axis("off")
-    fig.suptitle(f"DR-IS synthetic study: epochs 1-{int(d['epoch'].max()) if len(d) else 0}, mean +- sd "
-                 "over seeds (epoch 0, w = 0, not drawn)")
+    seeds = plots.count_seeds(d[d["metric"] == "test_acc_pct"], ["kind", "rate", "method", "epoch"])
+    fig.suptitle(f"DR-IS synthetic study: epochs 1-{last}, mean +- sd over {seeds or 'seeds'} "
+                 "(epoch 0, w = 0, not drawn)")
     plots.save(fig, run.path / "synthetic.png")
+
+
+def paper_markers(ax, kind, rate, methods, sts, last) -> bool:
+    """The paper's Appendix G accuracy of each method in this configuration: a hollow marker at
+    x = last epoch + 0.6 (its run length differs from ours); False when the paper has none."""
+    try:
+        col = [(k, round(r, 6)) for k, r in PAPER_CONFIGS].index((kind, round(rate, 6)))
+    except ValueError:
+        return False
+    drawn = False
+    for i, m in enumerate(m for m in methods if m in PAPER):
+        st = sts[m]
+        ax.plot([last + 0.6 + 0.25 * i], [PAPER[m][col]], marker=st["marker"], markersize=6.5, linestyle="none",
+                markerfacecolor="none", markeredgecolor=st["color"], markeredgewidth=1.4, zorder=4)
+        drawn = True
+    return drawn
 
 
 # ---------------------------------------------------------------- main

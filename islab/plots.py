@@ -2,10 +2,12 @@
 
 One style for every figure of the repository:
   * 150 dpi, saved with a tight bounding box (legends outside the axes are kept);
-  * one fixed colour, marker and line style per method (METHOD_STYLE), from the Okabe-Ito
-    colour-blind-safe palette; the same idea has the same colour in every family (uniform
-    sampling / random subsets black, full data grey, DR-IS blue, ...), and the methods drawn in
-    one figure never share a colour;
+  * one display name, colour, marker and line style per method (islab/style.py: every id a
+    script writes, `dris`, `dr-is`, `ambiguous`, ..., maps to its method), from the Okabe-Ito
+    and Tol colour-blind-safe palettes; a colour never means two methods, and names outside
+    the vocabulary (models) take fallback colours no method uses;
+  * every figure says over how many seeds its bands or bars are (`count_seeds`, "n = 3 seeds");
+  * numbers (rates, K) sit on a true numeric axis, and accuracy has its chance level dashed;
   * one legend per figure, outside the data (`legend_outside`), never one per panel;
   * panels that are compared share their y axis; epochs and K get integer ticks;
   * reference levels (chance, the noise rate) are dashed grey lines with a legend entry, never
@@ -17,6 +19,7 @@ Every helper saves atomically into a run folder (islab.runs.atomic_savefig).
 """
 from __future__ import annotations
 
+import re
 import textwrap
 import zlib
 
@@ -32,46 +35,20 @@ from islab.runs import atomic_savefig  # noqa: E402
 
 DPI = 150
 
-# Okabe & Ito (2008), "Color Universal Design": eight colours told apart under the common
-# colour-vision deficiencies.
-BLACK, ORANGE, SKY, GREEN = "#000000", "#E69F00", "#56B4E9", "#009E73"
-YELLOW, BLUE, VERMILLION, PURPLE = "#F0E442", "#0072B2", "#D55E00", "#CC79A7"
-GREY = "#8C8C8C"
-OLIVE = "#999933"   # Tol's "muted" olive: a ninth colour for static pruning's nine methods (yellow is too faint for lines)
-# Names without an entry below (models of DL-correlation, new methods) take these in order.
-FALLBACK = (BLUE, VERMILLION, GREEN, ORANGE, PURPLE, SKY, "#882255", "#44AA99", "#999933", "#332288")
+# the colours by name (islab.style holds them with the method vocabulary)
+from islab.style import (BLACK, BLUE, GREEN, GREY, OLIVE, ORANGE, PURPLE, SKY, VERMILLION,  # noqa: E402,F401
+                         YELLOW, display, look, method_of)
+
+# Names outside the vocabulary (DL-correlation's models, quantities) take these in order: colours
+# no method uses, so a colour never means a method in one figure and a model in another.
+FALLBACK = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB", "#222255",
+            "#225555", "#663333")
 
 
 def _s(color, marker="o", linestyle="-", width=1.5, size=4.5):
     return {"color": color, "marker": marker, "linestyle": linestyle, "linewidth": width, "markersize": size}
 
 
-# One style per method name, the same in every figure.  Names that mean the same sampler in
-# several families share it (uniform / random / baseline / sgd; dris / dr-is / ambiguous, ...).
-# Two names share a colour only when they never appear in one figure (checked in
-# tests/test_plots.py for every figure's set of methods).
-METHOD_STYLE = {
-    # no preference: uniform sampling, a random subset, plain SGD
-    "uniform": _s(BLACK, "o"), "random": _s(BLACK, "o"), "baseline": _s(BLACK, "o"), "sgd": _s(BLACK, "o"),
-    "Uniform SGD": _s(BLACK, "o"),
-    "full": _s(GREY, "D", "--"),
-    # rank disagreement across proxies (DR-IS) and resampling-reweighting
-    "dris": _s(BLUE, "s"), "dr-is": _s(BLUE, "s"), "ambiguous": _s(BLUE, "s"), "DR-IS": _s(BLUE, "s"),
-    "rr": _s(BLUE, "s"), "rr-local": _s(BLUE, "s"),
-    # magnitude scores: drawn with different markers and dashes, because several of them
-    # coincide exactly (consensus and el2n keep the same subsets under targeted noise): el2n is
-    # a wide solid line with large markers, consensus a thin dashed one, visible on top of it
-    "el2n": _s(VERMILLION, "v", "-", 3.0, 7.5), "consensus": _s(PURPLE, "^", "--", 1.4, 4.0),
-    "consensus-high": _s(PURPLE, "^", "--"), "forgetting": _s(GREEN, "P", "-."), "aum": _s(ORANGE, "X", ":"),
-    "aum_tsr": _s(SKY, "*", "-"), "hybrid": _s(OLIVE, "h", "-"),
-    # importance samplers
-    "standard_is": _s(VERMILLION, "v", "-"), "grad-is": _s(VERMILLION, "v", "-"),
-    "Standard IS": _s(VERMILLION, "v", "-"),
-    "loss_is": _s(ORANGE, "X", "--"), "loss-is": _s(ORANGE, "X", "--"), "Loss IS": _s(ORANGE, "X", "--"),
-    "is-norm": _s(GREEN, "P", "-."), "partial-is": _s(SKY, "^", ":"),
-    "rho_approx": _s(PURPLE, "^", "--"), "rho_faithful": _s(GREEN, "P", "-."),
-}
-METHOD_COLORS = {name: st["color"] for name, st in METHOD_STYLE.items()}
 REFERENCE = {"color": "0.35", "linestyle": (0, (4, 3)), "linewidth": 1.1, "zorder": 1.5}
 
 plt.rcParams.update({
@@ -84,22 +61,21 @@ plt.rcParams.update({
 
 
 def style(name) -> dict:
-    """color / marker / linestyle of a method, model or sampler name (see METHOD_STYLE)."""
-    name = str(name)
-    if name in METHOD_STYLE:
-        return dict(METHOD_STYLE[name])
-    if name.startswith("hybrid"):
-        return dict(METHOD_STYLE["hybrid"])
-    color = FALLBACK[zlib.crc32(name.encode()) % len(FALLBACK)]
+    """color / marker / linestyle of a method id (islab.style), or a fixed fallback for a name
+    outside the vocabulary (a model, a quantity)."""
+    st = look(name)
+    if st is not None:
+        return st
+    color = FALLBACK[zlib.crc32(str(name).encode()) % len(FALLBACK)]
     return _s(color, "o", "-")
 
 
 def styles(names) -> dict:
-    """Styles of the names drawn together in one figure: METHOD_STYLE where it has them, and
+    """Styles of the names drawn together in one figure: the vocabulary's where it has them, and
     distinct fallback colours (in order) for the others, so no two names of a figure look alike."""
     out, used = {}, set()
     for n in names:
-        if str(n) in METHOD_STYLE or str(n).startswith("hybrid"):
+        if method_of(n) is not None:
             out[n] = style(n)
             used.add(out[n]["color"])
     free = [c for c in FALLBACK if c not in used]
@@ -109,15 +85,39 @@ def styles(names) -> dict:
 
 
 def legend_handle(name, st=None) -> Line2D:
-    """The legend entry of a method drawn as a line."""
+    """The legend entry of a method drawn as a line, under its display name."""
     st = st or style(name)
-    return Line2D([], [], label=str(name), color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
+    return Line2D([], [], label=display(name), color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
                   linewidth=st.get("linewidth", 1.5), markersize=st.get("markersize", 4.5))
 
 
 def wrap(text: str, width: int = 70) -> str:
     """A title broken into lines of at most `width` characters (titles must fit their figure)."""
-    return "\n".join(textwrap.wrap(str(text), width)) if text else ""
+    if not text:
+        return ""
+    # "n = 3 seeds", "alpha = 0.3": never broken at their spaces
+    glued = re.sub(r"n = (\S+) (seeds?|draws?|chains?)\b", lambda m: m.group(0).replace(" ", "\u00a0"), str(text))
+    glued = glued.replace(" = ", "\u00a0=\u00a0")
+    return "\n".join(textwrap.wrap(glued, width)).replace("\u00a0", " ")
+
+
+def seeds_text(counts, unit: str = "seed") -> str:
+    """'n = 3 seeds' from the seed counts of a figure's points ('n = 2-3 seeds' when they differ,
+    e.g. a diverged seed left out)."""
+    counts = sorted({int(c) for c in counts if c == c})
+    if not counts:
+        return ""
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"n = {n} {unit}" + ("" if n == "1" else "s")
+
+
+def count_seeds(df, by=(), seed: str = "seed", unit: str = "seed") -> str:
+    """seeds_text of a tidy frame: the distinct seeds of every group of `by` (all rows if none)."""
+    if seed not in df or len(df) == 0:
+        return ""
+    by = [b for b in by if b in df]
+    counts = df.groupby(by, observed=True)[seed].nunique() if by else [df[seed].nunique()]
+    return seeds_text(counts, unit)
 
 
 def integer_ticks(ax, axis: str = "x", values=None) -> None:
@@ -144,6 +144,19 @@ def reference_line(ax, y, label: str | None = None, x=None, zorder: float | None
         line = ax.plot(list(x), [y, y], **style)[0]
     line.set_label(label or "_nolegend_")
     return Line2D([], [], label=label, **{k: v for k, v in REFERENCE.items() if k != "zorder"})
+
+
+def chance_level(ax, level: float, label: str = "chance", unit: str = " %") -> Line2D:
+    """The chance level of an accuracy axis (call after the data are drawn): a dashed line when
+    it leaves the data at least half the axis, else a note on the axis that it lies below (a
+    line at 10 % would squeeze accuracies of 95-99 % into a sliver).  Returns the legend handle."""
+    lo, hi = ax.dataLim.y0, ax.dataLim.y1
+    if not np.isfinite(lo) or hi <= level or (lo - level) <= (hi - lo):
+        return reference_line(ax, level, label)
+    ax.text(0.01, 0.02, f"{label} = {level:g}{unit}, below the axis", transform=ax.transAxes, fontsize=7,
+            color="0.35")
+    return Line2D([], [], label=f"{label} = {level:g}{unit} (below the axis)",
+                  **{k: v for k, v in REFERENCE.items() if k != "zorder"})
 
 
 def legend_outside(fig, axes=None, where: str = "right", handles=None, title: str | None = None, ncol=None,
@@ -232,7 +245,7 @@ def band(ax, x, mid, lo, hi, name, clip=None, markers: bool | None = None, label
     markers = len(x) <= 12 if markers is None else markers
     ax.plot(x, mid, color=st["color"], linestyle=st["linestyle"], marker=st["marker"] if markers else None,
             linewidth=st.get("linewidth", 1.5), markersize=st.get("markersize", 4.5),
-            label=str(name) if label is None else label, zorder=3)
+            label=display(name) if label is None else label, zorder=3)
     ax.fill_between(x, lo, hi, color=st["color"], alpha=0.15, linewidth=0, zorder=2)
 
 
@@ -240,14 +253,18 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
                     logy: bool = False, col: str | None = None, clip=None, integer_x: bool = False,
                     xlabel: str | None = None, hue_order=None, col_order=None, reference=None,
                     reference_label: str = "chance", sharey: bool = True, xticks=None, ylim=None,
-                    band_note: bool = True, panel: str = "{col} = {value}", highlight=None) -> None:
+                    band_note: bool = True, panel: str = "{col} = {value}", highlight=None,
+                    seeds: str | None = None) -> None:
     """Mean over seeds with a +-1 sd band, one line per `hue`, one panel per `col`; the panels
     share their y axis and one legend sits outside them.
 
-    reference: a dashed reference level per panel, a number or {col value: number}; clip: the
+    reference: a dashed reference level per panel, a number, a function of x, or {col value: either};
+    clip: the
     metric's range, e.g. (0, 100) for accuracy %; logy: log y axis with log-space bands;
     integer_x: integer x ticks (epochs, K); xticks: exactly these x ticks; panel: the panel
-    title, a format of {col} and {value}; highlight: a hue drawn black and thick (the target)."""
+    title, a format of {col} and {value}; highlight: a hue drawn black and thick (the target);
+    seeds: the seed-count text of the title (default: counted from the frame's `seed` column,
+    per point).  A categorical x is evenly spaced: numbers (rates, K) must stay numeric."""
     cols = list(col_order) if col_order is not None else (list(dict.fromkeys(df[col])) if col else [None])
     hues = list(hue_order) if hue_order is not None else list(dict.fromkeys(df[hue]))
     sts = styles([h for h in hues if h != highlight])
@@ -275,7 +292,11 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
             if len(xs):
                 band(ax, xs, mid, lo, hi, h, clip=clip, st=sts[h])
         ref = reference.get(c) if isinstance(reference, dict) else reference
-        if ref is not None and np.isfinite(ref):
+        if callable(ref):   # a level that moves with x (the chance level of a swept rate)
+            xs = np.sort(np.unique(d[x].to_numpy(dtype=float)))
+            ax.plot(xs, ref(xs), **REFERENCE)
+            ref_handle = Line2D([], [], label=reference_label, **{k: v for k, v in REFERENCE.items() if k != "zorder"})
+        elif ref is not None and np.isfinite(ref):
             ref_handle = reference_line(ax, ref, reference_label)
         if logy:
             log_axis(ax, "y")
@@ -294,10 +315,15 @@ def lines_with_band(df, x: str, y: str, hue: str, path, title: str = "", ylabel:
             ax.set_ylim(*ylim)
     for r in range(nrow):
         axes[r, 0].set_ylabel(ylabel or y)
-    if title:
-        note = (" (geometric mean x/÷ geometric sd over seeds)" if logy else " (mean +- sd over seeds)") \
-            if band_note else ""
-        fig.suptitle(wrap(title + note, 48 * ncol))
+    if seeds is None:
+        seeds = count_seeds(df, [c for c in (col, hue, x) if c])
+    if band_note:
+        note = (" (geometric mean x/÷ geometric sd over " if logy else " (mean +- sd over ") \
+            + (seeds or "seeds") + ")"
+    else:
+        note = f" ({seeds})" if seeds else ""
+    if title or note:
+        fig.suptitle(wrap((title or "") + note, 48 * ncol))
     handles = [legend_handle(h, sts[h]) for h in hues if (df[hue] == h).any()]
     spare = list(axes.flat[n:])
     for ax in spare[1:]:
@@ -340,10 +366,10 @@ def grouped_bars(ax, stats, groups, hues, chance=None, chance_label: str = "chan
             sd = v.std(ddof=1) if len(v) > 1 else 0.0
             st = sts[h]
             bar = ax.bar(left + i * w, v.mean(), w * 0.92, yerr=sd, color=st["color"], edgecolor="0.2",
-                         linewidth=0.5, capsize=2, error_kw={"elinewidth": 0.8}, label=str(h), zorder=3)
+                         linewidth=0.5, capsize=2, error_kw={"elinewidth": 0.8}, label=display(h), zorder=3)
             handles.setdefault(h, bar)
             if len(v) and abs(v.mean()) < 1e-12:   # a bar of height 0 is invisible: say so
-                ax.text(left + i * w, 0, "0", ha="center", va="bottom", fontsize=6.5, color=st["color"])
+                ax.text(left + i * w, 0, "0", ha="center", va="bottom", fontsize=7, color="0.2")
         if chance is not None and g in chance and np.isfinite(chance[g]):
             ch = reference_line(ax, chance[g], chance_label,
                                 x=(left - w / 2 - 0.02, left + (len(present) - 0.5) * w + 0.02), zorder=4)
@@ -414,8 +440,9 @@ def hist_by_group(values, groups, path, title: str = "", xlabel: str = "", bins:
     """Overlaid density histograms of `values`, one per group label (e.g. clean vs corrupted).
 
     marks: (x, label) vertical dashed lines (e.g. the quantiles a verdict compares); span:
-    (x0, x1, label) a shaded interval (e.g. the 2r separation the theory asks for), clipped to
-    the axis with its true extent in the label."""
+    (x0, x1, label) a shaded interval (e.g. the 2r separation the theory asks for); one that
+    runs off the data's range is not shaded (it would cover the whole axis) but drawn as an
+    arrow from x0 to the axis edge, its true end written at the tip."""
     values = np.asarray(values, dtype=np.float64)
     groups = np.asarray(groups)
     fig, ax = plt.subplots(figsize=(6.0, 3.1))
@@ -433,7 +460,15 @@ def hist_by_group(values, groups, path, title: str = "", xlabel: str = "", bins:
             ax.axvline(x, color=color, linestyle=ls, linewidth=1.2, label=label)
     if span is not None:
         x0, x1, label = span
-        ax.axvspan(max(x0, lo), min(x1, hi), color=GREY, alpha=0.12, linewidth=0, label=label)
+        if x1 <= hi:
+            ax.axvspan(max(x0, lo), x1, color=GREY, alpha=0.12, linewidth=0, label=label)
+        else:
+            y = 0.88 * ax.get_ylim()[1]
+            ax.annotate("", xy=(hi, y), xytext=(max(x0, lo), y),
+                        arrowprops={"arrowstyle": "-|>", "color": "0.3", "linewidth": 1.2})
+            ax.text(hi, y, f"  to {x1:.3g}\n  (off the axis)", ha="right", va="bottom", fontsize=7, color="0.3")
+            handles = [h for h in ax.get_legend_handles_labels()[0]]
+            handles.append(Line2D([], [], color="0.3", marker=">", linewidth=1.2, markersize=4, label=label))
         ax.set_xlim(lo, hi)
     ax.set_title(wrap(title, 60))
     ax.set_xlabel(xlabel)

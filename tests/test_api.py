@@ -470,3 +470,14 @@ def test_distributed_weighted_mean_over_ranks_is_unbiased():
         means.append(np.mean(w[ids] * losses[ids]))
     means = np.array(means)
     assert abs(means.mean() - losses.mean()) < 5 * means.std() / np.sqrt(len(means))
+
+
+@pytest.mark.parametrize("readme", ["README.md", "DR-IS/README.md"])
+def test_readme_one_minute_snippet_runs(readme):
+    """The short API snippet at the top of README.md and DR-IS/README.md runs as written."""
+    section = (ROOT / readme).read_text().split("## In one minute", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {"__name__": "__readme__"}
+    exec(compile(code, readme, "exec"), namespace)
+    assert len(namespace["keep"]) == 300 and namespace["s"].shape == (1000,)
+    assert abs(namespace["p"].sum() - 1) < 1e-9 and len(namespace["sampler"]) == 1000
