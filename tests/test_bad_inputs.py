@@ -295,7 +295,8 @@ def inputs(tmp_path_factory, readonly):
               "garbage": 'a,b\n1,2,3,4\n"unclosed\n', "foreign": "ratio,flip,rate,method,seed,epoch,metric,value\n"
               "1,none,0,uniform,0,2,gap,0.1\n", "no_finished_runs": "rate,strategy,seed,epoch,metric,value\n"
               "0.1,baseline,0,1,test_acc,50\n",
-              "good": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n",
+              "good": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n"
+                      "0.1,baseline,0,1,test_acc,50\n",
               "no_epochs": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n"
                            "0.1,baseline,1,,final_test_acc,52\n0.2,baseline,0,,final_test_acc,40\n"}
     for name, text in tables.items():
