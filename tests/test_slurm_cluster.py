@@ -40,9 +40,9 @@ def _why_not() -> str | None:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "no Slurm on this machine (sinfo not found); `make test-slurm` installs and starts a one-node cluster"
     try:
-        r = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True, timeout=30)
+        r = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:
-        return "sinfo did not answer in 30 s; `make test-slurm` starts a one-node cluster"
+        return "sinfo did not answer in 10 s; `make test-slurm` starts a one-node cluster"
     if r.returncode != 0:
         said = (r.stderr.strip().splitlines() or ["no output"])[-1]
         return f"no Slurm cluster reachable (sinfo exit {r.returncode}: {said}); `make test-slurm` starts one"
