@@ -640,7 +640,8 @@ def sensitivity_rows(frames: dict) -> list[dict]:
 def sensitivity_table(rows: list[dict]) -> str:
     """method x variant: final accuracy mean +- sd, against uniform, diverged runs, largest weights."""
     def w(v):
-        return "-" if not math.isfinite(v) else f"{v:.1f}"
+        # floor 0 allows weights of 1e20 and more: written in powers of ten past 10^5
+        return "-" if not math.isfinite(v) else f"{v:.1f}" if v < 1e5 else f"{v:.2e}"
     head = ["config", "method", "variant", "final acc %", "vs uniform (paired)", "verdict", "diverged",
             "max w (p)", "max w drawn"]
     body = [[r["config"], r["method"], r["variant"], mean_sd(r["acc"]), r["vs"], r["verdict"],
