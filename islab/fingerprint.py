@@ -15,7 +15,8 @@ The fields are the ones that change the numbers, read the way the libraries them
   blas               the BLAS libraries loaded, their core type and threads (threadpoolctl;
                      honours OPENBLAS_CORETYPE and OMP_NUM_THREADS)
   threads            torch.get_num_threads() (OMP_NUM_THREADS; the Makefile sets 1)
-  python, numpy, torch, scikit-learn, scipy   versions
+  python, numpy, torch, scikit-learn, scipy   versions (python as major.minor: a patch release
+                     of the interpreter does not change the numbers; measured 3.11.2 = 3.11.7)
 The id is the first 8 hex digits of the sha256 of the fields as canonical JSON.
 
     python -m islab.fingerprint      # the fields and the id of this machine
@@ -75,7 +76,7 @@ def _fingerprint() -> str:
     import numpy   # noqa: F401  (loads numpy's BLAS before threadpoolctl looks)
 
     fp = {"arch": platform.machine(), "cpu": cpu_model(), "numpy_simd": numpy_simd(), "blas": blas(),
-          "python": platform.python_version(), "numpy": version("numpy"), "torch": version("torch"),
+          "python": ".".join(platform.python_version_tuple()[:2]), "numpy": version("numpy"), "torch": version("torch"),
           "scikit-learn": version("scikit-learn"), "scipy": version("scipy"), "torch_cpu": None, "threads": None}
     try:
         import torch   # lazy: only `make report` and its check need it here
