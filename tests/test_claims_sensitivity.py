@@ -1,6 +1,5 @@
 """DR-IS/claims.py's sensitivity section (the `sensitivity` stages of reproduce.py) on hand-made
 final frames with known answers."""
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,11 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def claims():
-    spec = importlib.util.spec_from_file_location("dris_claims_test", ROOT / "DR-IS" / "claims.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    from helpers import load_script
+
+    return load_script(ROOT / "DR-IS" / "claims.py", "dris_claims_test")
 
 
 def frame(cells):

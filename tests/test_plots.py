@@ -199,13 +199,9 @@ def test_figures_are_written(tmp_path):
 
 
 def claims_module():
-    import sys
+    from helpers import load_script
 
-    spec = importlib.util.spec_from_file_location("plots_claims", ROOT / "DR-IS/claims.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod   # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "DR-IS/claims.py", "plots_claims")
 
 
 def test_paper_vs_reproduction_figures(tmp_path):
