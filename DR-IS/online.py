@@ -48,7 +48,7 @@ DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"
 # proxy architecture on a 10 % holdout (ResNet-20 on 5,000 of 50,000); Fashion-MNIST likewise
 # (pooled_cnn on 6,000 of 60,000: a cnn there took 340 s per configuration on 2 cores)
 IRREDUCIBLE_DEFAULTS = {"cifar10": ("resnet20", 5000), "cifar100": ("resnet20", 5000), "digits": ("cnn", 0.2),
-                        "fashion-mnist": ("pooled_cnn", 0.1)}
+                        "fashion-mnist": ("pooled_cnn", 0.1), "fashion-mnist-mem": ("pooled_cnn", 0.1)}
 COLLAPSE_MARGIN = 5.0    # a run "collapsed" when its final test accuracy <= chance + this (points)
 EPOCH_METRICS = ("test_acc", "test_loss", "train_loss", "mass_corrupt", "drawn_corrupt", "max_weight_drawn")
 

@@ -444,6 +444,7 @@ DIGITS_MODELS: dict[str, Constructor] = {
 }
 SMALL_MODELS: dict[str, Constructor] = {
     "mlp2x256": functools.partial(DeepMLP, widths=(256, 256)),   # the Fashion-MNIST target
+    "mlp2x1024": functools.partial(DeepMLP, widths=(1024, 1024)),  # 7x larger: the memorisation candidate
     "pooled_cnn": PooledCNN,                                     # the Fashion-MNIST conv proxy
 }
 MODELS: dict[str, Constructor] = {**ZOO_MODELS, "resnet18": resnet18, **DIGITS_MODELS, **SMALL_MODELS}

@@ -810,14 +810,6 @@ def cleanlab_tables(folder) -> str:
     return (Path(folder) / "table.md").read_text().strip()
 
 
-def fmnist_static(folder):
-    return static_table(folder) + "\n\n" + static_sentences(folder)
-
-
-def fmnist_online(folder):
-    return online_table(folder) + "\n\n" + online_sentences(folder)
-
-
 # ---------------------------------------------------------------- the registry
 
 DEMO = "--name demo"
@@ -877,8 +869,6 @@ S = {  # every run folder a README cites, with the command that makes it
     "cleanlab-digits": Source("DR-IS/cleanlab/digits", "python DR-IS/cleanlab_compare.py --name digits"),
     "cleanlab-fm": Source("DR-IS/cleanlab/fashion-mnist",
                           "python DR-IS/cleanlab_compare.py --preset fashion-mnist --name fashion-mnist"),
-    "fm-table1": Source("DR-IS/static/repro-fashion-mnist-table1", "make reproduce"),
-    "fm-online": Source("DR-IS/online/repro-fashion-mnist-online", "make reproduce"),
 }
 SYN_ATTACKERS = [Source(f"DR-IS/synthetic/attacker-e{e}",
                         f"python DR-IS/synthetic.py --attacker-epochs {e} --name attacker-e{e}") for e in (0, 1, 3, 5, 10)]
@@ -982,6 +972,4 @@ BLOCKS = [
     Block("dris-food101-fake", DR, (S["food101-fake"],), food101),
     Block("dris-cleanlab-digits", DR, (S["cleanlab-digits"],), cleanlab_tables),
     Block("dris-cleanlab-fashion-mnist", DR, (S["cleanlab-fm"],), cleanlab_tables),
-    Block("dris-fashion-mnist-static", DR, (S["fm-table1"],), fmnist_static),
-    Block("dris-fashion-mnist-online", DR, (S["fm-online"],), fmnist_online),
 ]

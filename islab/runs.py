@@ -121,6 +121,23 @@ def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+# The small text files of a run folder that make its results of record (committed to git; no
+# checkpoints, caches, arrays or figures): enough to recompute every table and test of its report.
+RECORD_FILES = ("config.json", "cmd.txt", "env.json", "results.csv", "res.txt")
+
+
+def copy_record(folder, dest) -> list[Path]:
+    """Copy the RECORD_FILES that `folder` holds into `dest` (created), each written atomically."""
+    folder, dest = Path(folder), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in RECORD_FILES:
+        if (folder / name).exists():
+            atomic_write_bytes(dest / name, (folder / name).read_bytes())
+            out.append(dest / name)
+    return out
+
+
 def atomic_write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
