@@ -1034,7 +1034,7 @@ def diagnostics_table(st: Study) -> str:
     df = st.diagnostics()
     if df.empty:
         return "not run"
-    d = df[df["config"] == "targeted0.25"].pivot_table(index="K", columns="metric", values="value", aggfunc="first")
+    d = df[df["config"] == "targeted0.25"].pivot_table(index="K", columns="metric", values="value", aggfunc="mean")
     names = [("empirical_gap", "empirical gap (strict: boundary min, bulk tail 0.1)", "{:+.4f}"),
              ("gap_min_tail0.2", "gap, bulk tail 0.2", "{:+.4f}"),
              ("gap_median_tail0.1", "gap, boundary median", "{:+.4f}"),
@@ -1305,16 +1305,19 @@ def cifar10_budget() -> dict | None:
         rep = importlib.util.module_from_spec(spec)
         sys.modules[name] = rep
         spec.loader.exec_module(rep)
+        per_draw_plan = False
         try:
             plan = rep.stages("cifar10")
-        except TypeError:
-            plan = rep.stages("cifar10", 0)
+        except TypeError:   # a plan per draw: stages(preset, draw)
+            plan, per_draw_plan = rep.stages("cifar10", 0), True
         from islab import online as onl
         from islab.experiment import PRESETS
     except Exception:   # noqa: BLE001 - the section then says so
         return None
     dconst = getattr(rep, "DRAWS", None)
     dlist = dconst.split(",") if isinstance(dconst, str) else list(dconst or [])
+    if per_draw_plan and not dlist:
+        dlist = ["0", "1", "2"]   # the study's three draws
     expanded = any(re.search(r"-d\d+$", s) for s, _, _ in plan)   # the plan lists every draw's stages
     factor = 1 if expanded or not dlist else len(dlist)
     draws = len(dlist) or len({re.search(r"-d(\d+)$", s).group(1) for s, _, _ in plan

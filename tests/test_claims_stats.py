@@ -231,6 +231,9 @@ def test_report_why_departures_memorisation(report):
     aum = claim_row(text, "T6 AUM vs DR-IS, alpha 0.3")
     assert "contradicts itself" in aum[1] and "contradicts itself" in aum[10]
     assert "keeps 0.00-0.60 of each true class" in aum[10]
+    # class-balanced AUM beside global AUM (balanced stage): +2.0 pp over DR-IS at every draw, shown, not counted
+    assert "class-balanced AUM 79.50 +- 0.50" in aum[3] and "balanced AUM - dris +2.00 pp" in aum[3]
+    assert "class-balanced AUM 79.50 +- 0.50 vs global 73.08 +- 0.95 (DR-IS 77.50 +- 0.50, alpha 0.3)" in aum[10]
     dep = text.split("## Departures from the paper")[1].split("\n## ")[0]
     assert "| target epochs | 160 | 10 | 40 |" in dep
     assert "| proxy epochs E_p / snapshot E_s | 40 / 20 | 6 / 3 | 10 / 5 |" in dep
