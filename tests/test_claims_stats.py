@@ -281,6 +281,9 @@ def test_memorisation_not_measured_and_single_folder(claims, tmp_path):
                        if s == "table1" else [], root)
     fin = one.frame("table1", "static")
     assert list(claims.pick(fin, "targeted0.25", "dris", 0.3)) == [cr.T25_DRIS[1]]
+    # an ablation sub-run takes its draw from its parent folder (a missing draw shifts nothing)
+    assert claims.draw_of(root / "DR-IS" / "ablations" / "repro-fashion-mnist-proxysets-d2" / "K1", 0) == 2
+    assert claims.draw_of(Path("repro-x-table1"), 4) == 4
     # the draws of a list are concatenated; seed = draw
     fin3 = st.frame("table1", "static")
     assert claims.pick(fin3, "targeted0.25", "dris", 0.3).to_dict() == {0: 77.0, 1: 77.5, 2: 78.0}
