@@ -1,5 +1,6 @@
 """DR-IS/claims.py's sensitivity section (the `sensitivity` stages of reproduce.py) on hand-made
 final frames with known answers."""
+import re
 import sys
 from pathlib import Path
 
@@ -85,7 +86,11 @@ def test_sensitivity_stages_through_reproduce_cli(tmp_path):
     want = {"floor0": {"is_floor": 0.0, "rho_floor": 0.0}, "floor0.01": {"is_floor": 0.01, "rho_floor": 0.01},
             "frozen": {"is_source": "proxy", "methods": "standard_is"}, "unweighted": {"unweighted": True}}
     for variant, flags in want.items():
-        folder = root / "DR-IS" / "online" / f"repro-digits-sensitivity-{variant}"
+        # one folder per draw (repro-...-<variant>-d<d>) or, in the older layout, one folder
+        folders = [f for f in sorted((root / "DR-IS" / "online").iterdir())
+                   if re.fullmatch(rf"repro-digits-sensitivity-{re.escape(variant)}(-d\d+)?", f.name)]
+        assert folders, variant
+        folder = folders[0]
         config = json.loads((folder / "config.json").read_text())
         assert {k: config[k] for k in flags} == flags, variant
         assert (folder / "res.txt").exists()

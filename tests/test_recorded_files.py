@@ -1,7 +1,9 @@
-"""Every file a report reads is recorded (SHA-256) in the job file that wrote it and verified on
-read: DR-IS/claims.py's memorisation baseline reads predictions-clean-full-s<seed>.npz and
-labels-targeted0.25.npz of a static run folder; damaged or missing, they stop the report with
-one line naming the file (never a number computed from them), and --resume redoes the job."""
+"""Every file a static run records is checksummed (SHA-256) in the job file that wrote it and
+verified on read (runs.verified_file): predictions-<config>-full-s<seed>.npz and labels-<config>.npz;
+damaged or missing, reading them stops with one line naming the file (never a number computed from
+them), and --resume redoes the job.  DR-IS/claims.py's memorisation section reads only the results
+of record (results.csv: the full jobs' final fit_noisy_corrupt, fit_true_corrupt, fit_clean), so
+a damaged npz never changes the report."""
 import importlib.util
 import shutil
 import sys
@@ -49,7 +51,7 @@ def _copy(reference, tmp_path):
 
 
 def memorisation(folder):
-    return claims.memorisation(claims.Study("digits", lambda preset, stage, script: folder))
+    return claims.memorisation(claims.Study("digits", lambda preset, stage, script: [folder], folder.parent))
 
 
 def test_the_full_jobs_record_their_predictions_and_labels(reference):
@@ -59,7 +61,10 @@ def test_the_full_jobs_record_their_predictions_and_labels(reference):
             "labels-targeted0.25.npz"} <= recorded
     assert runs.verified_file(folder, "predictions-clean-full-s0.npz") == folder / "predictions-clean-full-s0.npz"
     assert runs.verified_file(folder, "not-recorded.npz") is None
-    assert "memorisation baseline" in memorisation(folder) and "(not available)" not in memorisation(folder)
+    text = memorisation(folder)
+    # from results.csv: the fit of the flipped labels is a number; no memorisation study in this root
+    assert "predicts the flipped label for " in text and "(not recorded)" not in text
+    assert text.endswith("predicts the flipped label for (not measured).")
 
 
 @pytest.mark.parametrize("damage", ["cut", "other seed's bytes", "deleted"])
@@ -74,7 +79,8 @@ def test_a_damaged_recorded_file_is_detected_never_trusted(reference, tmp_path, 
     else:   # a valid npz with other numbers: only the checksum tells
         runs.atomic_save_npz(f, train_pred=runs.np.zeros(100, dtype=runs.np.int64))
     with pytest.raises(UsageError, match=name):
-        memorisation(folder)
+        runs.verified_file(folder, name)
+    assert memorisation(folder) == memorisation(reference[1])   # the report reads results.csv only
     # --resume sees the job's file changed, runs the job again and records it anew
     assert run_static(tmp_path / "res", reference[0] / "cache", "--resume") == 0
     assert runs.verified_file(folder, name) == f
