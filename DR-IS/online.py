@@ -214,7 +214,7 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
     sampling = online.make_sampling(method, d, y, cfg, gamma=args.gamma, is_floor=args.is_floor,
                                     rho_floor=args.rho_floor, rho_every=args.rho_every,
                                     is_source=args.is_source, reweight=not args.unweighted, log=rlog, **kw)
-    ckpt = launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
+    ckpt = job_checkpoint(run, args, tag, method, seed)
     launch.resuming(run, ckpt, f"[{tag}] {method} seed {seed}")
 
     def epoch_log(msg):  # per-epoch lines go to log.txt only (a failed write names the file)
@@ -249,14 +249,17 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
         **experiment.fit_to_labels(res.model, d, y, c, m, cfg)[0],
     }
     rows += [{"metric": k, "value": v} for k, v in summary.items()]
-    if ckpt is not None and ckpt.exists():
-        ckpt.unlink()  # the job is finished: its rows are the record
     files = []
     if rlog.keep_probs and rlog.probs:   # a resumed checkpoint skips earlier refreshes: rows from here on
         files.append(rlog.save_probs(run.path / f"probs-{tag}-{method}-s{seed}.npz",
                                      example_id=irr.keep if method in online.RHO_METHODS else None,
                                      dataset_id=example_ids(d)))
     return rows, summary, files
+
+
+def job_checkpoint(run, args, tag, method, seed):
+    """The job's training state file (None without --checkpoint): islab.launch.checkpoint_file."""
+    return launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
 
 
 def _nanmean(v) -> float:
@@ -508,6 +511,8 @@ def run_online(args, ds=None, path=None, argv=None):
                     continue
                 rows, s, files = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
                 job.finish(rows, files=files)
+                # only once the job is recorded: a kill before this line resumes from the last epoch
+                launch.drop_checkpoint(job_checkpoint(run, args, tag, method, seed))
             flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
             run.log(f"[{tag}] {method} seed {seed}: final acc {s['final_acc']:.2f}% "
                     f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "
