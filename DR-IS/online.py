@@ -158,7 +158,7 @@ def irreducible_for(args, ds, labels, mask, tag, run, n_hold):
     a previous invocation already trained it (--resume)."""
     path = run.path / f"irreducible-{tag}.npz"
     irr = None
-    if path.exists():
+    if runs.intact(path, run.log):   # its SHA-256 checked: a damaged file is moved aside, trained again
         try:
             with np.load(path) as z:
                 irr = online.Irreducible(z["keep"], z["holdout"], z["loss"], float(z["test_acc"]),
@@ -171,8 +171,8 @@ def irreducible_for(args, ds, labels, mask, tag, run, n_hold):
         irr = online.train_irreducible(ds, labels, n_hold, args.irreducible_model, cfg,
                                        seed=2000 + args.noise_seed, log=lambda m: run.log(f"[{tag}] {m}"),
                                        progress=args.progress)
-        run.save_arrays(path.name, keep=irr.keep, holdout=irr.holdout, loss=irr.loss,
-                        test_acc=np.array(irr.test_acc), diverged=np.array(irr.diverged))
+        runs.save_npz_verified(path, keep=irr.keep, holdout=irr.holdout, loss=irr.loss,
+                               test_acc=np.array(irr.test_acc), diverged=np.array(irr.diverged))
     run.log(f"[{tag}] RHO holdout: {len(irr.holdout)} examples, "
             f"{100 * mask[irr.holdout].mean():.1f}% corrupted (the holdout is part of the noisy training "
             f"set); targets train on the other {len(irr.keep)}")

@@ -97,19 +97,27 @@ def naming(path):
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
+    atomic_write_with(path, lambda f: f.write(data))
+
+
+def atomic_write_with(path, write, verified: bool = False) -> None:
+    """write(binary file) into a temporary file of path's folder, then renamed into place; with
+    verified, the temporary file's SHA-256 is recorded beside path first (digest_file, intact)."""
     with naming(path):
-        _atomic_write_bytes(Path(path), data)
+        _atomic_write(Path(path), write, verified)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write, verified: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # host and pid in the name: the next open can tell an orphan from a live writer's file
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        if verified:
+            atomic_write_text(digest_file(path), file_sha256(tmp) + "\n")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -126,11 +134,15 @@ def atomic_write_json(path, obj) -> None:
 
 
 def atomic_save_npz(path, **arrays) -> None:
+    atomic_write_bytes(path, _npz_bytes(**arrays))
+
+
+def _npz_bytes(**arrays) -> bytes:
     import io
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def atomic_savefig(fig, path, **kwargs) -> None:
@@ -177,6 +189,59 @@ def file_sha256(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------- files read back, verified
+#
+# A file that a later stage or process reads back instead of computing it (proxy, attacker and
+# feature cache entries, the online run's irreducible-loss file) has its SHA-256 recorded beside
+# it, <name>.sha256: np.load does not check the zip CRC of larger arrays, so a flipped bit would
+# otherwise be read as a number.  The digest is written first, the file second (both atomic): a
+# reader that does not hold the writer's lock sees either no file or the file with its digest.
+
+
+def digest_file(path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def save_npz_verified(path, **arrays) -> None:
+    """atomic_save_npz with its SHA-256 recorded (atomic_write_with, verified)."""
+    data = _npz_bytes(**arrays)
+    atomic_write_with(path, lambda f: f.write(data), verified=True)
+
+
+def intact(path, warn=None) -> bool:
+    """True when `path` exists and holds the bytes whose SHA-256 was recorded when it was written.
+    One that does not (damaged since, or written without a digest) is moved aside (move_aside,
+    one warning through `warn`, else stderr) and False returned: the caller computes it again."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        want = digest_file(path).read_text().strip()
+    except FileNotFoundError:
+        want = None
+    try:
+        with naming(path):
+            if want is not None and file_sha256(path) == want:
+                return True
+        move_aside(path, "SHA-256 mismatch" if want else "no SHA-256 recorded", "computed again", warn=warn)
+    except FileNotFoundError:   # another process moved it aside first
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        digest_file(path).unlink()
+    return False
+
+
+def move_aside(path, why: str, then: str, what: str = "file", warn=None) -> Path:
+    """Rename an unusable file to <name>.corrupt-<timestamp>-<pid> (kept for inspection, never read
+    again) and say so in one line naming both: `warn(line)`, else stderr."""
+    path = Path(path)
+    dst = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    os.replace(path, dst)
+    line = f"warning: {what} {path} is unusable ({why}): moved to {dst.name}; {then}"
+    (warn or (lambda s: sys.stderr.write(s + "\n")))(line)
+    return dst
 
 
 # ---------------------------------------------------------------- orphan temporary files
