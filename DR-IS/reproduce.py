@@ -52,7 +52,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 
-from islab import cli, experiment  # noqa: E402
+from islab import cli, experiment, runs  # noqa: E402
 
 PRESETS = ("fashion-mnist", "digits", "cifar10", "cifar100")
 REPORT_PRESETS = ("fashion-mnist", "digits")   # the presets REPRODUCTION.md reads (main one first)
@@ -201,7 +201,7 @@ def main(argv=None):
         text = claims.report(root, REPORT_PRESETS,
                              lambda preset, stage, script: run_folder(root, preset, stage, script),
                              figures_dir=claims.FIGURES_DIR)
-        Path(args.report).write_text(text)
+        runs.publish_text(args.report, text)   # atomic: a failed write keeps the previous report whole
         print(f"report -> {args.report}")
     return 0
 

@@ -19,6 +19,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # standalone: find islab
+
+from islab import cli  # noqa: E402
+from islab.runs import publish_text  # noqa: E402
+
 README = HERE / "README.md"
 BLOCK = re.compile(r"(<!-- result: (?P<file>[^ ]+) -->\n)(?P<body>.*?)(<!-- end result -->)", re.S)
 
@@ -42,9 +47,9 @@ def main(argv=None):
                   "run python benchmarks/readme.py", file=sys.stderr)
             return 1
         return 0
-    README.write_text(new)
+    publish_text(README, new)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)   # an OSError (disk full, file-size limit) exits 2 with one line naming the file

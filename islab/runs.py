@@ -12,6 +12,7 @@ A run folder holds
   results.csv    DERIVED: the rows of every valid job file (tidy long format), rebuilt on
                  every open and after every job
   res.txt        DERIVED by the script from the job files (rewritten at the end of every run)
+  plan.json      the ids of the jobs planned so far (finished when each has a valid job file)
 plus plots and per-example arrays.
 
 Guarantees (tests/test_runs.py, tests/test_bad_inputs.py):
@@ -77,6 +78,7 @@ MECHANICS = frozenset({
     "array_parallelism", "slurm_extra", "slurm_executor", "dry_run", "stage", "only_jobs", "run_dir",
     "export_dynamics", "export_probs"})
 JOB_VERSION = 1
+PLAN_FILE = "plan.json"       # the ids of every job planned in the folder (RunFolder.plan)
 ORPHAN_AGE_S = 3600.0          # a temporary file of another host older than this is an orphan
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "host"
@@ -127,6 +129,13 @@ def _atomic_write(path: Path, write, verified: bool) -> None:
 
 def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def publish_text(path, text: str) -> None:
+    """atomic_write_text for a file of the repository (a README, REPRODUCTION.md): a write that
+    fails part-way leaves the previous version whole; readable by all, as git checks files out."""
+    atomic_write_text(path, text)
+    os.chmod(path, 0o644)
 
 
 def atomic_write_json(path, obj) -> None:
@@ -649,9 +658,14 @@ class RunFolder:
 
     # -- the job list
     def plan(self, keys) -> None:
-        """Declare (more of) the job list, in run order: it orders results.csv and counts progress."""
+        """Declare (more of) the job list, in run order: it orders results.csv, counts progress and
+        is recorded in plan.json (a report uses a folder only when every planned job finished)."""
+        before = len(self._order)
         for k in keys:
             self._register(k)
+        if len(self._order) > before:   # the union with what other processes planned, in order
+            ids = dict.fromkeys([*planned_ids(self.path), *self._order])
+            atomic_write_json(self.path / PLAN_FILE, {"jobs": list(ids)})
 
     def _register(self, key) -> str:
         jid = job_id(key)
@@ -833,6 +847,16 @@ def read_frame(path):
 def finished_ids(path) -> set[str]:
     """The job ids of a run folder's valid job files (read only, no lock): is a sub-run complete?"""
     return {job_id(rec["key"]) for rec in RunFolder.records(_reader(path))}
+
+
+def planned_ids(path) -> list[str]:
+    """The job ids a run folder's processes planned (plan.json), [] when it has no usable record
+    (a folder older than the record, or a damaged one)."""
+    try:
+        ids = json.loads((Path(path) / PLAN_FILE).read_text()).get("jobs")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
 
 
 def verified_file(path, name: str) -> Path | None:
