@@ -415,9 +415,10 @@ def read_infos(path) -> dict:
     rewritten when the configuration is next prepared."""
     try:
         d = json.loads(path.read_text()) if path.exists() else {}
-        return d if isinstance(d, dict) else {}
     except (ValueError, OSError):
         return {}
+    # hand-edited entries of another type are dropped too (each configuration's facts are a dict)
+    return {k: v for k, v in d.items() if isinstance(v, dict)} if isinstance(d, dict) else {}
 
 
 def diverged_rows() -> list[dict]:

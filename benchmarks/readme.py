@@ -38,10 +38,12 @@ def render(text: str) -> str:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    p = cli.make_parser("Rewrite (or check) the result blocks of benchmarks/README.md from benchmarks/results/.")
+    p.add_argument("--check", action="store_true", help="exit 1 when the README differs from the results; write nothing")
+    args = p.parse_args(argv)
     text = README.read_text()
     new = render(text)
-    if "--check" in argv:
+    if args.check:
         if new != text:
             print("benchmarks/README.md is out of date with benchmarks/results/: "
                   "run python benchmarks/readme.py", file=sys.stderr)

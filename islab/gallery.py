@@ -80,7 +80,7 @@ def unusable(root: Path, folder: Path) -> str | None:
 
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
-    p.add_argument("--results-root", type=cli.folder, default=str(REPO / "results"),
+    p.add_argument("--results-root", type=cli.read_folder, default=str(REPO / "results"),
                    help="root of the run folders the figures are copied from")
     p.add_argument("--out", type=cli.folder, default=str(OUT), help="folder of the copies")
     return p

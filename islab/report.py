@@ -516,7 +516,7 @@ def main(argv=None) -> int:
                    help="compare the blocks made by `make demo` with the results (CI): exactly when the "
                         "block names this machine's fingerprint, else within its declared statistical "
                         "tolerance; prints which per block and exits 1 on a difference")
-    p.add_argument("--results-root", type=cli.folder, default=str(runs.RESULTS_ROOT),
+    p.add_argument("--results-root", type=cli.read_folder, default=str(runs.RESULTS_ROOT),
                    help="the results folder the run folders are read from (default: the repository's "
                         "results/)")
     p.add_argument("--missing", action="store_true", help="print the commands of the run folders not there yet")

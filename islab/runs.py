@@ -886,6 +886,8 @@ def _reader(path) -> "RunFolder":
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: config.json is missing or damaged ({type(e).__name__})") from None
+    if not isinstance(config, dict):   # hand-edited: its jobs cannot be matched to settings
+        raise UsageError(f"{path}: config.json is not a JSON object (it holds a {type(config).__name__})")
     reader = RunFolder.__new__(RunFolder)
     reader.path, reader._cache = path, {}
     reader.config_sha = _sha(_canon(result_config(config)))
@@ -900,6 +902,9 @@ def check_name(name: str) -> str:
         raise argparse.ArgumentTypeError(f"must be one folder name (no '/', not '..'), got {name!r}")
     if len(name.encode()) > 255:
         raise argparse.ArgumentTypeError(f"is {len(name.encode())} bytes long; a folder name holds at most 255")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):   # a newline would split "run folder: ..." and log lines
+        raise argparse.ArgumentTypeError(f"must be a folder name without control characters (newline, tab, ...), "
+                                         f"got {name!r}")
     return name
 
 

@@ -24,7 +24,9 @@ SCRIPTS = {
     "bench_pipeline": "benchmarks/pipeline.py", "bench_convex": "benchmarks/convex_chains.py",
     "nonconvex": "Convex-Noise/nonconvex_rr.py", "reproduce": "DR-IS/reproduce.py",
     "cleanlab": "DR-IS/cleanlab_compare.py",
-    "bench_launcher": "benchmarks/launcher.py",
+    "bench_launcher": "benchmarks/launcher.py", "bench_ensemble": "benchmarks/ensemble.py",
+    "bench_gpu": "benchmarks/gpu.py", "bench_overhead": "benchmarks/train_overhead.py",
+    "bench_readme": "benchmarks/readme.py", "report": "islab/report.py", "gallery": "islab/gallery.py",
 }
 OUT = ["--results-root", "{root}", "--name", "x"]
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
@@ -52,6 +54,9 @@ BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: t
     "plot": [], "bench_digits": ["--epochs", "1", "--seeds", "0"], "bench_pipeline": ["--n", "16"],
     "bench_convex": ["--epochs", "1"],
     "bench_launcher": ["--preset", "digits", "--train-size", "100", "--seeds", "0", "--methods", "random", "--noise", "clean"],
+    "bench_ensemble": ["--n", "16", "--k", "2", "--repeats", "1"], "bench_gpu": ["--smoke", "--device", "cpu"],
+    "bench_overhead": ["--repeats", "1"], "bench_readme": ["--check"],
+    "report": ["--results-root", "{root}"], "gallery": ["--results-root", "{root}", "--out", "{tmp}/figs"],
 }
 WITH_ROOT = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr",
              "nonconvex", "cleanlab"]
@@ -203,6 +208,28 @@ def _cases():
     add("benchmark bad --workers", ["bench_launcher"], ["--workers", "0"])
     add("benchmark bad sweep", ["bench_launcher"], ["--methods", "nope"])
     add("benchmark bad sweep", ["bench_launcher"], ["--train-size", "100000"])
+    # finite settings that overflow inside torch: SGD scales the float32 parameters by them
+    add("learning rate beyond float32", ["static", "online", "dlnoise", "dlcorr", "cleanlab", "bench_digits"],
+        ["--lr", "1e300"])
+    add("learning rate beyond float32", ["food101"], ["--probe-lr", "1e39"])
+    add("weight decay beyond float32", ["static", "online", "dlnoise", "diagnostics"], ["--weight-decay", "1e300"])
+    add("weight decay beyond float32", ["food101"], ["--weight-decay", "3.5e38"])
+    # names with control characters (a newline splits the "run folder:" line and every log line)
+    for name in ("a\nb", "x\ty", "esc\x1b[31m"):
+        add(f"--name with control character {name!r}", ["convex", "static", "dlcorr"], ["--name", name])
+    # sizes too small for a method
+    add("one training example to correlate", ["dlcorr"], ["--train-size", "1"])
+    # the benchmarks: the usual guard, their flags parsed, --out checked before the work
+    add("benchmark bad size", ["bench_ensemble"], ["--epochs", "0"])
+    add("benchmark bad size", ["bench_gpu"], ["--k", "0"])
+    add("benchmark bad size", ["bench_overhead"], ["--repeats", "0"])
+    add("benchmark --out is a folder", ["bench_ensemble", "bench_gpu", "bench_overhead"], ["--out", "{tmp}"])
+    add("benchmark --out under a file", ["bench_ensemble", "bench_gpu", "bench_overhead"], ["--out", "{file}/x.txt"])
+    add("benchmark unknown flag", ["bench_readme"], ["--bogus"])
+    # a report root (or figures' source) that is a file
+    add("report root is a file", ["report", "gallery"], ["--results-root", "{file}"])
+    # DL-noise/plot.py on a table whose rows are repeated (every seed would count twice)
+    add("plot.py on a duplicated results.csv", ["plot"], ["{plots}/duplicated"])
     return out
 
 
@@ -216,12 +243,15 @@ SUBPROCESS = {("results root is a file", "convex"), ("cache dir is a file", "onl
               ("benchmark bad --model", "bench_digits"), ("checkpoint of the wrong architecture", "dlcorr"),
               ("truncated CIFAR batch", "static"), ("cleanlab --folds bad", "cleanlab"),
               ("slurm option without --launcher slurm", "online"), ("overflow warning while checking", "nonconvex"),
-              ("data overflow float64", "convex"), ("negative noise seed", "static")}
+              ("data overflow float64", "convex"), ("negative noise seed", "static"),
+              ("learning rate beyond float32", "online"), ("--name with control character 'a\\nb'", "static"),
+              ("benchmark --out under a file", "bench_overhead"), ("benchmark unknown flag", "bench_readme")}
 
 
 def _load(key):
     spec = importlib.util.spec_from_file_location(f"bad_inputs_{key}", ROOT / SCRIPTS[key])
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod   # dataclasses (islab/report.py) look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -298,7 +328,9 @@ def inputs(tmp_path_factory, readonly):
               "good": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n"
                       "0.1,baseline,0,1,test_acc,50\n",
               "no_epochs": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n"
-                           "0.1,baseline,1,,final_test_acc,52\n0.2,baseline,0,,final_test_acc,40\n"}
+                           "0.1,baseline,1,,final_test_acc,52\n0.2,baseline,0,,final_test_acc,40\n",
+              "duplicated": "rate,strategy,seed,epoch,metric,value\n" + "0.1,baseline,0,,final_test_acc,50\n"
+                            "0.1,baseline,0,1,test_acc,50\n" * 2}
     for name, text in tables.items():
         (plots / name).mkdir(parents=True)
         (plots / name / "results.csv").write_text(text)
