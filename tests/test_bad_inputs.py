@@ -439,3 +439,104 @@ def test_a_write_error_names_the_file(tmp_path, limit):
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
     assert "File too large: " + str(tmp_path / "res" / "Convex-Noise" / "x") in lines[0]
     assert not (tmp_path / "res").exists()
+
+
+# ---------------------------------------------------------------- hand-edited run-folder JSON
+
+
+@pytest.fixture(scope="module")
+def convex_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("edited") / "res"
+    assert cli.guarded(module("convex").main, ["--quick", "--results-root", str(root), "--name", "x"],
+                       signals=False) == 0
+    return root
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"settings"', "5", "null", "true", '{"d": "twenty"}', '{"epochs": [2]}'])
+def test_a_config_json_of_another_type_is_refused_on_resume(convex_run, tmp_path, capfd, text):
+    """Every --resume (and every report of the folder) exits 2 with one line, the folder as it was."""
+    root = tmp_path / "res"
+    shutil.copytree(convex_run, root)
+    folder = root / "Convex-Noise" / "x"
+    (folder / "config.json").write_text(text + "\n")
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    capfd.readouterr()
+    status = cli.guarded(module("convex").main, ["--quick", "--results-root", str(root), "--name", "x", "--resume"],
+                         signals=False)
+    err = capfd.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "config" in err[0], err
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    from islab import runs
+
+    if not text.startswith("{"):
+        with pytest.raises(cli.UsageError, match="config.json is not a JSON object"):
+            runs.read_frame(folder)
+
+
+def test_hand_edited_online_configuration_facts_are_dropped(tmp_path):
+    """configs.json entries of another type (they crashed every resume at `{**infos[tag], ...}`)."""
+    (tmp_path / "configs.json").write_text('{"clean": 5, "targeted0.2": {"n_train": 3}, "x": [1]}')
+    assert module("online").read_infos(tmp_path / "configs.json") == {"targeted0.2": {"n_train": 3}}
+
+
+# ---------------------------------------------------------------- the public API (islab.*)
+
+
+def _api_cases():
+    import numpy as np
+    import torch
+
+    import islab
+
+    losses = np.random.default_rng(0).gamma(2.0, size=(3, 20))
+    s = islab.rank_disagreement(losses)
+    p = islab.online_probs(s)
+    tiny = np.full(20, 1e-320)
+    tiny[0] = 1.0 - tiny[1:].sum()
+    data = torch.utils.data.TensorDataset(torch.randn(30, 1, 8, 8), torch.arange(30) % 3)
+
+    def model():
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+
+    grad = lambda a: torch.tensor(a, requires_grad=True)  # noqa: E731
+    return {
+        # tensors that require grad
+        "rank_disagreement, losses require grad": (lambda: islab.rank_disagreement(grad(losses)), TypeError, "losses"),
+        "online_probs, score requires grad": (lambda: islab.online_probs(grad(s)), TypeError, "score"),
+        "importance_weights, p requires grad": (lambda: islab.importance_weights(grad(p)), TypeError, "p "),
+        "select_top, score requires grad": (lambda: islab.select_top(grad(s), 0.3), TypeError, "score"),
+        # complex values (np.asarray drops the imaginary part with a warning only)
+        "rank_disagreement, complex losses": (lambda: islab.rank_disagreement(losses + 1j), TypeError, "losses"),
+        "consensus, complex losses": (lambda: islab.consensus(losses.astype(complex)), TypeError, "losses"),
+        "online_probs, complex score": (lambda: islab.online_probs(s + 0j), TypeError, "score"),
+        "importance_weights, complex p": (lambda: islab.importance_weights(p + 0j), TypeError, "p "),
+        # NaN or non-integer labels (silently truncated before)
+        "select_top, NaN label": (lambda: islab.select_top(s, 0.3, labels=np.r_[np.nan, np.zeros(19)]),
+                                  ValueError, "labels"),
+        "select_top, fractional label": (lambda: islab.select_top(s, 0.3, labels=np.linspace(0, 2.5, 20)),
+                                         ValueError, "labels"),
+        # fractional counts (int() truncated them)
+        "TrainingDynamics, fractional num_examples": (lambda: islab.TrainingDynamics(2.5), ValueError,
+                                                      "num_examples"),
+        "proxy_statistics, fractional epochs": (lambda: islab.proxy_statistics(data, model, epochs=2.5), ValueError,
+                                                "epochs"),
+        "proxy_statistics, fractional seed": (lambda: islab.proxy_statistics(data, model, seeds=[0.5, 1, 2]),
+                                              ValueError, "seeds"),
+        "proxy_statistics, bool batch size": (lambda: islab.proxy_statistics(data, model, batch_size=True),
+                                              ValueError, "batch_size"),
+        # finite values that overflow: an infinite weight, a learning rate torch cannot apply
+        "importance_weights, p near the smallest float": (lambda: islab.importance_weights(tiny), ValueError, "p[1]"),
+        "proxy_statistics, lr beyond float32": (lambda: islab.proxy_statistics(data, model, lr=1e300), ValueError,
+                                                "lr"),
+    }
+
+
+API_CASES = sorted(_api_cases().items())
+
+
+@pytest.mark.parametrize("case", [c for c, _ in API_CASES])
+def test_public_api_names_the_bad_argument(case):
+    call, error, name = dict(API_CASES)[case]
+    with pytest.raises(error) as e:
+        call()
+    assert name in str(e.value), str(e.value)
