@@ -167,6 +167,10 @@ def resolve_args(args) -> None:
         if args.split == "test":
             cli.fail("label noise is on the training set: use --split train with --noise-kind")
 
+    if args.split == "train" and args.train_size is not None and args.train_size < 2:   # NaN correlations, Jaccard 1
+        cli.fail(f"--train-size {args.train_size}: rank correlations need at least 2 training examples "
+                 "(one example has no ranking)")
+
     text = str(args.early_epochs).strip().lower()
     early_ok = args.source == "trained" and args.split == "train"
     if text in ("none", ""):

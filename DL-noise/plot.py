@@ -129,6 +129,12 @@ def load_results(folder):
     for c in ("rate", "value", "epoch"):
         if not pd.api.types.is_numeric_dtype(df[c]):
             raise UsageError(f"{where}: column {c} is not numeric")
+    twice = df.drop(columns="value").duplicated()   # every seed would count twice in the figures
+    if twice.any():
+        first = df[twice].iloc[0]
+        raise UsageError(f"{where}: {int(twice.sum())} rows repeat a measurement already there (e.g. strategy "
+                         f"{first['strategy']}, rate {first['rate']}, seed {first['seed']}, {first['metric']}): "
+                         "a table concatenated twice? remove the repeated rows")
     return df
 
 

@@ -77,11 +77,11 @@ def build_parser():
     g.add_argument("--probe-snapshot", type=cli.positive_int, default=5,
                    help="epoch (1-based) whose eval-mode losses give the ranks (ours: half of "
                         "--probe-epochs, as E_s = E_p/2 on CIFAR)")
-    g.add_argument("--probe-lr", type=cli.positive_float, default=0.1,
+    g.add_argument("--probe-lr", type=cli.learning_rate, default=0.1,
                    help="probe peak SGD learning rate (step size per unit gradient, dimensionless), "
                         "cosine-annealed to 0")
     g.add_argument("--probe-batch", type=cli.positive_int, default=256, help="probe examples per SGD step")
-    g.add_argument("--probe-weight-decay", type=cli.nonnegative_float, default=5e-4,
+    g.add_argument("--probe-weight-decay", type=cli.weight_decay, default=5e-4,
                    help="probe L2 weight-decay coefficient (dimensionless; wd * w added to the gradient)")
     g.add_argument("--attacker-epochs", type=cli.positive_int, default=10,
                    help="epochs the targeted-noise attacker (a linear probe on the first backbone's "
@@ -102,10 +102,10 @@ def build_parser():
     g.add_argument("--epochs", type=cli.positive_int, default=5,
                    help="target budget in epochs, each ceil(N / batch size) SGD steps (ours)")
     g.add_argument("--batch-size", type=cli.positive_int, default=128, help="target examples per SGD step")
-    g.add_argument("--lr", type=cli.positive_float, default=0.01,
+    g.add_argument("--lr", type=cli.learning_rate, default=0.01,
                    help="target peak SGD learning rate (step size per unit gradient, dimensionless), "
                         "cosine-annealed to 0")
-    g.add_argument("--weight-decay", type=cli.nonnegative_float, default=5e-4, help="target L2 weight-decay coefficient (dimensionless; "
+    g.add_argument("--weight-decay", type=cli.weight_decay, default=5e-4, help="target L2 weight-decay coefficient (dimensionless; "
                    "wd * w added to the gradient)")
     g.add_argument("--momentum", type=cli.unit_interval, default=0.9,
                    help="SGD momentum coefficient in [0, 1] (dimensionless), probes and target")

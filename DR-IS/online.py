@@ -158,7 +158,7 @@ def irreducible_for(args, ds, labels, mask, tag, run, n_hold):
     a previous invocation already trained it (--resume)."""
     path = run.path / f"irreducible-{tag}.npz"
     irr = None
-    if path.exists():
+    if runs.intact(path, run.log):   # its SHA-256 checked: a damaged file is moved aside, trained again
         try:
             with np.load(path) as z:
                 irr = online.Irreducible(z["keep"], z["holdout"], z["loss"], float(z["test_acc"]),
@@ -171,8 +171,8 @@ def irreducible_for(args, ds, labels, mask, tag, run, n_hold):
         irr = online.train_irreducible(ds, labels, n_hold, args.irreducible_model, cfg,
                                        seed=2000 + args.noise_seed, log=lambda m: run.log(f"[{tag}] {m}"),
                                        progress=args.progress)
-        run.save_arrays(path.name, keep=irr.keep, holdout=irr.holdout, loss=irr.loss,
-                        test_acc=np.array(irr.test_acc), diverged=np.array(irr.diverged))
+        runs.save_npz_verified(path, keep=irr.keep, holdout=irr.holdout, loss=irr.loss,
+                               test_acc=np.array(irr.test_acc), diverged=np.array(irr.diverged))
     run.log(f"[{tag}] RHO holdout: {len(irr.holdout)} examples, "
             f"{100 * mask[irr.holdout].mean():.1f}% corrupted (the holdout is part of the noisy training "
             f"set); targets train on the other {len(irr.keep)}")
@@ -214,7 +214,7 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
     sampling = online.make_sampling(method, d, y, cfg, gamma=args.gamma, is_floor=args.is_floor,
                                     rho_floor=args.rho_floor, rho_every=args.rho_every,
                                     is_source=args.is_source, reweight=not args.unweighted, log=rlog, **kw)
-    ckpt = launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
+    ckpt = job_checkpoint(run, args, tag, method, seed)
     launch.resuming(run, ckpt, f"[{tag}] {method} seed {seed}")
 
     def epoch_log(msg):  # per-epoch lines go to log.txt only (a failed write names the file)
@@ -249,14 +249,17 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
         **experiment.fit_to_labels(res.model, d, y, c, m, cfg)[0],
     }
     rows += [{"metric": k, "value": v} for k, v in summary.items()]
-    if ckpt is not None and ckpt.exists():
-        ckpt.unlink()  # the job is finished: its rows are the record
     files = []
     if rlog.keep_probs and rlog.probs:   # a resumed checkpoint skips earlier refreshes: rows from here on
         files.append(rlog.save_probs(run.path / f"probs-{tag}-{method}-s{seed}.npz",
                                      example_id=irr.keep if method in online.RHO_METHODS else None,
                                      dataset_id=example_ids(d)))
     return rows, summary, files
+
+
+def job_checkpoint(run, args, tag, method, seed):
+    """The job's training state file (None without --checkpoint): islab.launch.checkpoint_file."""
+    return launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
 
 
 def _nanmean(v) -> float:
@@ -412,9 +415,10 @@ def read_infos(path) -> dict:
     rewritten when the configuration is next prepared."""
     try:
         d = json.loads(path.read_text()) if path.exists() else {}
-        return d if isinstance(d, dict) else {}
     except (ValueError, OSError):
         return {}
+    # hand-edited entries of another type are dropped too (each configuration's facts are a dict)
+    return {k: v for k, v in d.items() if isinstance(v, dict)} if isinstance(d, dict) else {}
 
 
 def diverged_rows() -> list[dict]:
@@ -508,6 +512,8 @@ def run_online(args, ds=None, path=None, argv=None):
                     continue
                 rows, s, files = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
                 job.finish(rows, files=files)
+                # only once the job is recorded: a kill before this line resumes from the last epoch
+                launch.drop_checkpoint(job_checkpoint(run, args, tag, method, seed))
             flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
             run.log(f"[{tag}] {method} seed {seed}: final acc {s['final_acc']:.2f}% "
                     f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "

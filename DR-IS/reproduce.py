@@ -265,7 +265,7 @@ def write_report(record_root: Path, out: Path, figures_dir: Path | None = None, 
     text = claims.report(record_root, REPORT_PRESETS,
                          lambda preset, stage, script: draw_folders(record_root, preset, stage, script),
                          figures_dir=figures_dir)
-    runs.atomic_write_text(out, text)
+    runs.publish_text(out, text)   # atomic: a failed write keeps the previous report whole
     print(f"report -> {out}")
     if readme is not None:
         block = memorisation_block(record_root, figures_dir)
@@ -273,7 +273,7 @@ def write_report(record_root: Path, out: Path, figures_dir: Path | None = None, 
             text = readme.read_text()
             begin, end = f"{MEM_MARK}: begin memorisation -->\n", "<!-- end memorisation -->"
             i, j = text.index(begin) + len(begin), text.index(end)
-            runs.atomic_write_text(readme, text[:i] + block + text[j:])
+            runs.publish_text(readme, text[:i] + block + text[j:])
             print(f"memorisation block -> {readme}")
 
 

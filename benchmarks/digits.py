@@ -28,7 +28,7 @@ def main(argv=None):
                    help=f"registry model name, one of {', '.join(MODELS)}")
     p.add_argument("--epochs", type=cli.positive_int, default=15, help="training epochs")
     p.add_argument("--batch-size", type=cli.positive_int, default=64, help="examples per step")
-    p.add_argument("--lr", type=cli.positive_float, default=0.05, help="peak learning rate (cosine)")
+    p.add_argument("--lr", type=cli.learning_rate, default=0.05, help="peak learning rate (cosine)")
     p.add_argument("--seeds", type=cli.comma_list(cli.seed, unique=True), default="0,1,2",
                    help="comma list of seeds")
     p.add_argument("--threads", type=cli.positive_int, default=2, help="torch CPU threads")

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from islab import cli, ensemble, proxies  # noqa: E402
+from islab import cli, ensemble, proxies, runs  # noqa: E402
 from islab.data import load_dataset  # noqa: E402
 from islab.models import MODELS  # noqa: E402
 from islab.train import TrainConfig  # noqa: E402
@@ -69,7 +69,7 @@ def main(argv=None):
                    help="generated training images (fmnist-shape)")
     p.add_argument("--repeats", type=cli.positive_int, default=2, help="alternating timed runs per arm")
     p.add_argument("--threads", type=cli.positive_int, default=2, help="torch CPU threads")
-    p.add_argument("--out", type=cli.path, default=None, help="also write the report to this text file")
+    p.add_argument("--out", type=cli.output_file, default=None, help="also write the report to this text file")
     args = p.parse_args(argv)
     datas = [d for d in args.data.split(",") if d]
     for d in datas:
@@ -120,10 +120,9 @@ def main(argv=None):
                 print(line, flush=True)
                 lines.append(line)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        runs.atomic_write_text(args.out, "\n".join(lines) + "\n")
     return lines
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)   # bad input and OSErrors: exit 2, one line

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from islab import cli  # noqa: E402
+from islab import cli, runs  # noqa: E402
 from islab.data import load_dataset, subset  # noqa: E402
 from islab.ensemble import train_ensemble  # noqa: E402
 from islab.train import TrainConfig, pick_device, train  # noqa: E402
@@ -119,7 +119,7 @@ def main(argv=None):
     p.add_argument("--parts", default="vgg19,resnet20,pipeline", help="comma list of parts to run")
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes on the CPU (32 images, batch 16, 1 epoch, 0 workers): checks the script")
-    p.add_argument("--out", type=cli.path, default=None, help="also write the report lines to this text file")
+    p.add_argument("--out", type=cli.output_file, default=None, help="also write the report lines to this text file")
     args = p.parse_args(argv)
     parts = [x for x in args.parts.split(",") if x]
     for x in parts:
@@ -162,10 +162,9 @@ def main(argv=None):
                f"({args.workers} workers) {out['DataLoader']:.0f} images/s, ratio "
                f"{out['device-resident'] / out['DataLoader']:.2f}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        runs.atomic_write_text(args.out, "\n".join(lines) + "\n")
     return lines
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)   # bad input and OSErrors: exit 2, one line

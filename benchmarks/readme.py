@@ -19,6 +19,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # standalone: find islab
+
+from islab import cli  # noqa: E402
+from islab.runs import publish_text  # noqa: E402
+
 README = HERE / "README.md"
 BLOCK = re.compile(r"(<!-- result: (?P<file>[^ ]+) -->\n)(?P<body>.*?)(<!-- end result -->)", re.S)
 
@@ -33,18 +38,20 @@ def render(text: str) -> str:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    p = cli.make_parser("Rewrite (or check) the result blocks of benchmarks/README.md from benchmarks/results/.")
+    p.add_argument("--check", action="store_true", help="exit 1 when the README differs from the results; write nothing")
+    args = p.parse_args(argv)
     text = README.read_text()
     new = render(text)
-    if "--check" in argv:
+    if args.check:
         if new != text:
             print("benchmarks/README.md is out of date with benchmarks/results/: "
                   "run python benchmarks/readme.py", file=sys.stderr)
             return 1
         return 0
-    README.write_text(new)
+    publish_text(README, new)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)   # an OSError (disk full, file-size limit) exits 2 with one line naming the file

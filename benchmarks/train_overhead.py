@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from islab import cli  # noqa: E402
+from islab import cli, runs  # noqa: E402
 from islab.data import Dataset, Split  # noqa: E402
 from islab.models import MODELS  # noqa: E402
 from islab.train import TrainConfig, new_model, train  # noqa: E402
@@ -116,7 +116,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=cli.positive_int, default=3, help="alternating timed runs per arm")
     p.add_argument("--threads", type=cli.positive_int, default=1, help="torch CPU threads")
     p.add_argument("--baseline", default=None, help="git commit whose islab/train.py runs as a third arm")
-    p.add_argument("--out", type=cli.path, default=None, help="also write the report to this text file")
+    p.add_argument("--out", type=cli.output_file, default=None, help="also write the report to this text file")
     args = p.parse_args(argv)
     if args.model not in MODELS:
         cli.fail(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
@@ -146,10 +146,9 @@ def main(argv=None):
         lines.append(f"ratio islab.train / baseline {args.baseline} = {med['islab.train'] / b:.2f}")
     print("\n".join(lines))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        runs.atomic_write_text(args.out, "\n".join(lines) + "\n")
     return med
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)   # bad input and OSErrors: exit 2, one line

@@ -14,8 +14,6 @@ import hashlib
 import io
 import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -88,12 +86,9 @@ def _problem(data: bytes, key: dict) -> tuple[str, bytes]:
 
 def move_aside(ckpt: CheckpointFile, why: str) -> Path:
     """Rename a bad checkpoint to <name>.corrupt-<timestamp>-<pid> and say so (ckpt.warn, else stderr)."""
-    dst = ckpt.path.with_name(f"{ckpt.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-    os.replace(ckpt.path, dst)
-    line = (f"warning: checkpoint {ckpt.path} is unusable ({why}): moved to {dst.name}; "
-            "the job restarts from epoch 0")
-    (ckpt.warn or (lambda s: sys.stderr.write(s + "\n")))(line)
-    return dst
+    from islab.runs import move_aside as aside
+
+    return aside(ckpt.path, why, "the job restarts from epoch 0", what="checkpoint", warn=ckpt.warn)
 
 
 def _read(ckpt: CheckpointFile) -> tuple[str, bytes] | None:

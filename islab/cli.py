@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -166,6 +167,31 @@ def unit_interval(text: str) -> float:
     return v
 
 
+# torch multiplies the float32 parameters by the learning rate and the weight decay: a coefficient
+# beyond float32's range is finite here but makes the first SGD step raise inside torch
+MAX_COEFFICIENT = 3.4028234663852886e38   # float32's largest finite value
+
+
+def _coefficient(text: str, what: str, zero_ok: bool) -> float:
+    v = _number(float, text, what)
+    if not (v >= 0 if zero_ok else v > 0):
+        raise argparse.ArgumentTypeError(f"{what} must be {'>= 0' if zero_ok else '> 0'}, got {text}")
+    if v > MAX_COEFFICIENT:
+        raise argparse.ArgumentTypeError(f"{what} {text} is beyond float32's range (max {MAX_COEFFICIENT:.3g}), "
+                                         "the type of the parameters it multiplies")
+    return v
+
+
+def learning_rate(text: str) -> float:
+    """A learning rate: > 0 and within float32's range (MAX_COEFFICIENT)."""
+    return _coefficient(text, "learning rate", zero_ok=False)
+
+
+def weight_decay(text: str) -> float:
+    """A weight-decay coefficient: >= 0 and within float32's range (MAX_COEFFICIENT)."""
+    return _coefficient(text, "weight decay", zero_ok=True)
+
+
 def positive_float(text: str) -> float:
     v = _number(float, text, "value")
     if not v > 0:
@@ -208,6 +234,29 @@ def path(text: str) -> str:
     if not str(text).strip():
         raise argparse.ArgumentTypeError("empty path")
     return os.path.expanduser(str(text))
+
+
+def output_file(text: str) -> str:
+    """argparse type of a file written at the end of a long run (--out): checked now, so a path
+    that cannot be written fails before the work, not after it (nothing is created here)."""
+    p = Path(path(text)).absolute()
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{p} is a folder; give a file name")
+    have = next(a for a in p.parents if a.exists())   # the nearest ancestor there (made when written)
+    if not have.is_dir():
+        raise argparse.ArgumentTypeError(f"{have} is a file, so {p} cannot be written")
+    if not os.access(p if p.exists() else have, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{p if p.exists() else have} is not writable")
+    return str(p)
+
+
+def read_folder(text: str) -> str:
+    """argparse type of a folder that is only read (a report's --results-root): a path (see `path`)
+    that is not a file (a missing one reads as empty)."""
+    p = path(text)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise argparse.ArgumentTypeError(f"{p} is a file, not a folder")
+    return p
 
 
 def folder(text: str) -> str:

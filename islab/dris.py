@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from islab import sampling, scores
+from islab.checks import check_count, check_labels, real_array
+from islab.cli import MAX_COEFFICIENT
 from islab.dynamics import TrainingDynamics
 
 __all__ = ["rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs",
@@ -41,7 +43,7 @@ __all__ = ["rank_disagreement", "consensus", "normalised_ranks", "select_top", "
 def check_losses(losses, min_proxies: int = 2) -> np.ndarray:
     """losses as a (K, N) float64 array (row k = proxy k's losses on the N examples) after checking
     the orientation (K <= N), K >= min_proxies, N >= 2 and finite values."""
-    a = np.asarray(losses, dtype=np.float64)
+    a = real_array(losses, "losses")
     if a.ndim != 2:
         hint = (": one proxy's losses? stack K >= 2 proxies' losses as rows, np.stack([loss_a, loss_b, ...])"
                 if a.ndim == 1 else "")
@@ -88,14 +90,11 @@ def select_top(score, alpha: float, labels=None) -> np.ndarray:
     least 1 (docs/METHODS.md section 4; ties: lower id first); with `labels` (the labels you train
     on), the top alpha of EACH class instead (class-balanced)."""
     s = _check_score(score)
-    if not (isinstance(alpha, (int, float, np.floating)) and 0 < float(alpha) <= 1):
+    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float, np.floating)) and 0 < float(alpha) <= 1):
         raise ValueError(f"alpha is the kept fraction and must lie in (0, 1], got {alpha!r}")
     if labels is None:
         return sampling.keep_top_fraction(s, float(alpha))
-    y = np.asarray(labels)
-    if y.shape != s.shape:
-        raise ValueError(f"labels must have one entry per example: score {s.shape}, labels {y.shape}")
-    return sampling.keep_top_fraction_per_class(s, y, float(alpha))
+    return sampling.keep_top_fraction_per_class(s, check_labels(labels, len(s)), float(alpha))
 
 
 def online_probs(score, gamma: float = 0.1) -> np.ndarray:
@@ -120,17 +119,23 @@ def online_probs(score, gamma: float = 0.1) -> np.ndarray:
 def importance_weights(p, idx=None) -> np.ndarray:
     """1 / (N p_i) for the ids idx (default: all N): E_{i ~ p}[w_i l_i] = mean(l).  ValueError
     when p is not a distribution or p_i = 0 where a weight is asked for."""
-    p = sampling.check_distribution(p, positive=False)
+    p = sampling.check_distribution(real_array(p, "p"), positive=False)
     ids = np.arange(len(p)) if idx is None else _check_ids(idx, len(p))
     zero = p[ids] == 0
     if zero.any():
         raise ValueError(f"p is 0 at example {int(ids[np.argmax(zero)])}: its importance weight 1/(N p) is "
                          "infinite (it can never be drawn); smooth p first (online_probs with gamma > 0)")
-    return sampling.importance_weights(p, ids)
+    with np.errstate(over="ignore", divide="ignore"):
+        w = sampling.importance_weights(p, ids)
+    if not np.all(np.isfinite(w)):   # p_i so small (subnormal) that N p_i underflows
+        i = int(ids[np.argmax(~np.isfinite(w))])
+        raise ValueError(f"p[{i}] = {p[i]:.3g} is so small that its importance weight 1/(N p) overflows to inf; "
+                         "smooth p first (online_probs with gamma > 0)")
+    return w
 
 
 def _check_score(score) -> np.ndarray:
-    s = np.asarray(score, dtype=np.float64)
+    s = real_array(score, "score")
     if s.ndim != 1 or len(s) < 1:
         raise ValueError(f"a score is one value per example, shape (N,); got {s.shape}")
     if not np.all(np.isfinite(s)):
@@ -139,7 +144,7 @@ def _check_score(score) -> np.ndarray:
 
 
 def _check_ids(idx, n: int) -> np.ndarray:
-    ids = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx)
+    ids = np.asarray(idx.detach().cpu() if isinstance(idx, torch.Tensor) else idx)
     if ids.ndim > 1 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"idx must be integer example ids, got {ids.dtype} {ids.shape}")
     if ids.size and (ids.min() < 0 or ids.max() >= n):
@@ -306,17 +311,20 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
     if len(factories) < 2:
         raise ValueError(f"DR-IS needs at least 2 proxies (its scores are computed across them), got "
                          f"{len(factories)}: pass num_proxies >= 2, or a list or dict of >= 2 factories")
-    seeds = [1000 + k for k in range(len(factories))] if seeds is None else [int(s) for s in seeds]
+    seeds = ([1000 + k for k in range(len(factories))] if seeds is None
+             else [check_count(s, "seeds", 0) for s in seeds])
     if len(seeds) != len(factories):
         raise ValueError(f"one seed per proxy: {len(factories)} proxies, {len(seeds)} seeds")
-    for name, v, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
-        if int(v) < lo:
-            raise ValueError(f"{name} must be >= {lo}, got {v}")
-    snapshot_epoch = (epochs + 1) // 2 if snapshot_epoch is None else int(snapshot_epoch)
+    epochs, batch_size = check_count(epochs, "epochs"), check_count(batch_size, "batch_size")
+    snapshot_epoch = (epochs + 1) // 2 if snapshot_epoch is None else check_count(snapshot_epoch, "snapshot_epoch")
     if not 1 <= snapshot_epoch <= epochs:
         raise ValueError(f"snapshot_epoch must lie in 1..{epochs}, got {snapshot_epoch}")
     if not (lr > 0 and weight_decay >= 0 and 0 <= momentum <= 1):
         raise ValueError(f"need lr > 0, weight_decay >= 0, momentum in [0, 1]; got {lr}, {weight_decay}, {momentum}")
+    for name, v in (("lr", lr), ("weight_decay", weight_decay)):
+        if v > MAX_COEFFICIENT:   # torch's first step would raise: it scales float32 parameters by them
+            raise ValueError(f"{name} = {v:g} is beyond float32's range (max {MAX_COEFFICIENT:.3g}), the type of "
+                             "the parameters it multiplies")
     ds = from_torch_dataset(train_set, test_set, num_classes=num_classes, device=pick_device(str(device)))
     cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), momentum=float(momentum),
                       weight_decay=float(weight_decay))

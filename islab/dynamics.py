@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from islab import scores
+from islab.checks import check_count
 
 
 class TrainingDynamics:
@@ -38,9 +39,7 @@ class TrainingDynamics:
     range check reads the ids back from the device)."""
 
     def __init__(self, num_examples: int, device="cpu", record_logits: bool = False, validate: bool = True):
-        if int(num_examples) < 1:
-            raise ValueError(f"num_examples must be >= 1, got {num_examples}")
-        self.n = int(num_examples)
+        self.n = check_count(num_examples, "num_examples")
         self.device = torch.device(device)
         self.record_logits = bool(record_logits)
         self.validate = validate

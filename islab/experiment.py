@@ -108,10 +108,10 @@ def add_common_args(p, default_name_hint: str = "", exclude=()) -> None:
     add(g, "--epochs", type=cli.positive_int,
         help="target budget in epochs, each ceil(N / batch size) SGD steps (default: the preset's)")
     add(g, "--batch-size", type=cli.positive_int, help="examples per SGD step (default: the preset's)")
-    add(g, "--lr", type=cli.positive_float,
+    add(g, "--lr", type=cli.learning_rate,
         help="peak SGD learning rate (step size per unit gradient, dimensionless), cosine-annealed to 0 "
              "over the run (default: the preset's)")
-    add(g, "--weight-decay", type=cli.nonnegative_float,
+    add(g, "--weight-decay", type=cli.weight_decay,
         help="L2 weight-decay coefficient (dimensionless; wd * w is added to the gradient every step; "
              "default: the preset's)")
     add(g, "--momentum", type=cli.unit_interval, default=0.9,

@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from islab.data import DataMissing, Dataset, Split, prepare_batch, split_indices
 from islab.models import FeatureClassifier, PretrainedMissing
+from islab.runs import atomic_write_with, intact, save_npz_verified
 from islab.seeding import derive_seed, numpy_rng
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -90,23 +91,19 @@ def _decode_cached(base: Path, files, size: int, cache_dir, log=None) -> np.ndar
     key = json.dumps([IMAGE_CACHE_VERSION, str(base.resolve()), size, files])
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"food101-images-{size}px-{len(files)}-{digest}.npy" if cache_dir else None
-    if path is not None and path.exists():
+    if path is not None and intact(path, log):   # its SHA-256 checked: a damaged file is moved aside
         try:
             arr = np.load(path)
             if arr.shape == (len(files), 3, size, size) and arr.dtype == np.uint8:
                 if log:
                     log(f"images: cached ({path.name})")
                 return arr
-        except (OSError, ValueError):   # truncated file: decode again
+        except (OSError, ValueError):   # not an array of this code: decode again
             pass
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         arr = np.stack(list(pool.map(lambda f: _load_image(base / "images" / f"{f}.jpg", size), files)))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr)
-        os.replace(tmp, path)   # atomic: an interrupted write never leaves a half file
+        atomic_write_with(path, lambda f: np.save(f, arr), verified=True)   # streamed: ~11 GB at 224 px
     if log:
         log(f"images: decoded {len(files)} at {size}x{size}")
     return arr
@@ -266,7 +263,6 @@ def cached_features(name: str, ds: Dataset, pretrained: bool = True, weights_dir
     unreadable, is rebuilt.
     """
     from islab.proxies import fingerprint
-    from islab.runs import atomic_save_npz
 
     key = {"version": FEATURE_CACHE_VERSION, "backbone": name,
            "weights": str(_weights_enum(name)) if pretrained else "untrained",
@@ -274,7 +270,7 @@ def cached_features(name: str, ds: Dataset, pretrained: bool = True, weights_dir
            "std": list(ds.std)}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     path = Path(cache_dir) / f"features-{ds.name}-{name}-{digest}.npz" if cache_dir else None
-    if path is not None and path.exists():
+    if path is not None and intact(path, log):   # its SHA-256 checked: a damaged file is moved aside
         try:
             with np.load(path, allow_pickle=False) as z:
                 if json.loads(str(z["key"])) == key and len(z["train"]) == len(ds.train):
@@ -289,7 +285,7 @@ def cached_features(name: str, ds: Dataset, pretrained: bool = True, weights_dir
     if log:
         log(f"features {name}: extracted {train_f.shape[1]}-dim for {len(train_f)} + {len(test_f)} images")
     if path is not None:
-        atomic_save_npz(path, key=np.array(json.dumps(key, sort_keys=True)), train=train_f, test=test_f)
+        save_npz_verified(path, key=np.array(json.dumps(key, sort_keys=True)), train=train_f, test=test_f)
     return train_f, test_f
 
 

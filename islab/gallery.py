@@ -7,7 +7,7 @@ The repository tracks these copies (GitHub shows the READMEs with them); the lis
 one place that says which figures they are.  Each copy is scaled to 100 dpi (the figures are
 drawn at 150) and stored with a 96-colour palette, a few tens of KB each.  The demo is
 deterministic, so a copy changes only when the code that draws it does.  A figure whose run
-folder is missing is skipped with a warning line.
+folder is missing, unfinished or not made by the demo command is skipped with a warning line.
 """
 from __future__ import annotations
 
@@ -59,15 +59,28 @@ def copy(root, out=OUT) -> list[Path]:
         if not src.is_file():
             print(f"gallery: {src} missing (make demo first); {name} left as it is", file=sys.stderr)
             continue
+        why = unusable(root, src.parent)
+        if why:
+            print(f"gallery: {name} left as it is: {why}", file=sys.stderr)
+            continue
         out.mkdir(parents=True, exist_ok=True)
         shrink(src, out / name)
         made.append(out / name)
     return made
 
 
+def unusable(root: Path, folder: Path) -> str | None:
+    """Why a demo figure's run folder may not be shown (as for the README blocks, islab.report):
+    unfinished jobs, or a config.json other than the demo command's; None when it may."""
+    from islab import report
+
+    sources = [s for b in report.registry().values() for s in b.sources if root / s.folder == folder]
+    return report.unfinished(folder) or (report.foreign(folder, sources[0].command, root) if sources else None)
+
+
 def build_parser():
     p = cli.make_parser(__doc__.split("\n\n")[0])
-    p.add_argument("--results-root", type=cli.folder, default=str(REPO / "results"),
+    p.add_argument("--results-root", type=cli.read_folder, default=str(REPO / "results"),
                    help="root of the run folders the figures are copied from")
     p.add_argument("--out", type=cli.folder, default=str(OUT), help="folder of the copies")
     return p

@@ -111,6 +111,17 @@ class RefreshLog:
 
         return export.save_probs(path, [c["epoch"] for c in self.calls], np.stack(self.probs), example_id, dataset_id)
 
+    def state_dict(self) -> dict:
+        """What a training checkpoint keeps of this log (islab.train.Sampling.state)."""
+        return {"calls": [dict(c) for c in self.calls], "probs": list(self.probs)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The calls made before the checkpoint replace those logged so far (the fixed p logged
+        again by make_sampling is one of them)."""
+        self.calls = [dict(c) for c in state["calls"]]
+        if self.keep_probs:
+            self.probs = list(state["probs"])
+
     def per_epoch(self, epochs: int, key: str) -> np.ndarray:
         """(epochs,) value of `key` in force during each epoch (NaN before the first call)."""
         out = np.full(epochs, np.nan)
@@ -217,7 +228,17 @@ def make_sampling(method: str, ds: Dataset, labels, cfg: TrainConfig, *, disagre
     """The Sampling for one method on `ds` (for the RHO methods: the kept split, and
     proxy_mean_loss / irreducible_loss indexed like it).  Fixed distributions are logged
     once at epoch 0; refreshed ones at every refresh.  is_source 'proxy' makes standard_is use
-    the frozen proxy_gradnorm; reweight=False drops the 1/(N p) weights (uniform is unaffected)."""
+    the frozen proxy_gradnorm; reweight=False drops the 1/(N p) weights (uniform is unaffected).
+    `log` is the Sampling's state: saved with training checkpoints, restored on resume."""
+    sampling = _sampling(method, ds, labels, cfg, disagreement, proxy_mean_loss, irreducible_loss,
+                         proxy_gradnorm, gamma, is_floor, rho_floor, rho_every, is_source, reweight, log)
+    sampling.state = log
+    return sampling
+
+
+def _sampling(method, ds, labels, cfg, disagreement, proxy_mean_loss, irreducible_loss, proxy_gradnorm,
+              gamma, is_floor, rho_floor, rho_every, is_source, reweight, log) -> Sampling:
+    """make_sampling before its log is attached."""
     n = len(ds.train)
     assert is_source in IS_SOURCES, f"is_source must be one of {IS_SOURCES}"
     if method == "uniform":

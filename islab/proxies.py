@@ -5,7 +5,8 @@ with its own seed.  Its per-example statistics (eval-mode loss, EL2N, gradient-n
 margin at the snapshot epoch E_s; AUM and forgetting over all E_p epochs; test accuracy) are
 cached on disk, one file per proxy, keyed by everything that changes them: dataset and its
 content, the exact training labels, model name, seed and training config.  A cache file whose
-key does not match, or that cannot be read in full, is rebuilt, never trusted.  Ensembles of
+key does not match, or that cannot be read in full, is rebuilt, never trusted; one whose SHA-256
+(recorded beside it, <file>.sha256) differs is moved aside with a warning and rebuilt.  Ensembles of
 different K reuse the same per-proxy files.  Each entry is locked (<entry>.lock) while it is
 looked up and trained: a second process (another launcher worker, another run folder sharing
 the cache) that wants the same proxy waits, then reads it, instead of training it again.
@@ -23,7 +24,7 @@ import torch
 
 from islab import noise as noise_lib
 from islab.data import Dataset, data_fingerprint, hash_arrays
-from islab.runs import atomic_save_npz, file_lock
+from islab.runs import file_lock, intact, save_npz_verified
 from islab.seeding import derive_seed, numpy_rng
 from islab.train import TrainConfig, new_model, train
 
@@ -96,7 +97,9 @@ def _dynamics_file(path: Path) -> Path:
     return path.with_name(path.stem + "-dynamics.npz")
 
 
-def _load_dynamics(path: Path, key: dict, epochs: int, n: int):
+def _load_dynamics(path: Path, key: dict, epochs: int, n: int, warn=None):
+    if not intact(_dynamics_file(path), warn):
+        return None
     try:
         with np.load(_dynamics_file(path), allow_pickle=False) as z:
             if json.loads(str(z["key"])) != key:
@@ -107,10 +110,11 @@ def _load_dynamics(path: Path, key: dict, epochs: int, n: int):
     return logits if logits.ndim == 3 and logits.shape[:2] == (epochs, n) else None
 
 
-def _load(path: Path, key: dict, n: int, dynamics_epochs: int | None = None):
-    """The cached arrays, or None when the file is missing, truncated or for another key (or, with
-    dynamics_epochs, when the per-epoch logits file is missing or incomplete)."""
-    if not path.exists():
+def _load(path: Path, key: dict, n: int, dynamics_epochs: int | None = None, warn=None):
+    """The cached arrays, or None when the file is missing, damaged (its SHA-256 differs: moved
+    aside, islab.runs.intact) or for another key (or, with dynamics_epochs, when the per-epoch
+    logits file is missing or incomplete)."""
+    if not intact(path, warn):
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -123,7 +127,7 @@ def _load(path: Path, key: dict, n: int, dynamics_epochs: int | None = None):
     if any(v.shape != (n,) for v in out.values()):
         return None
     if dynamics_epochs is not None:
-        out["dynamics"] = _load_dynamics(path, key, dynamics_epochs, n)
+        out["dynamics"] = _load_dynamics(path, key, dynamics_epochs, n, warn)
         if out["dynamics"] is None:
             return None
     return out, acc
@@ -159,7 +163,7 @@ def _cached(ds, labels, name, seed, cfg, cache_dir, log):
 
 def _read(path, key, n: int, cfg, name, seed, log):
     """The cached (stats, test acc) of `key` in `path` (None: no file, or not that key in full)."""
-    hit = _load(path, key, n, cfg.epochs if cfg.record_logits else None) if path is not None else None
+    hit = _load(path, key, n, cfg.epochs if cfg.record_logits else None, log) if path is not None else None
     if hit is not None and log:
         log(f"proxy {name} seed {seed}: cached ({path.name})")
     return hit
@@ -180,11 +184,11 @@ def _finish(res, name, seed, cfg, snapshot_epoch, key, path, log, trainer: str):
         log(f"proxy {model_label(name)} seed {seed}: trained {cfg.epochs} epochs ({trainer}), "
             f"test acc {res.test_acc:.2f}% ({res.seconds:.1f}s)")
     if path is not None:   # `trainer` is recorded, not keyed: both trainers fill the same files
-        atomic_save_npz(path, key=np.array(json.dumps(key, sort_keys=True)),
-                        test_acc=np.array(res.test_acc), trainer=np.array(trainer), **out)
+        save_npz_verified(path, key=np.array(json.dumps(key, sort_keys=True)),
+                          test_acc=np.array(res.test_acc), trainer=np.array(trainer), **out)
         if res.dynamics is not None:
-            atomic_save_npz(_dynamics_file(path), key=np.array(json.dumps(key, sort_keys=True)),
-                            logits=res.dynamics)
+            save_npz_verified(_dynamics_file(path), key=np.array(json.dumps(key, sort_keys=True)),
+                              logits=res.dynamics)
     if res.dynamics is not None:
         out["dynamics"] = res.dynamics
     return out, res.test_acc
@@ -396,7 +400,7 @@ def out_of_sample_probs(ds: Dataset, labels, names, seeds, cfg: TrainConfig, fol
             key = {**_cache_key(fold_ds, labels[keep], name, seed, cfg), "heldout": fingerprint(held),
                    "output": "held-out softmax"}
             path = _cache_file(cache_dir, key) if (cache_dir and isinstance(name, str)) else None
-            probs = _load_probs(path, key, (len(held), c)) if path is not None else None
+            probs = _load_probs(path, key, (len(held), c), log) if path is not None else None
             tag = f"{model_label(name)} seed {seed} fold {f + 1}/{folds}"
             if probs is not None:
                 if log:
@@ -411,13 +415,15 @@ def out_of_sample_probs(ds: Dataset, labels, names, seeds, cfg: TrainConfig, fol
                     log(f"cross-validated proxy {tag}: trained on {len(keep)} examples, test acc "
                         f"{res.test_acc:.2f}% ({res.seconds:.1f}s)")
                 if path is not None:
-                    atomic_save_npz(path, key=np.array(json.dumps(key, sort_keys=True)), probs=probs,
-                                    test_acc=np.array(res.test_acc))
+                    save_npz_verified(path, key=np.array(json.dumps(key, sort_keys=True)), probs=probs,
+                                      test_acc=np.array(res.test_acc))
             total[held] += probs
     return total / len(names)
 
 
-def _load_probs(path: Path, key: dict, shape):
+def _load_probs(path: Path, key: dict, shape, warn=None):
+    if not intact(path, warn):
+        return None
     try:
         with np.load(path, allow_pickle=False) as z:
             if json.loads(str(z["key"])) != key:

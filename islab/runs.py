@@ -12,6 +12,7 @@ A run folder holds
   results.csv    DERIVED: the rows of every valid job file (tidy long format), rebuilt on
                  every open and after every job
   res.txt        DERIVED by the script from the job files (rewritten at the end of every run)
+  plan.json      the ids of the jobs planned so far (finished when each has a valid job file)
 plus plots and per-example arrays.
 
 Guarantees (tests/test_runs.py, tests/test_bad_inputs.py):
@@ -77,6 +78,7 @@ MECHANICS = frozenset({
     "array_parallelism", "slurm_extra", "slurm_executor", "dry_run", "stage", "only_jobs", "run_dir",
     "export_dynamics", "export_probs"})
 JOB_VERSION = 1
+PLAN_FILE = "plan.json"       # the ids of every job planned in the folder (RunFolder.plan)
 ORPHAN_AGE_S = 3600.0          # a temporary file of another host older than this is an orphan
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "host"
@@ -97,19 +99,27 @@ def naming(path):
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
+    atomic_write_with(path, lambda f: f.write(data))
+
+
+def atomic_write_with(path, write, verified: bool = False) -> None:
+    """write(binary file) into a temporary file of path's folder, then renamed into place; with
+    verified, the temporary file's SHA-256 is recorded beside path first (digest_file, intact)."""
     with naming(path):
-        _atomic_write_bytes(Path(path), data)
+        _atomic_write(Path(path), write, verified)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write, verified: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # host and pid in the name: the next open can tell an orphan from a live writer's file
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        if verified:
+            atomic_write_text(digest_file(path), file_sha256(tmp) + "\n")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -138,16 +148,27 @@ def copy_record(folder, dest) -> list[Path]:
     return out
 
 
+def publish_text(path, text: str) -> None:
+    """atomic_write_text for a file of the repository (a README, REPRODUCTION.md): a write that
+    fails part-way leaves the previous version whole; readable by all, as git checks files out."""
+    atomic_write_text(path, text)
+    os.chmod(path, 0o644)
+
+
 def atomic_write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def atomic_save_npz(path, **arrays) -> None:
+    atomic_write_bytes(path, _npz_bytes(**arrays))
+
+
+def _npz_bytes(**arrays) -> bytes:
     import io
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def atomic_savefig(fig, path, **kwargs) -> None:
@@ -194,6 +215,59 @@ def file_sha256(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------- files read back, verified
+#
+# A file that a later stage or process reads back instead of computing it (proxy, attacker and
+# feature cache entries, the online run's irreducible-loss file) has its SHA-256 recorded beside
+# it, <name>.sha256: np.load does not check the zip CRC of larger arrays, so a flipped bit would
+# otherwise be read as a number.  The digest is written first, the file second (both atomic): a
+# reader that does not hold the writer's lock sees either no file or the file with its digest.
+
+
+def digest_file(path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def save_npz_verified(path, **arrays) -> None:
+    """atomic_save_npz with its SHA-256 recorded (atomic_write_with, verified)."""
+    data = _npz_bytes(**arrays)
+    atomic_write_with(path, lambda f: f.write(data), verified=True)
+
+
+def intact(path, warn=None) -> bool:
+    """True when `path` exists and holds the bytes whose SHA-256 was recorded when it was written.
+    One that does not (damaged since, or written without a digest) is moved aside (move_aside,
+    one warning through `warn`, else stderr) and False returned: the caller computes it again."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        want = digest_file(path).read_text().strip()
+    except FileNotFoundError:
+        want = None
+    try:
+        with naming(path):
+            if want is not None and file_sha256(path) == want:
+                return True
+        move_aside(path, "SHA-256 mismatch" if want else "no SHA-256 recorded", "computed again", warn=warn)
+    except FileNotFoundError:   # another process moved it aside first
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        digest_file(path).unlink()
+    return False
+
+
+def move_aside(path, why: str, then: str, what: str = "file", warn=None) -> Path:
+    """Rename an unusable file to <name>.corrupt-<timestamp>-<pid> (kept for inspection, never read
+    again) and say so in one line naming both: `warn(line)`, else stderr."""
+    path = Path(path)
+    dst = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    os.replace(path, dst)
+    line = f"warning: {what} {path} is unusable ({why}): moved to {dst.name}; {then}"
+    (warn or (lambda s: sys.stderr.write(s + "\n")))(line)
+    return dst
 
 
 # ---------------------------------------------------------------- orphan temporary files
@@ -601,9 +675,14 @@ class RunFolder:
 
     # -- the job list
     def plan(self, keys) -> None:
-        """Declare (more of) the job list, in run order: it orders results.csv and counts progress."""
+        """Declare (more of) the job list, in run order: it orders results.csv, counts progress and
+        is recorded in plan.json (a report uses a folder only when every planned job finished)."""
+        before = len(self._order)
         for k in keys:
             self._register(k)
+        if len(self._order) > before:   # the union with what other processes planned, in order
+            ids = dict.fromkeys([*planned_ids(self.path), *self._order])
+            atomic_write_json(self.path / PLAN_FILE, {"jobs": list(ids)})
 
     def _register(self, key) -> str:
         jid = job_id(key)
@@ -787,6 +866,16 @@ def finished_ids(path) -> set[str]:
     return {job_id(rec["key"]) for rec in RunFolder.records(_reader(path))}
 
 
+def planned_ids(path) -> list[str]:
+    """The job ids a run folder's processes planned (plan.json), [] when it has no usable record
+    (a folder older than the record, or a damaged one)."""
+    try:
+        ids = json.loads((Path(path) / PLAN_FILE).read_text()).get("jobs")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+
+
 def verified_file(path, name: str) -> Path | None:
     """A file of another process's run folder that a report reads, checked against the job file
     that recorded it (its SHA-256 in `files`): the path when it matches, None when no valid job
@@ -814,6 +903,8 @@ def _reader(path) -> "RunFolder":
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: config.json is missing or damaged ({type(e).__name__})") from None
+    if not isinstance(config, dict):   # hand-edited: its jobs cannot be matched to settings
+        raise UsageError(f"{path}: config.json is not a JSON object (it holds a {type(config).__name__})")
     reader = RunFolder.__new__(RunFolder)
     reader.path, reader._cache = path, {}
     reader.config_sha = _sha(_canon(result_config(config)))
@@ -828,6 +919,9 @@ def check_name(name: str) -> str:
         raise argparse.ArgumentTypeError(f"must be one folder name (no '/', not '..'), got {name!r}")
     if len(name.encode()) > 255:
         raise argparse.ArgumentTypeError(f"is {len(name.encode())} bytes long; a folder name holds at most 255")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):   # a newline would split "run folder: ..." and log lines
+        raise argparse.ArgumentTypeError(f"must be a folder name without control characters (newline, tab, ...), "
+                                         f"got {name!r}")
     return name
 
 

@@ -62,6 +62,9 @@ class Sampling:
     refresh: Callable | None = None             # (model, epoch) -> new p (mode weighted)
     refresh_every: int = 1                      # epochs between refreshes
     reweight: bool = True                       # mode weighted: loss x 1/(N p_i); False: every weight 1
+    # what the caller records per refresh (state_dict() / load_state_dict(d), e.g. islab.online.RefreshLog):
+    # saved with every checkpoint, so a resumed run reports the refreshes made before the interruption
+    state: object | None = None
 
     def __post_init__(self):
         assert self.mode in MODES, f"unknown sampling mode {self.mode!r}"
@@ -371,6 +374,8 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
             tracker.load_state_dict(state)
         if sampling.mode != "weighted":
             stream.order, stream.pos = state["stream"]
+        if sampling.state is not None and state.get("sampling_state") is not None:
+            sampling.state.load_state_dict(state["sampling_state"])
     model.train()
     x_train = ds.train.x
     heartbeat = Heartbeat(desc or "training")
@@ -459,7 +464,8 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
                 f"test acc {rec['test_acc']:.2f}% ({rec['seconds']:.1f}s)")
         if ckpt is not None:
             _save_checkpoint(ckpt, model, opt, order_gen, aug_gen, res, epoch + 1, p, tracker,
-                             None if sampling.mode == "weighted" else (stream.order, stream.pos), fingerprint)
+                             None if sampling.mode == "weighted" else (stream.order, stream.pos), fingerprint,
+                             None if sampling.state is None else sampling.state.state_dict())
 
     accs = [r["test_acc"] for r in res.history if math.isfinite(r.get("test_acc", float("nan")))]
     res.test_acc = res.history[-1]["test_acc"] if res.history else float("nan")
@@ -470,9 +476,10 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
     return res
 
 
-def _save_checkpoint(ckpt, model, opt, order_gen, aug_gen, res, epoch, p, tracker, stream, fingerprint):
+def _save_checkpoint(ckpt, model, opt, order_gen, aug_gen, res, epoch, p, tracker, stream, fingerprint,
+                     sampling_state=None):
     ckpts.save(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
                       "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state(),
                       "history": res.history, "snapshots": res.snapshots, "p": p,
                       **(tracker.state_dict() if tracker is not None else {"aum": None, "forget": None}),
-                      "stream": stream, "fingerprint": fingerprint})
+                      "stream": stream, "fingerprint": fingerprint, "sampling_state": sampling_state})

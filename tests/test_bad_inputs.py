@@ -24,7 +24,9 @@ SCRIPTS = {
     "bench_pipeline": "benchmarks/pipeline.py", "bench_convex": "benchmarks/convex_chains.py",
     "nonconvex": "Convex-Noise/nonconvex_rr.py", "reproduce": "DR-IS/reproduce.py",
     "cleanlab": "DR-IS/cleanlab_compare.py",
-    "bench_launcher": "benchmarks/launcher.py",
+    "bench_launcher": "benchmarks/launcher.py", "bench_ensemble": "benchmarks/ensemble.py",
+    "bench_gpu": "benchmarks/gpu.py", "bench_overhead": "benchmarks/train_overhead.py",
+    "bench_readme": "benchmarks/readme.py", "report": "islab/report.py", "gallery": "islab/gallery.py",
 }
 OUT = ["--results-root", "{root}", "--name", "x"]
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
@@ -52,6 +54,9 @@ BASE = {   # valid, tiny arguments; each case appends its bad flags (argparse: t
     "plot": [], "bench_digits": ["--epochs", "1", "--seeds", "0"], "bench_pipeline": ["--n", "16"],
     "bench_convex": ["--epochs", "1"],
     "bench_launcher": ["--preset", "digits", "--train-size", "100", "--seeds", "0", "--methods", "random", "--noise", "clean"],
+    "bench_ensemble": ["--n", "16", "--k", "2", "--repeats", "1"], "bench_gpu": ["--smoke", "--device", "cpu"],
+    "bench_overhead": ["--repeats", "1"], "bench_readme": ["--check"],
+    "report": ["--results-root", "{root}"], "gallery": ["--results-root", "{root}", "--out", "{tmp}/figs"],
 }
 WITH_ROOT = ["convex", "synthetic", "static", "online", "diagnostics", "food101", "ablations", "dlnoise", "dlcorr",
              "nonconvex", "cleanlab"]
@@ -203,6 +208,28 @@ def _cases():
     add("benchmark bad --workers", ["bench_launcher"], ["--workers", "0"])
     add("benchmark bad sweep", ["bench_launcher"], ["--methods", "nope"])
     add("benchmark bad sweep", ["bench_launcher"], ["--train-size", "100000"])
+    # finite settings that overflow inside torch: SGD scales the float32 parameters by them
+    add("learning rate beyond float32", ["static", "online", "dlnoise", "dlcorr", "cleanlab", "bench_digits"],
+        ["--lr", "1e300"])
+    add("learning rate beyond float32", ["food101"], ["--probe-lr", "1e39"])
+    add("weight decay beyond float32", ["static", "online", "dlnoise", "diagnostics"], ["--weight-decay", "1e300"])
+    add("weight decay beyond float32", ["food101"], ["--weight-decay", "3.5e38"])
+    # names with control characters (a newline splits the "run folder:" line and every log line)
+    for name in ("a\nb", "x\ty", "esc\x1b[31m"):
+        add(f"--name with control character {name!r}", ["convex", "static", "dlcorr"], ["--name", name])
+    # sizes too small for a method
+    add("one training example to correlate", ["dlcorr"], ["--train-size", "1"])
+    # the benchmarks: the usual guard, their flags parsed, --out checked before the work
+    add("benchmark bad size", ["bench_ensemble"], ["--epochs", "0"])
+    add("benchmark bad size", ["bench_gpu"], ["--k", "0"])
+    add("benchmark bad size", ["bench_overhead"], ["--repeats", "0"])
+    add("benchmark --out is a folder", ["bench_ensemble", "bench_gpu", "bench_overhead"], ["--out", "{tmp}"])
+    add("benchmark --out under a file", ["bench_ensemble", "bench_gpu", "bench_overhead"], ["--out", "{file}/x.txt"])
+    add("benchmark unknown flag", ["bench_readme"], ["--bogus"])
+    # a report root (or figures' source) that is a file
+    add("report root is a file", ["report", "gallery"], ["--results-root", "{file}"])
+    # DL-noise/plot.py on a table whose rows are repeated (every seed would count twice)
+    add("plot.py on a duplicated results.csv", ["plot"], ["{plots}/duplicated"])
     return out
 
 
@@ -216,12 +243,15 @@ SUBPROCESS = {("results root is a file", "convex"), ("cache dir is a file", "onl
               ("benchmark bad --model", "bench_digits"), ("checkpoint of the wrong architecture", "dlcorr"),
               ("truncated CIFAR batch", "static"), ("cleanlab --folds bad", "cleanlab"),
               ("slurm option without --launcher slurm", "online"), ("overflow warning while checking", "nonconvex"),
-              ("data overflow float64", "convex"), ("negative noise seed", "static")}
+              ("data overflow float64", "convex"), ("negative noise seed", "static"),
+              ("learning rate beyond float32", "online"), ("--name with control character 'a\\nb'", "static"),
+              ("benchmark --out under a file", "bench_overhead"), ("benchmark unknown flag", "bench_readme")}
 
 
 def _load(key):
     spec = importlib.util.spec_from_file_location(f"bad_inputs_{key}", ROOT / SCRIPTS[key])
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod   # dataclasses (islab/report.py) look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -298,7 +328,9 @@ def inputs(tmp_path_factory, readonly):
               "good": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n"
                       "0.1,baseline,0,1,test_acc,50\n",
               "no_epochs": "rate,strategy,seed,epoch,metric,value\n0.1,baseline,0,,final_test_acc,50\n"
-                           "0.1,baseline,1,,final_test_acc,52\n0.2,baseline,0,,final_test_acc,40\n"}
+                           "0.1,baseline,1,,final_test_acc,52\n0.2,baseline,0,,final_test_acc,40\n",
+              "duplicated": "rate,strategy,seed,epoch,metric,value\n" + "0.1,baseline,0,,final_test_acc,50\n"
+                            "0.1,baseline,0,1,test_acc,50\n" * 2}
     for name, text in tables.items():
         (plots / name).mkdir(parents=True)
         (plots / name / "results.csv").write_text(text)
@@ -407,3 +439,104 @@ def test_a_write_error_names_the_file(tmp_path, limit):
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
     assert "File too large: " + str(tmp_path / "res" / "Convex-Noise" / "x") in lines[0]
     assert not (tmp_path / "res").exists()
+
+
+# ---------------------------------------------------------------- hand-edited run-folder JSON
+
+
+@pytest.fixture(scope="module")
+def convex_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("edited") / "res"
+    assert cli.guarded(module("convex").main, ["--quick", "--results-root", str(root), "--name", "x"],
+                       signals=False) == 0
+    return root
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"settings"', "5", "null", "true", '{"d": "twenty"}', '{"epochs": [2]}'])
+def test_a_config_json_of_another_type_is_refused_on_resume(convex_run, tmp_path, capfd, text):
+    """Every --resume (and every report of the folder) exits 2 with one line, the folder as it was."""
+    root = tmp_path / "res"
+    shutil.copytree(convex_run, root)
+    folder = root / "Convex-Noise" / "x"
+    (folder / "config.json").write_text(text + "\n")
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    capfd.readouterr()
+    status = cli.guarded(module("convex").main, ["--quick", "--results-root", str(root), "--name", "x", "--resume"],
+                         signals=False)
+    err = capfd.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "config" in err[0], err
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    from islab import runs
+
+    if not text.startswith("{"):
+        with pytest.raises(cli.UsageError, match="config.json is not a JSON object"):
+            runs.read_frame(folder)
+
+
+def test_hand_edited_online_configuration_facts_are_dropped(tmp_path):
+    """configs.json entries of another type (they crashed every resume at `{**infos[tag], ...}`)."""
+    (tmp_path / "configs.json").write_text('{"clean": 5, "targeted0.2": {"n_train": 3}, "x": [1]}')
+    assert module("online").read_infos(tmp_path / "configs.json") == {"targeted0.2": {"n_train": 3}}
+
+
+# ---------------------------------------------------------------- the public API (islab.*)
+
+
+def _api_cases():
+    import numpy as np
+    import torch
+
+    import islab
+
+    losses = np.random.default_rng(0).gamma(2.0, size=(3, 20))
+    s = islab.rank_disagreement(losses)
+    p = islab.online_probs(s)
+    tiny = np.full(20, 1e-320)
+    tiny[0] = 1.0 - tiny[1:].sum()
+    data = torch.utils.data.TensorDataset(torch.randn(30, 1, 8, 8), torch.arange(30) % 3)
+
+    def model():
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+
+    grad = lambda a: torch.tensor(a, requires_grad=True)  # noqa: E731
+    return {
+        # tensors that require grad
+        "rank_disagreement, losses require grad": (lambda: islab.rank_disagreement(grad(losses)), TypeError, "losses"),
+        "online_probs, score requires grad": (lambda: islab.online_probs(grad(s)), TypeError, "score"),
+        "importance_weights, p requires grad": (lambda: islab.importance_weights(grad(p)), TypeError, "p "),
+        "select_top, score requires grad": (lambda: islab.select_top(grad(s), 0.3), TypeError, "score"),
+        # complex values (np.asarray drops the imaginary part with a warning only)
+        "rank_disagreement, complex losses": (lambda: islab.rank_disagreement(losses + 1j), TypeError, "losses"),
+        "consensus, complex losses": (lambda: islab.consensus(losses.astype(complex)), TypeError, "losses"),
+        "online_probs, complex score": (lambda: islab.online_probs(s + 0j), TypeError, "score"),
+        "importance_weights, complex p": (lambda: islab.importance_weights(p + 0j), TypeError, "p "),
+        # NaN or non-integer labels (silently truncated before)
+        "select_top, NaN label": (lambda: islab.select_top(s, 0.3, labels=np.r_[np.nan, np.zeros(19)]),
+                                  ValueError, "labels"),
+        "select_top, fractional label": (lambda: islab.select_top(s, 0.3, labels=np.linspace(0, 2.5, 20)),
+                                         ValueError, "labels"),
+        # fractional counts (int() truncated them)
+        "TrainingDynamics, fractional num_examples": (lambda: islab.TrainingDynamics(2.5), ValueError,
+                                                      "num_examples"),
+        "proxy_statistics, fractional epochs": (lambda: islab.proxy_statistics(data, model, epochs=2.5), ValueError,
+                                                "epochs"),
+        "proxy_statistics, fractional seed": (lambda: islab.proxy_statistics(data, model, seeds=[0.5, 1, 2]),
+                                              ValueError, "seeds"),
+        "proxy_statistics, bool batch size": (lambda: islab.proxy_statistics(data, model, batch_size=True),
+                                              ValueError, "batch_size"),
+        # finite values that overflow: an infinite weight, a learning rate torch cannot apply
+        "importance_weights, p near the smallest float": (lambda: islab.importance_weights(tiny), ValueError, "p[1]"),
+        "proxy_statistics, lr beyond float32": (lambda: islab.proxy_statistics(data, model, lr=1e300), ValueError,
+                                                "lr"),
+    }
+
+
+API_CASES = sorted(_api_cases().items())
+
+
+@pytest.mark.parametrize("case", [c for c, _ in API_CASES])
+def test_public_api_names_the_bad_argument(case):
+    call, error, name = dict(API_CASES)[case]
+    with pytest.raises(error) as e:
+        call()
+    assert name in str(e.value), str(e.value)

@@ -148,3 +148,58 @@ def test_resume_moves_a_bad_checkpoint_aside_and_reruns_the_job(kept, case, tmp_
     log = (folder / "log.txt").read_text()
     assert f"checkpoint {ck} is unusable" in log and aside[0].name in log
     assert "resuming from checkpoints/clean-random" not in log
+
+
+# ---------------------------------------------------------------- online jobs (DR-IS/online.py)
+
+online = _load("DR-IS/online.py")
+
+
+def run_online(root, cache, name, *extra):
+    argv = ["--train-size", "100", "--epochs", "2", "--target", "linear", "--proxies", "linear,mlp",
+            "--proxy-epochs", "1", "--snapshot-epoch", "1", "--seeds", "0", "--quiet", "--device", "cpu",
+            "--noise", "clean", "--methods", "uniform,standard_is,dris", "--cache-dir", str(cache),
+            "--results-root", str(root), "--name", name, *extra]
+    return cli.guarded(online.main, argv, signals=False)
+
+
+def _online_rows(folder):
+    """Every job's rows but wall-clock seconds, keyed by method."""
+    return {key["method"]: [(r["metric"], r.get("epoch"), r["value"]) for r in json.loads(p.read_text())["rows"]
+                            if "second" not in r["metric"]] for p, key in job_files(folder).items()}
+
+
+@pytest.fixture(scope="module")
+def online_runs(tmp_path_factory):
+    """An uninterrupted run without checkpoints and one with --checkpoint (the old code crashed at
+    the end of its first job: 'CheckpointFile' object has no attribute 'unlink')."""
+    root = tmp_path_factory.mktemp("online")
+    assert run_online(root / "res", root / "cache", "plain") == 0
+    assert run_online(root / "res", root / "cache", "ck", "--checkpoint") == 0
+    return root, root / "res" / "DR-IS" / "online"
+
+
+def test_an_online_run_with_checkpoints_is_recorded_like_one_without(online_runs):
+    _, base = online_runs
+    assert len(job_files(base / "ck")) == 3
+    assert _online_rows(base / "ck") == _online_rows(base / "plain")
+    assert not list((base / "ck" / "checkpoints").glob("*.pt"))   # each dropped once its job was recorded
+
+
+def test_an_online_job_killed_after_its_last_checkpoint_resumes_to_the_same_rows(online_runs, tmp_path,
+                                                                                 monkeypatch):
+    """Killed after the final epoch's checkpoint, before the job file: --resume continues from
+    that checkpoint (no epoch left to train) and records the rows of the uninterrupted run,
+    the importance-sampling refreshes made before the kill included."""
+    root, base = online_runs
+    monkeypatch.setattr(online.launch, "drop_checkpoint", lambda ckpt: None)
+    assert run_online(tmp_path / "res", root / "cache", "kill", "--checkpoint") == 0
+    folder = tmp_path / "res" / "DR-IS" / "online" / "kill"
+    assert forget_jobs(folder, lambda k: k["method"] != "uniform") == 2   # as if killed before recording
+    assert run_online(tmp_path / "res", root / "cache", "kill", "--checkpoint", "--resume") == 0
+    log = (folder / "log.txt").read_text()
+    assert "[clean] standard_is seed 0: resuming from checkpoints/clean-standard_is-s0.pt" in log
+    assert "[clean] dris seed 0: resuming from checkpoints/clean-dris-s0.pt" in log
+    assert _online_rows(folder) == _online_rows(base / "plain")
+    csv = [line for line in (folder / "results.csv").read_text().splitlines() if "second" not in line]
+    assert csv == [line for line in (base / "plain" / "results.csv").read_text().splitlines() if "second" not in line]
