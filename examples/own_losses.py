@@ -38,7 +38,8 @@ print(f"kept {len(keep)} of {len(y)}: {corrupt[keep].mean():.2f} corrupted (all:
 
 # 3. online importance sampling (Algorithm 2): p_i = (s_i + c) / sum_j (s_j + c), c = gamma mean(s)
 sampler = islab.ImportanceSampler.from_scores(s, gamma=0.1, generator=torch.Generator().manual_seed(0))
-print(f"largest weight {sampler.weights(torch.arange(len(y))).max():.1f} (bound (1 + gamma) / gamma = 11)")
+w = sampler.importance_weights(torch.arange(len(y)))   # 1/(N p_i) of every example
+print(f"largest weight {w.max():.1f} (bound (1 + gamma) / gamma = 11)")
 Xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
 model = torch.nn.Linear(10, 3)
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -46,7 +47,7 @@ for epoch in range(5):
     ids = torch.tensor(list(sampler))                 # N draws from p, with replacement
     for batch in ids.split(100):
         per_example = F.cross_entropy(model(Xt[batch]), yt[batch], reduction="none")
-        loss = (per_example * sampler.weights(batch)).mean()   # weights 1/(N p_i): unbiased
+        loss = (per_example * sampler.importance_weights(batch)).mean()   # weights 1/(N p_i): unbiased
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -6,8 +6,9 @@ From per-proxy losses, a (K proxies, N examples) matrix (an (N, K) one is refuse
     keep = select_top(s, alpha=0.3)          # static pruning: the top alpha N by s (rounded half up)
     p = online_probs(s, gamma=0.1)           # online IS: p_i = (s_i + c) / sum_j (s_j + c), c = gamma mean(s)
     w = importance_weights(p)                # 1 / (N p_i): unbiased reweighting of the sampled loss
-    sampler = ImportanceSampler(p)           # a torch Sampler (with replacement) for a plain DataLoader;
-                                             # any positive weights; ImportanceSampler.from_scores(s, gamma)
+    sampler = ImportanceSampler(p)           # a torch Sampler drawing ids from the PROBABILITIES p (with
+                                             # replacement); sampler.importance_weights(ids) = 1 / (N p_i);
+                                             # from a score: ImportanceSampler.from_scores(s, gamma)
     DistributedImportanceSampler(p, num_replicas, rank)   # each rank's share of one global draw
 
 From a torch Dataset and any model factory (the proxies, trained by islab's one training loop):
@@ -117,15 +118,16 @@ def online_probs(score, gamma: float = 0.1) -> np.ndarray:
     return sampling.smoothed_probs(s, float(gamma))
 
 
-def importance_weights(p, idx=None) -> np.ndarray:
-    """1 / (N p_i) for the ids idx (default: all N): E_{i ~ p}[w_i l_i] = mean(l).  ValueError
-    when p is not a distribution or p_i = 0 where a weight is asked for."""
-    p = sampling.check_distribution(p, positive=False)
-    ids = np.arange(len(p)) if idx is None else _check_ids(idx, len(p))
+def importance_weights(probs, ids=None) -> np.ndarray:
+    """1 / (N p_i) for the example ids (default: all N) of the sampling probabilities `probs`:
+    E_{i ~ p}[w_i l_i] = mean(l).  ValueError when probs is not a distribution or p_i = 0 where a
+    weight is asked for."""
+    p = sampling.check_distribution(probs, positive=False, name="probs")
+    ids = np.arange(len(p)) if ids is None else _check_ids(ids, len(p))
     zero = p[ids] == 0
     if zero.any():
-        raise ValueError(f"p is 0 at example {int(ids[np.argmax(zero)])}: its importance weight 1/(N p) is "
-                         "infinite (it can never be drawn); smooth p first (online_probs with gamma > 0)")
+        raise ValueError(f"probs is 0 at example {int(ids[np.argmax(zero)])}: its importance weight 1/(N p) is "
+                         "infinite (it can never be drawn); smooth it first (online_probs with gamma > 0)")
     return sampling.importance_weights(p, ids)
 
 
@@ -138,23 +140,40 @@ def _check_score(score) -> np.ndarray:
     return s
 
 
-def _check_ids(idx, n: int) -> np.ndarray:
-    ids = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx)
-    if ids.ndim > 1 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"idx must be integer example ids, got {ids.dtype} {ids.shape}")
-    if ids.size and (ids.min() < 0 or ids.max() >= n):
-        raise ValueError(f"idx must lie in 0..{n - 1}, got {ids.min()}..{ids.max()}")
-    return ids.astype(np.int64)
+def _check_ids(ids, n: int) -> np.ndarray:
+    """ids as int64 after checking they are a 1-D sequence of example ids in 0..n-1."""
+    a = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids)
+    if a.ndim == 0:
+        raise ValueError(f"ids must be a 1-D sequence of example ids (a tensor, list or array), got the scalar "
+                         f"{ids!r}: pass [{ids!r}] for one example")
+    if a.ndim > 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+        raise ValueError(f"ids must be integer example ids, shape (B,); got {a.dtype} {a.shape}")
+    if a.size and (a.min() < 0 or a.max() >= n):
+        raise ValueError(f"ids must lie in 0..{n - 1}, got {a.min()}..{a.max()}")
+    return a.astype(np.int64)
 
 
 # ---------------------------------------------------------------- a sampler for a plain DataLoader
 
 
-def check_weights(weights, what: str = "weights") -> np.ndarray:
-    """Any non-negative finite sampling weights (N,), normalised to a distribution p (float64).
+# Above this ratio max p / min p, a sampling distribution is taken for raw scores without a floor.
+# A floored distribution stays far below it (online_probs with gamma = 0.1 on a rank disagreement:
+# max / min of a few hundred at most on the demo's data), while an unfloored score (a rank disagreement
+# near 0, a loss of 1e-5) gives ratios of 1e4 and more, and importance weights to match (2.1e4 on
+# breast-cancer data, against 11 with from_scores).
+MAX_PROB_RATIO = 1e3
+
+
+def check_probs(probs, what: str = "probs", check: bool = True) -> np.ndarray:
+    """Sampling probabilities (N,) as a float64 distribution: normalised when they do not sum to 1.
+
     ValueError for a negative, NaN or inf entry, all zeros, or a zero anywhere (an example that is
-    never drawn would need an infinite weight 1/(N p_i) for the estimate to stay unbiased)."""
-    w = np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float64)
+    never drawn would need an infinite weight 1/(N p_i) for the estimate to stay unbiased).  With
+    check=True, a UserWarning when the input looks like something else than probabilities:
+    importance weights 1/(N p) (every value >= 1, or a sum near N: the sampler would draw the
+    examples p wanted LEAST), or raw scores without a floor (max / min above MAX_PROB_RATIO = 1e3:
+    importance weights up to that ratio); check=False passes exact probabilities quietly."""
+    w = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs, dtype=np.float64)
     if w.ndim != 1 or len(w) < 1:
         raise ValueError(f"{what} must be one value per example, shape (N,); got {w.shape}")
     bad = ~np.isfinite(w) | (w < 0)
@@ -167,28 +186,59 @@ def check_weights(weights, what: str = "weights") -> np.ndarray:
         raise ValueError(f"{what} are 0 for {int((w == 0).sum())} example(s) (first: {int(np.argmax(w == 0))}); "
                          "they would never be drawn and their importance weight 1/(N p) would be infinite: "
                          "add a floor first (ImportanceSampler.from_scores / online_probs with gamma > 0)")
+    if check:
+        _warn_unless_probs(w, what)
     return w / w.sum()
 
 
+def _warn_unless_probs(w: np.ndarray, what: str) -> None:
+    import warnings
+
+    n, total = len(w), float(w.sum())
+    fix = ("pass sampling probabilities (they sum to 1), e.g. ImportanceSampler.from_scores(score, gamma=0.1) "
+           "for a score, or check=False if these are exact probabilities")
+    if abs(total - 1.0) > 1e-6 and n > 1 and (w.min() >= 1 or total >= 0.5 * n):
+        warnings.warn(f"{what} look like importance weights 1/(N p) (or raw scores), not sampling probabilities (sum {total:.4g} "
+                      f"for N = {n} examples, smallest value {w.min():.3g}): sampling from them draws most often "
+                      f"the examples p wanted least; {fix}", UserWarning, stacklevel=_caller_level())
+    elif w.max() / w.min() > MAX_PROB_RATIO:
+        warnings.warn(f"{what} look like raw scores without a floor: max / min = {w.max() / w.min():.3g} > "
+                      f"{MAX_PROB_RATIO:g}, so the largest importance weight 1/(N p_i) is {total / (n * w.min()):.3g}; "
+                      f"{fix}", UserWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside this file (a warning points at the user's line)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class ImportanceSampler(torch.utils.data.Sampler):
-    """Draws example ids i.i.d. from p, with replacement (num_samples per pass, default N), for
-    `DataLoader(dataset, batch_size=b, sampler=sampler)`; `weights(ids)` gives the 1/(N p_i) to
-    multiply the per-example losses by, so the mean weighted loss estimates the mean loss without
-    bias.  Wrap the dataset in WithIndex to get each example's id in the batch.
+    """Draws example ids i.i.d. from `probs`, with replacement (num_samples per pass, default N),
+    for `DataLoader(dataset, batch_size=b, sampler=sampler)`; `importance_weights(ids)` gives the
+    1/(N p_i) to multiply the per-example losses by, so the mean weighted loss estimates the mean
+    loss without bias.  Wrap the dataset in WithIndex to get each example's id in the batch.
 
-    p: any positive finite sampling weights (N,), normalised here (like torch's
-    WeightedRandomSampler); `sampler.p` is the normalised distribution.  From a score vector:
-    ImportanceSampler.from_scores(s, gamma).  The draws are islab.sampling.WeightedSampler's (the
-    sampler of islab.train): torch.multinomial from `generator` (a torch.Generator, or None for
-    torch's global one)."""
+    probs: the sampling probabilities (N,), positive and finite (normalised here if they do not sum
+    to 1); `sampler.probs` is the normalised distribution.  NOT importance weights: those are what
+    `importance_weights` returns.  Input that looks like importance weights (values >= 1, a sum near
+    N) or like raw scores without a floor (max / min > MAX_PROB_RATIO) is warned about; check=False
+    passes exact probabilities quietly.  From a score vector: ImportanceSampler.from_scores(s, gamma).
+    The draws are islab.sampling.WeightedSampler's (the sampler of islab.train): torch.multinomial
+    from `generator` (a torch.Generator, or None for torch's global one)."""
 
-    def __init__(self, p, num_samples: int | None = None, generator: torch.Generator | None = None):
-        p = check_weights(p, "p (sampling weights)")
-        self.num_samples = len(p) if num_samples is None else int(num_samples)
+    def __init__(self, probs, num_samples: int | None = None, generator: torch.Generator | None = None, *,
+                 check: bool = True):
+        probs = check_probs(probs, "probs", check=check)
+        self.num_samples = len(probs) if num_samples is None else int(num_samples)
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        self._sampler = sampling.WeightedSampler(p)
-        self.p = p
+        self._sampler = sampling.WeightedSampler(probs)
+        self.probs = probs
         self.generator = generator
 
     @classmethod
@@ -198,6 +248,7 @@ class ImportanceSampler(torch.utils.data.Sampler):
         and >= 0, gamma > 0 the floor (weights at most (1 + gamma) / gamma).  kwargs: those of
         the constructor (num_samples, generator; or num_replicas, rank, seed for the
         distributed sampler)."""
+        kwargs.setdefault("check", False)   # exact probabilities by construction, the floor bounds the weights
         return cls(online_probs(score, gamma), **kwargs)
 
     def __iter__(self):
@@ -207,15 +258,32 @@ class ImportanceSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def weights(self, ids) -> torch.Tensor:
-        """(B,) float32 importance weights 1/(N p_i) of the drawn ids (tensor, list or array)."""
-        ids = torch.as_tensor(_check_ids(ids, len(self.p)))
+    def importance_weights(self, ids) -> torch.Tensor:
+        """(B,) float32 importance weights 1/(N p_i) of the drawn ids (a 1-D tensor, list or array)."""
+        ids = torch.as_tensor(_check_ids(ids, len(self.probs)))
         return self._sampler.weight[ids]
+
+    def weights(self, ids) -> torch.Tensor:
+        """Deprecated name of importance_weights (torch's WeightedRandomSampler.weights means the
+        sampling weights, the opposite)."""
+        import warnings
+
+        warnings.warn("ImportanceSampler.weights(ids) is renamed importance_weights(ids) (it returns 1/(N p_i), "
+                      "not sampling weights)", DeprecationWarning, stacklevel=2)
+        return self.importance_weights(ids)
+
+    @property
+    def p(self) -> np.ndarray:
+        """Deprecated name of `probs`."""
+        import warnings
+
+        warnings.warn("ImportanceSampler.p is renamed probs", DeprecationWarning, stacklevel=2)
+        return self.probs
 
 
 class DistributedImportanceSampler(ImportanceSampler):
     """ImportanceSampler for data-parallel training (like torch's DistributedSampler): every rank
-    computes the same global draw of num_replicas * ceil(num_samples / num_replicas) ids from p
+    computes the same global draw of num_replicas * ceil(num_samples / num_replicas) ids from probs
     (a generator seeded with seed + epoch, so call set_epoch(e) each epoch) and keeps its share,
     the ids at positions rank, rank + num_replicas, ...  The ranks together hold one i.i.d. draw
     from p, so the weighted loss averaged over all ranks' examples is unbiased, as on one process.
@@ -223,8 +291,8 @@ class DistributedImportanceSampler(ImportanceSampler):
     num_replicas / rank: given explicitly (no torch.distributed needed), or read from the
     initialised default process group.  num_samples: the global draw per epoch (default N)."""
 
-    def __init__(self, p, num_replicas: int | None = None, rank: int | None = None, num_samples: int | None = None,
-                 seed: int = 0):
+    def __init__(self, probs, num_replicas: int | None = None, rank: int | None = None,
+                 num_samples: int | None = None, seed: int = 0, *, check: bool = True):
         if num_replicas is None or rank is None:
             import torch.distributed as dist
 
@@ -234,7 +302,7 @@ class DistributedImportanceSampler(ImportanceSampler):
             rank = dist.get_rank() if rank is None else rank
         if not (int(num_replicas) >= 1 and 0 <= int(rank) < int(num_replicas)):
             raise ValueError(f"need num_replicas >= 1 and rank in 0..num_replicas-1, got {num_replicas}, {rank}")
-        super().__init__(p, num_samples=num_samples)
+        super().__init__(probs, num_samples=num_samples, check=check)
         self.num_replicas, self.rank, self.seed, self.epoch = int(num_replicas), int(rank), int(seed), 0
         self.total_size = -(-self.num_samples // self.num_replicas) * self.num_replicas
 
