@@ -31,7 +31,8 @@ import torch
 from islab import sampling, scores
 from islab.dynamics import TrainingDynamics
 
-__all__ = ["rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs",
+__all__ = ["rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs", "losses_from_probs",
+           "cross_fit_losses",
            "importance_weights", "ImportanceSampler", "DistributedImportanceSampler", "WithIndex",
            "proxy_statistics", "per_example_scores", "TrainingDynamics"]
 
@@ -65,6 +66,110 @@ def check_losses(losses, min_proxies: int = 2) -> np.ndarray:
     return a
 
 
+# A proxy whose losses are near 0 on almost every example, or take very few distinct values, has
+# memorised its training data (in-sample losses of an unlimited-depth tree or a 1-nearest-neighbour
+# model are all 0): its ranks are ties, and DR-IS built on them kept 0.485 flipped labels in its top
+# 30 % against 0.195 overall on breast-cancer data, worse than random (issue 26).
+NEAR_ZERO_LOSS = 1e-3      # nats: the true label's predicted probability above 0.999
+MEMORISED_SHARE = 0.9      # warn when at least this share of a proxy's losses is near zero
+FEW_DISTINCT = 10          # ... or when it has fewer distinct losses than this (and than 10 % of N)
+
+
+def warn_if_memorised(losses, names=None) -> list[int]:
+    """A UserWarning naming the proxies (rows of a (K, N) loss matrix) whose losses cannot rank the
+    examples, with the fix; returns their row numbers.  Near 0 on at least MEMORISED_SHARE of the
+    examples: in-sample losses of a model that memorised (use held-out losses, cross_fit_losses).
+    Fewer than FEW_DISTINCT distinct values (and than 10 % of N): hard 0/1 predictions, all ties."""
+    import warnings
+
+    a = np.asarray(losses, dtype=np.float64)
+    memorised, hard, bad = [], [], []
+    for k, row in enumerate(a):
+        label = f"proxy {names[k]!r}" if names is not None else f"proxy {k}"
+        near_zero, distinct = float(np.mean(row < NEAR_ZERO_LOSS)), len(np.unique(row))
+        if near_zero >= MEMORISED_SHARE:
+            memorised.append(f"{label}: {near_zero:.0%} of its N = {len(row)} losses below {NEAR_ZERO_LOSS:g}")
+            bad.append(k)
+        elif distinct < min(FEW_DISTINCT, 0.1 * len(row)):
+            hard.append(f"{label}: {distinct} distinct value(s) over N = {len(row)}")
+            bad.append(k)
+    if memorised:
+        warnings.warn(f"proxy losses look memorised ({'; '.join(memorised)}): in-sample losses of a model that fits "
+                      "its training data are about 0 everywhere, so the DR-IS ranking is noise; use held-out losses: "
+                      "islab.cross_fit_losses(models, X, y) (each example's loss from a model not trained on it), or "
+                      "islab.losses_from_probs(labels, [pred_probs, ...]) on out-of-sample probabilities",
+                      UserWarning, stacklevel=_caller_level())
+    if hard:
+        warnings.warn(f"proxy losses take very few values ({'; '.join(hard)}): hard predictions tie almost every "
+                      "example and rank nothing; use proxies with graded probabilities (a shallower tree, more "
+                      "neighbours, a probabilistic model), on held-out losses (islab.cross_fit_losses)",
+                      UserWarning, stacklevel=_caller_level())
+    return bad
+
+
+def losses_from_probs(labels, pred_probs) -> np.ndarray:
+    """(K, N) cross-entropy losses -log p_k(y_i | x_i) in nats from K proxies' predicted class
+    probabilities: pred_probs a list of K (N, C) arrays (or one (K, N, C) array; cleanlab's
+    pred_probs per model), labels (N,) class ids in 0..C-1 (the labels you train on).  A
+    probability below 1e-12 counts as 1e-12 (a loss of at most 27.6).  Use out-of-sample
+    probabilities (cross-validated); in-sample ones of a model that memorised are warned about
+    by rank_disagreement."""
+    y = np.asarray(labels)
+    if isinstance(pred_probs, np.ndarray) and pred_probs.ndim == 2 or isinstance(pred_probs, torch.Tensor) \
+            and pred_probs.dim() == 2:
+        raise ValueError(f"pred_probs must be a list of (N, C) arrays, one per proxy; got one array of shape "
+                         f"{tuple(pred_probs.shape)}: pass [pred_probs] (DR-IS needs K >= 2 of them)")
+    probs = [np.asarray(q.detach().cpu() if isinstance(q, torch.Tensor) else q, dtype=np.float64) for q in pred_probs]
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integer class ids, shape (N,); got {y.dtype} {y.shape}")
+    out = []
+    for k, q in enumerate(probs):
+        if q.ndim != 2 or len(q) != len(y):
+            raise ValueError(f"pred_probs[{k}] must be (N, C) with N = {len(y)} (one row per label); got {q.shape}")
+        if y.size and (y.min() < 0 or y.max() >= q.shape[1]):
+            raise ValueError(f"labels must lie in 0..{q.shape[1] - 1} (the columns of pred_probs[{k}]), got "
+                             f"{y.min()}..{y.max()}")
+        rows = q.sum(1)
+        if not np.all(np.isfinite(q)) or q.min() < 0 or np.abs(rows - 1).max() > 1e-3:
+            i = int(np.argmax(~np.isfinite(rows) | (np.abs(rows - 1) > 1e-3) | (q.min(1) < 0)))
+            raise ValueError(f"pred_probs[{k}] must hold probabilities (>= 0, each row summing to 1); row {i} "
+                             f"sums to {rows[i]:.6g}: pass softmax(logits), not logits")
+        out.append(-np.log(np.clip(q[np.arange(len(y)), y], 1e-12, None)))
+    if not out:
+        raise ValueError("pred_probs is empty: pass a list of (N, C) arrays, one per proxy")
+    return np.stack(out)
+
+
+def cross_fit_losses(models, X, y, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """(K, N) held-out cross-entropy losses (nats) of K scikit-learn-style classifiers (`fit`,
+    `predict_proba`, `classes_`): X split into `folds` stratified folds (shuffled with `seed`), and
+    each example's loss comes from a copy of the model fitted on the other folds, never on it.
+    models: a list, or a dict name -> estimator (the order of the rows); each is cloned per fold
+    (sklearn.base.clone), the originals stay unfitted.  What DR-IS needs from models that can fit
+    their training data: in-sample losses of such a model are all about 0 (see warn_if_memorised)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    estimators = list(models.values()) if isinstance(models, dict) else list(models)
+    if not estimators:
+        raise ValueError("models is empty: pass a list (or dict) of scikit-learn classifiers")
+    if not (isinstance(folds, (int, np.integer)) and 2 <= folds <= len(y)):
+        raise ValueError(f"folds must be an integer in 2..N = {len(y)}, got {folds!r}")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(X) or (y.size and y.min() < 0):
+        raise ValueError(f"y must be integer class ids >= 0, one per row of X: X has {len(X)} rows, y is "
+                         f"{y.dtype} {y.shape}")
+    splits = list(StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=seed).split(X, y))
+    probs = []
+    for k, est in enumerate(estimators):
+        q = np.zeros((len(y), int(y.max()) + 1))
+        for fit_ids, held in splits:
+            model = clone(est).fit(X[fit_ids], y[fit_ids])
+            q[np.ix_(held, np.asarray(model.classes_, dtype=np.int64))] = model.predict_proba(X[held])
+        probs.append(q)
+    return losses_from_probs(y, probs)
+
+
 def normalised_ranks(losses) -> np.ndarray:
     """(K, N): within each proxy, the rank of each loss (ties share the average rank) mapped to
     [0, 1] as (rank - 1) / (N - 1); higher = harder."""
@@ -76,12 +181,16 @@ def rank_disagreement(losses, ddof: int = 0) -> np.ndarray:
     ddof 0 is the 1/K normalisation (the theory's), 1 the 1/(K-1) one; the ranking is the same."""
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (1/K) or 1 (1/(K-1)), got {ddof}")
-    return scores.rank_variance(scores.normalised_ranks(check_losses(losses)), ddof=ddof)
+    a = check_losses(losses)
+    warn_if_memorised(a)
+    return scores.rank_variance(scores.normalised_ranks(a), ddof=ddof)
 
 
 def consensus(losses) -> np.ndarray:
     """(N,) consensus-loss: the mean over proxies of the normalised rank (high = consistently hard)."""
-    return scores.consensus_rank(scores.normalised_ranks(check_losses(losses)))
+    a = check_losses(losses)
+    warn_if_memorised(a)
+    return scores.consensus_rank(scores.normalised_ranks(a))
 
 
 def select_top(score, alpha: float, labels=None) -> np.ndarray:
@@ -160,7 +269,7 @@ def _check_ids(ids, n: int) -> np.ndarray:
 # A floored distribution stays far below it (online_probs with gamma = 0.1 on a rank disagreement:
 # max / min of a few hundred at most on the demo's data), while an unfloored score (a rank disagreement
 # near 0, a loss of 1e-5) gives ratios of 1e4 and more, and importance weights to match (2.1e4 on
-# breast-cancer data, against 11 with from_scores).
+# breast-cancer data, against 11 with from_scores: issue 26).
 MAX_PROB_RATIO = 1e3
 
 
@@ -399,6 +508,7 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
         warnings.warn(f"{len(ens.diverged)} of {len(factories)} proxies diverged and are left out ({gone}); the "
                       f"statistics hold the {len(ens.names)} others: {', '.join(ens.names)}", RuntimeWarning,
                       stacklevel=2)
+    warn_if_memorised(ens["loss"], ens.names)   # a model that memorised by the snapshot epoch ranks nothing
     return ens
 
 
