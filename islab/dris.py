@@ -478,8 +478,9 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
     from islab.train import TrainConfig, pick_device
 
     names, factories = _proxy_factories(models, num_proxies)
-    for name, f in zip(names, factories):
-        check_factory(f, f"the model of proxy {name!r}" if name else "models")
+    listed = isinstance(models, (list, tuple))
+    for k, (name, f) in enumerate(zip(names, factories)):
+        check_factory(f, f"the model of proxy {name!r}" if name else f"models[{k}]" if listed else "models")
     if len(factories) < 2:
         raise ValueError(f"DR-IS needs at least 2 proxies (its scores are computed across them), got "
                          f"{len(factories)}: pass num_proxies >= 2, or a list or dict of >= 2 factories")
@@ -494,10 +495,12 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
         raise ValueError(f"snapshot_epoch must lie in 1..{epochs}, got {snapshot_epoch}")
     if not (lr > 0 and weight_decay >= 0 and 0 <= momentum <= 1):
         raise ValueError(f"need lr > 0, weight_decay >= 0, momentum in [0, 1]; got {lr}, {weight_decay}, {momentum}")
-    ds = from_torch_dataset(train_set, test_set, num_classes=num_classes, device=pick_device(str(device)))
+    ds = from_torch_dataset(train_set, test_set, num_classes=num_classes, device=pick_device(str(device), "device"))
+    names = [_check_output_size(f, name, ds) for name, f in zip(names, factories)]
     cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), momentum=float(momentum),
                       weight_decay=float(weight_decay))
-    named = [NamedFactory(n, f) if n and callable(f) else f for n, f in zip(names, factories)]
+    named = [NamedFactory(n, f) if n and callable(f) and n != getattr(f, "__name__", None) else f
+             for n, f in zip(names, factories)]
     ens = proxy_ensemble(ds, ds.train.y.cpu().numpy(), named, seeds, cfg, snapshot_epoch, log=log,
                          progress=progress, dynamics=record_logits, skip_diverged=True)
     if ens.diverged:
@@ -510,6 +513,29 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
                       stacklevel=2)
     warn_if_memorised(ens["loss"], ens.names)   # a model that memorised by the snapshot epoch ranks nothing
     return ens
+
+
+def _check_output_size(factory, name, ds) -> str | None:
+    """The proxy's name (given, the factory's __name__, or for a lambda the class of the model it
+    builds) after checking on two training inputs that the model gives one logit per class: a model
+    with 5 outputs on 3 classes trains without complaint (cross-entropy over 5 classes) and is wrong."""
+    if isinstance(factory, str):   # a registry name: built for ds.num_classes by islab.models
+        return name
+    with torch.random.fork_rng(devices=[]):   # the probe leaves the caller's random state alone
+        model = factory()
+        own = getattr(factory, "__name__", "<lambda>")
+        label = name or (own if own != "<lambda>" else type(model).__name__)
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"the model factory of proxy {label!r} returned {type(model).__name__}, not a "
+                             "torch.nn.Module: pass a callable that builds the model, e.g. lambda: MyNet()")
+        with torch.no_grad():
+            out = model.to(ds.train.x.device).eval()(ds.train.x[:2])
+    if not (isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] == ds.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model of proxy {label!r} gives outputs of shape {got} on a batch of 2, but the data "
+                         f"have num_classes = {ds.num_classes}: its last nn.Linear must have out_features = "
+                         f"{ds.num_classes} (one logit per class), or pass num_classes")
+    return label
 
 
 def _proxy_factories(models, num_proxies: int):

@@ -175,7 +175,7 @@ def resolve(args) -> None:
     if args.snapshot_epoch > args.proxy_epochs:
         cli.fail(f"--snapshot-epoch {args.snapshot_epoch} exceeds --proxy-epochs {args.proxy_epochs}")
     try:
-        args.torch_device = pick_device(args.device)
+        args.torch_device = pick_device(args.device, arg="--device")
     except ValueError as e:
         if not (getattr(args, "launcher", "inline") == "slurm" and str(args.device).startswith("cuda")):
             cli.fail(str(e))

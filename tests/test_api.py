@@ -309,7 +309,7 @@ P = np.array([0.5, 0.5, 0.0])
     (lambda: dris.TrainingDynamics(3).update(torch.zeros(2, 3), torch.tensor([0, 3]), [0, 1]), r"targets must lie"),
     (lambda: dris.TrainingDynamics(3).update(torch.zeros(3), torch.tensor([0]), [0]), "logits"),
     (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 4, nn.Identity(), epochs=0),
-     r"nn.Module instance \(Identity\), not a factory.*lambda: Identity\(\)"),
+     r"nn.Module instance \(Identity\), not a factory.*lambda: nn\.Identity\(\.\.\.\)"),
     (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 4, lambda: nn.Linear(2, 2), epochs=2,
                                    snapshot_epoch=3), "snapshot_epoch"),
     (lambda: dris.proxy_statistics([(torch.zeros(2), 0), (torch.zeros(3), 1)], lambda: nn.Linear(2, 2)),
@@ -359,7 +359,7 @@ def test_one_proxy_is_refused_where_a_score_needs_two():
 
 def test_a_module_instead_of_a_factory_is_named_in_the_error():
     data = TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]))
-    with pytest.raises(ValueError, match=r"proxy 'b' is an nn.Module instance \(Linear\).*lambda: Linear\(\)"):
+    with pytest.raises(ValueError, match=r"proxy .b. is an nn.Module instance \(Linear\).*lambda: nn\.Linear\(\.\.\.\)"):
         dris.proxy_statistics(data, {"a": lambda: nn.Linear(2, 2), "b": nn.Linear(2, 2)})
 
 
@@ -678,3 +678,56 @@ def test_losses_from_probs_is_the_cross_entropy_of_each_label():
                         (lambda: islab.losses_from_probs(labels, []), "pred_probs is empty")):
         with pytest.raises(ValueError, match=match):
             call()
+
+
+# ---------------------------------------------------------------- issue 26: messages in the library's voice
+
+
+def test_library_device_errors_name_the_argument_not_a_flag():
+    from islab.train import pick_device
+
+    data = TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match=r"^unknown device='bogus'; use auto, cpu") as err:
+        dris.proxy_statistics(data, lambda: nn.Linear(2, 2), device="bogus")
+    assert "--" not in str(err.value)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^device='cuda' asks for CUDA but no CUDA device is available here; "
+                                             r"use cpu") as err:
+            dris.proxy_statistics(data, lambda: nn.Linear(2, 2), device="cuda")
+        assert "--" not in str(err.value)
+    with pytest.raises(ValueError, match=r"^unknown --device bogus; use auto"):   # the scripts' voice, asked for by them
+        pick_device("bogus", arg="--device")
+
+
+def test_a_model_with_the_wrong_number_of_outputs_is_refused():
+    data = TensorDataset(torch.zeros(6, 2), torch.tensor([0, 1, 2, 0, 1, 2]))
+    with pytest.raises(ValueError, match=r"proxy 'wide' gives outputs of shape \(2, 5\).*num_classes = 3.*"
+                                         r"out_features = 3"):
+        dris.proxy_statistics(data, {"ok": lambda: nn.Linear(2, 3), "wide": lambda: nn.Linear(2, 5)}, epochs=1)
+    with pytest.raises(ValueError, match=r"proxy 'Linear' gives outputs of shape \(2, 5\)"):
+        dris.proxy_statistics(data, lambda: nn.Linear(2, 5), epochs=1)
+
+
+def test_unnamed_factories_are_named_by_their_class():
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(40, 2, generator=g), torch.randint(0, 2, (40,), generator=g))
+    ens = dris.proxy_statistics(data, [lambda: nn.Linear(2, 2), lambda: nn.Sequential(nn.Linear(2, 2))],
+                                epochs=1, batch_size=8)
+    assert ens.names == ["Linear", "Sequential"]
+    table = dris.per_example_scores(ens)
+    assert {"loss__Linear_s1000", "loss__Sequential_s1001"} <= set(table.columns)
+    assert not any("<lambda>" in c for c in table.columns)
+    # the same statistics as under chosen names: naming changes nothing else
+    named = dris.proxy_statistics(data, {"a": lambda: nn.Linear(2, 2), "b": lambda: nn.Sequential(nn.Linear(2, 2))},
+                                  epochs=1, batch_size=8)
+    np.testing.assert_array_equal(ens["loss"], named["loss"])
+
+
+def test_a_list_of_modules_gets_a_hint_that_builds_them():
+    data = TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]))
+    modules = [nn.Sequential(nn.Linear(2, 2)), nn.Sequential(nn.Linear(2, 2))]
+    with pytest.raises(ValueError, match=r"models\[0\] is an nn.Module instance \(Sequential\), not a factory.*"
+                                         r"lambda: nn\.Sequential\(\.\.\.\) with the arguments you built it with.*"
+                                         r"one factory per proxy") as err:
+        dris.proxy_statistics(data, modules)
+    assert "lambda: Sequential()" not in str(err.value)
