@@ -115,6 +115,6 @@ def test_pip_install_into_a_fresh_venv_gives_working_commands(tmp_path):
         r = subprocess.run([str(env_dir / "bin" / command), "--help"], capture_output=True, text=True, timeout=300,
                            cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""})
         assert r.returncode == 0, r.stderr[-2000:]
-        assert r.stdout.startswith(f"usage: {command}" if command != "islab-summary" else "usage: python -m islab.summary")
-    assert "--dataset NAME" in subprocess.run([str(env_dir / "bin" / "islab-dris-static"), "--help"],
-                                              capture_output=True, text=True, cwd=tmp_path).stdout
+        assert r.stdout.startswith("usage: "), r.stdout[:200]
+        assert ("DR-IS static pruning" in r.stdout and "--dataset NAME" in r.stdout) if command == "islab-dris-static" \
+            else "--results-root" in r.stdout
