@@ -19,7 +19,7 @@ endif
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test test-slurm venv check-env bench bench-gpu clean-venv data reproduce report report-check studies
+.PHONY: demo test test-quick test-slurm venv check-env bench bench-gpu clean-venv data reproduce report report-check studies
 
 venv: .venv/.installed
 
@@ -62,6 +62,12 @@ data:
 
 test: $(ENV_DEP)
 	$(PY) -m pytest -q
+
+# The library's unit tests only (no script is run end to end): a first check in about a minute.
+QUICK_TESTS := tests/test_api.py tests/test_sampling.py tests/test_scores.py tests/test_noise.py \
+	tests/test_theory.py tests/test_online.py
+test-quick: $(ENV_DEP)
+	$(PY) -m pytest -q $(QUICK_TESTS)
 
 # --launcher slurm on a real cluster: a one-node Slurm cluster on this machine (.ci/slurm-local.sh:
 # installs slurm-wlm and munge with apt-get when root and missing, starts munged, slurmctld and

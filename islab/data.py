@@ -664,7 +664,8 @@ def _own_split(path, x: np.ndarray, y: np.ndarray, split: str) -> Split:
 
 def load_image_folder(path) -> tuple[Split, Split]:
     """A user's images from a torchvision ImageFolder tree: PATH/train/<class>/* and
-    PATH/test/<class>/*, every image of one size (resize them first), read as RGB (torchvision's loader); classes sorted by folder name."""
+    PATH/test/<class>/*, every image of one size (resize them first), read as RGB (torchvision's
+    loader: 3 channels); classes numbered in the sorted order of their folder names."""
     from torchvision.datasets import ImageFolder
     from torchvision.transforms import PILToTensor
 

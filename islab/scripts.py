@@ -39,10 +39,20 @@ def script_path(command: str) -> Path:
                             f"{HERE / '_bundled' / bundled / name} exists; reinstall islab")
 
 
+# what `pip install islab` brings; installed with --no-deps, a script stops at the first one missing
+DEPENDENCIES = ("torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "seaborn", "sklearn", "tqdm")
+
+
 def run(command: str) -> None:
     path = script_path(command)
     sys.argv[0] = command   # --help and error lines name the command the user typed
-    runpy.run_path(str(path), run_name="__main__")
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except ModuleNotFoundError as e:
+        if e.name not in DEPENDENCIES:
+            raise
+        sys.exit(f"{command}: this Python ({sys.executable}) lacks the package {e.name!r} that the script needs: "
+                 f"pip install islab with its dependencies (no --no-deps), or pip install -r requirements.txt")
 
 
 def _entry(command: str):
