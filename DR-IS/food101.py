@@ -158,7 +158,7 @@ def parse_args(argv=None):
     args.seed_list = experiment.parse_seeds(args.seeds)
     args.image_size = args.image_size or (FAKE_IMAGE_SIZE if args.fake else 224)
     try:
-        args.torch_device = pick_device(args.device)
+        args.torch_device = pick_device(args.device, arg="--device")
     except ValueError as e:
         cli.fail(str(e))
     if args.fake:

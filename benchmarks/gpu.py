@@ -128,7 +128,7 @@ def main(argv=None):
     if args.smoke:
         args.device, args.n, args.batch_size, args.epochs, args.workers = "cpu", 32, 16, 1, 0
     try:
-        device = pick_device(args.device)
+        device = pick_device(args.device, arg="--device")
     except ValueError as e:
         cli.fail(str(e))
     if device.type != "cuda" and not args.smoke and args.device == "auto":

@@ -114,7 +114,7 @@ def main(argv=None):
     model_name = args.model or {"cpu": "resnet20", "cifar": "vgg19_bn"}[args.preset]
     n = args.n or {"cpu": 1024, "cifar": 50000}[args.preset]
     try:
-        device = pick_device(args.device)
+        device = pick_device(args.device, arg="--device")
     except ValueError as e:
         cli.fail(str(e))
     amp = device.type == "cuda"

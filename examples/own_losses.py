@@ -25,11 +25,12 @@ rng = np.random.default_rng(0)
 corrupt = rng.random(len(clean)) < 0.2
 y = np.where(corrupt, (clean + rng.integers(1, 3, len(clean))) % 3, clean)
 
-# 1. your proxies, your losses: one row per proxy, one column per example -> shape (K, N)
+# 1. your proxies, their held-out losses: one row per proxy, one column per example -> shape (K, N)
 proxies = {"logreg": LogisticRegression(max_iter=1000), "bayes": GaussianNB(),
            "tree": DecisionTreeClassifier(max_depth=4, random_state=0)}
-losses = np.stack([-np.log(np.clip(m.fit(X, y).predict_proba(X)[np.arange(len(y)), y], 1e-12, None))
-                   for m in proxies.values()])                   # (3, 1000); (1000, 3) is refused
+# HELD-OUT losses: each example's loss from a copy fitted on the other 4 of 5 folds (in-sample losses of
+# a model that can memorise, e.g. an unlimited-depth tree, are ~0 everywhere and rank nothing)
+losses = islab.cross_fit_losses(proxies, X, y, folds=5, seed=0)   # (3, 1000); (1000, 3) is refused
 s = islab.rank_disagreement(losses)      # (N,) DR-IS score: variance of each example's loss ranks
 
 # 2. static pruning (Algorithm 1): the top 30 % by s, alpha N rounded half up
@@ -38,7 +39,8 @@ print(f"kept {len(keep)} of {len(y)}: {corrupt[keep].mean():.2f} corrupted (all:
 
 # 3. online importance sampling (Algorithm 2): p_i = (s_i + c) / sum_j (s_j + c), c = gamma mean(s)
 sampler = islab.ImportanceSampler.from_scores(s, gamma=0.1, generator=torch.Generator().manual_seed(0))
-print(f"largest weight {sampler.weights(torch.arange(len(y))).max():.1f} (bound (1 + gamma) / gamma = 11)")
+w = sampler.importance_weights(torch.arange(len(y)))   # 1/(N p_i) of every example
+print(f"largest weight {w.max():.1f} (bound (1 + gamma) / gamma = 11)")
 Xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
 model = torch.nn.Linear(10, 3)
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -46,7 +48,7 @@ for epoch in range(5):
     ids = torch.tensor(list(sampler))                 # N draws from p, with replacement
     for batch in ids.split(100):
         per_example = F.cross_entropy(model(Xt[batch]), yt[batch], reduction="none")
-        loss = (per_example * sampler.weights(batch)).mean()   # weights 1/(N p_i): unbiased
+        loss = (per_example * sampler.importance_weights(batch)).mean()   # weights 1/(N p_i): unbiased
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 # name -> module of the public API, imported lazily (PEP 562)
 _PUBLIC = {name: "islab.dris" for name in (
     "rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs", "importance_weights",
+    "losses_from_probs", "cross_fit_losses",
     "ImportanceSampler", "DistributedImportanceSampler", "WithIndex", "proxy_statistics", "per_example_scores")}
 _PUBLIC["TrainingDynamics"] = "islab.dynamics"
 

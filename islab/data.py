@@ -11,6 +11,8 @@ Registry (`load_dataset(name, ...)`):
   mnist       MNIST idx files, 1x28x28, 60000/10000
   fashion-mnist  Fashion-MNIST idx files, 1x28x28, 60000/10000 (offline: Debian's dataset-fashion-mnist)
   fake_cifar  a small generated, learnable CIFAR-shaped set for tests (10 classes, 512/256)
+  npz:PATH    your own data: a .npz with x_train, y_train, x_test, y_test (see load_npz)
+  folder:PATH your own images: a torchvision ImageFolder tree PATH/train/<class>/, PATH/test/<class>/
 
 Data that is not on disk is never fetched silently: without download=True a missing folder raises
 DataMissing, whose message names the folder searched and the `--download` flag.
@@ -608,6 +610,96 @@ _META = {
 CROP_PAD = {"fashion-mnist": 2}   # zero padding of the random crop; 4 (the CIFAR recipe) otherwise
 
 
+OWN_DATA = ("npz:", "folder:")   # prefixes of a user's data set: npz:/path/file.npz, folder:/path
+
+
+def dataset_choice(text: str) -> str:
+    """A --dataset value: a registry name, npz:PATH or folder:PATH (the file is read later, by
+    load_dataset).  argparse.ArgumentTypeError (one line, exit 2) otherwise."""
+    import argparse
+
+    if text in DATASETS or (text.startswith(OWN_DATA) and text.split(":", 1)[1]):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown data set {text!r}; choose one of {', '.join(DATASETS)}, "
+                                     f"npz:PATH (your .npz) or folder:PATH (your ImageFolder tree)")
+
+
+def load_npz(path) -> tuple[Split, Split]:
+    """A user's data set from one .npz file with arrays x_train, y_train, x_test, y_test.
+
+    x: uint8 images (N, H, W) or (N, C, H, W), 0..255 (normalised per channel with the training
+    split's mean and std), or float inputs of any shape (N, ...) used as they are; y: integer class
+    ids 0..C-1 (C = the largest label + 1).  DataMissing / DataDamaged (one line) otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataMissing(f"npz data set {path}: no such file (make one with numpy.savez(path, x_train=..., "
+                          f"y_train=..., x_test=..., y_test=...))")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in f.files}
+    except (OSError, ValueError) as e:
+        raise DataDamaged(f"npz data set {path}: cannot read it ({e})") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise DataDamaged(f"npz data set {path}: missing array(s) {', '.join(missing)}; it needs x_train, "
+                          f"y_train, x_test, y_test")
+    return tuple(_own_split(path, arrays[f"x_{s}"], arrays[f"y_{s}"], s) for s in ("train", "test"))
+
+
+def _own_split(path, x: np.ndarray, y: np.ndarray, split: str) -> Split:
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise DataDamaged(f"{path}: y_{split} must be integer class ids >= 0, one per row of x_{split} "
+                          f"({len(x)} rows); got {y.dtype} {y.shape}")
+    if x.dtype == np.uint8:
+        if x.ndim == 3:
+            x = x[:, None]   # (N, H, W) -> one channel
+        if x.ndim != 4:
+            raise DataDamaged(f"{path}: uint8 x_{split} must be images (N, H, W) or (N, C, H, W), got {x.shape}")
+        return Split(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)))
+    if not np.issubdtype(x.dtype, np.number) or x.ndim < 2 or not np.all(np.isfinite(x)):
+        raise DataDamaged(f"{path}: x_{split} must be uint8 images or finite numbers (N, ...), got {x.dtype} "
+                          f"{x.shape}")
+    return Split(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64)))
+
+
+def load_image_folder(path) -> tuple[Split, Split]:
+    """A user's images from a torchvision ImageFolder tree: PATH/train/<class>/* and
+    PATH/test/<class>/*, every image of one size (resize them first), read as RGB (torchvision's
+    loader: 3 channels); classes numbered in the sorted order of their folder names."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import PILToTensor
+
+    path = Path(path)
+    splits = []
+    for split in ("train", "test"):
+        if not (path / split).is_dir():
+            raise DataMissing(f"image folder {path}: no {split}/ sub-folder (it needs {path}/train/<class>/ and "
+                              f"{path}/test/<class>/)")
+        try:
+            images = ImageFolder(str(path / split), transform=PILToTensor())
+            xs = [images[i][0] for i in range(len(images))]
+            x = torch.stack(xs)
+        except (OSError, RuntimeError, FileNotFoundError) as e:
+            raise DataDamaged(f"image folder {path / split}: {str(e).splitlines()[0]} (every image needs the "
+                              f"same size and mode)") from None
+        splits.append(Split(x.contiguous(), torch.as_tensor(images.targets, dtype=torch.int64)))
+    return splits[0], splits[1]
+
+
+def _own_meta(train: Split, test: Split) -> tuple:
+    """(num_classes, mean, std, augment) of a user's data: per-channel statistics of uint8 training
+    images in units of x/255 (None for float inputs), no augmentation."""
+    classes = int(max(train.y.max(), test.y.max() if len(test) else 0)) + 1
+    if classes < 2:
+        raise DataDamaged(f"the labels hold one class only ({classes - 1}); a classifier needs >= 2")
+    if train.x.dtype != torch.uint8:
+        return classes, None, None, "none"
+    x = train.x.double() / 255
+    mean = tuple(float(v) for v in x.mean((0, 2, 3)))
+    std = tuple(max(float(v), 1e-3) for v in x.std((0, 2, 3), unbiased=False))   # a constant channel: no 0 division
+    return classes, mean, std, "none"
+
+
 def load_dataset(name: str, data_dir="data", download: bool = False, device="cpu",
                  train_size: int | None = None, seed: int = 0) -> Dataset:
     """Load dataset `name` with both splits on `device`.
@@ -617,8 +709,8 @@ def load_dataset(name: str, data_dir="data", download: bool = False, device="cpu
     For fake_cifar, train_size is the number of generated training examples (default 512).
     The test split is always complete and never depends on the seed.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name not in DATASETS and not name.startswith(OWN_DATA):
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, npz:PATH or folder:PATH")
     if train_size is not None and int(train_size) < 1:
         raise ValueError(f"train_size must be a positive integer or None, got {train_size}")
 
@@ -628,10 +720,14 @@ def load_dataset(name: str, data_dir="data", download: bool = False, device="cpu
         train, test = _cifar(name, data_dir, download)
     elif name in IDX_SETS:
         train, test = _idx_dataset(name, data_dir, download)
+    elif name.startswith("npz:"):
+        train, test = load_npz(name[len("npz:"):])
+    elif name.startswith("folder:"):
+        train, test = load_image_folder(name[len("folder:"):])
     else:
         train, test = _fake_cifar(FAKE_CIFAR_TRAIN if train_size is None else int(train_size))
 
-    num_classes, mean, std, augment = _META[name]
+    num_classes, mean, std, augment = _META[name] if name in _META else _own_meta(train, test)
     for split_name, split in (("train", train), ("test", test)):   # (each reader names its file first)
         if len(split) and not 0 <= int(split.y.min()) <= int(split.y.max()) < num_classes:
             raise DataDamaged(f"{name} {split_name} labels fall outside 0..{num_classes - 1}")

@@ -6,8 +6,9 @@ From per-proxy losses, a (K proxies, N examples) matrix (an (N, K) one is refuse
     keep = select_top(s, alpha=0.3)          # static pruning: the top alpha N by s (rounded half up)
     p = online_probs(s, gamma=0.1)           # online IS: p_i = (s_i + c) / sum_j (s_j + c), c = gamma mean(s)
     w = importance_weights(p)                # 1 / (N p_i): unbiased reweighting of the sampled loss
-    sampler = ImportanceSampler(p)           # a torch Sampler (with replacement) for a plain DataLoader;
-                                             # any positive weights; ImportanceSampler.from_scores(s, gamma)
+    sampler = ImportanceSampler(p)           # a torch Sampler drawing ids from the PROBABILITIES p (with
+                                             # replacement); sampler.importance_weights(ids) = 1 / (N p_i);
+                                             # from a score: ImportanceSampler.from_scores(s, gamma)
     DistributedImportanceSampler(p, num_replicas, rank)   # each rank's share of one global draw
 
 From a torch Dataset and any model factory (the proxies, trained by islab's one training loop):
@@ -32,7 +33,8 @@ from islab.checks import check_count, check_labels, real_array
 from islab.cli import MAX_COEFFICIENT
 from islab.dynamics import TrainingDynamics
 
-__all__ = ["rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs",
+__all__ = ["rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs", "losses_from_probs",
+           "cross_fit_losses",
            "importance_weights", "ImportanceSampler", "DistributedImportanceSampler", "WithIndex",
            "proxy_statistics", "per_example_scores", "TrainingDynamics"]
 
@@ -66,6 +68,110 @@ def check_losses(losses, min_proxies: int = 2) -> np.ndarray:
     return a
 
 
+# A proxy whose losses are near 0 on almost every example, or take very few distinct values, has
+# memorised its training data (in-sample losses of an unlimited-depth tree or a 1-nearest-neighbour
+# model are all 0): its ranks are ties, and DR-IS built on them kept 0.485 flipped labels in its top
+# 30 % against 0.195 overall on breast-cancer data, worse than random (issue 26).
+NEAR_ZERO_LOSS = 1e-3      # nats: the true label's predicted probability above 0.999
+MEMORISED_SHARE = 0.9      # warn when at least this share of a proxy's losses is near zero
+FEW_DISTINCT = 10          # ... or when it has fewer distinct losses than this (and than 10 % of N)
+
+
+def warn_if_memorised(losses, names=None) -> list[int]:
+    """A UserWarning naming the proxies (rows of a (K, N) loss matrix) whose losses cannot rank the
+    examples, with the fix; returns their row numbers.  Near 0 on at least MEMORISED_SHARE of the
+    examples: in-sample losses of a model that memorised (use held-out losses, cross_fit_losses).
+    Fewer than FEW_DISTINCT distinct values (and than 10 % of N): hard 0/1 predictions, all ties."""
+    import warnings
+
+    a = np.asarray(losses, dtype=np.float64)
+    memorised, hard, bad = [], [], []
+    for k, row in enumerate(a):
+        label = f"proxy {names[k]!r}" if names is not None else f"proxy {k}"
+        near_zero, distinct = float(np.mean(row < NEAR_ZERO_LOSS)), len(np.unique(row))
+        if near_zero >= MEMORISED_SHARE:
+            memorised.append(f"{label}: {near_zero:.0%} of its N = {len(row)} losses below {NEAR_ZERO_LOSS:g}")
+            bad.append(k)
+        elif distinct < min(FEW_DISTINCT, 0.1 * len(row)):
+            hard.append(f"{label}: {distinct} distinct value(s) over N = {len(row)}")
+            bad.append(k)
+    if memorised:
+        warnings.warn(f"proxy losses look memorised ({'; '.join(memorised)}): in-sample losses of a model that fits "
+                      "its training data are about 0 everywhere, so the DR-IS ranking is noise; use held-out losses: "
+                      "islab.cross_fit_losses(models, X, y) (each example's loss from a model not trained on it), or "
+                      "islab.losses_from_probs(labels, [pred_probs, ...]) on out-of-sample probabilities",
+                      UserWarning, stacklevel=_caller_level())
+    if hard:
+        warnings.warn(f"proxy losses take very few values ({'; '.join(hard)}): hard predictions tie almost every "
+                      "example and rank nothing; use proxies with graded probabilities (a shallower tree, more "
+                      "neighbours, a probabilistic model), on held-out losses (islab.cross_fit_losses)",
+                      UserWarning, stacklevel=_caller_level())
+    return bad
+
+
+def losses_from_probs(labels, pred_probs) -> np.ndarray:
+    """(K, N) cross-entropy losses -log p_k(y_i | x_i) in nats from K proxies' predicted class
+    probabilities: pred_probs a list of K (N, C) arrays (or one (K, N, C) array; cleanlab's
+    pred_probs per model), labels (N,) class ids in 0..C-1 (the labels you train on).  A
+    probability below 1e-12 counts as 1e-12 (a loss of at most 27.6).  Use out-of-sample
+    probabilities (cross-validated); in-sample ones of a model that memorised are warned about
+    by rank_disagreement."""
+    y = np.asarray(labels)
+    if isinstance(pred_probs, np.ndarray) and pred_probs.ndim == 2 or isinstance(pred_probs, torch.Tensor) \
+            and pred_probs.dim() == 2:
+        raise ValueError(f"pred_probs must be a list of (N, C) arrays, one per proxy; got one array of shape "
+                         f"{tuple(pred_probs.shape)}: pass [pred_probs] (DR-IS needs K >= 2 of them)")
+    probs = [np.asarray(q.detach().cpu() if isinstance(q, torch.Tensor) else q, dtype=np.float64) for q in pred_probs]
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integer class ids, shape (N,); got {y.dtype} {y.shape}")
+    out = []
+    for k, q in enumerate(probs):
+        if q.ndim != 2 or len(q) != len(y):
+            raise ValueError(f"pred_probs[{k}] must be (N, C) with N = {len(y)} (one row per label); got {q.shape}")
+        if y.size and (y.min() < 0 or y.max() >= q.shape[1]):
+            raise ValueError(f"labels must lie in 0..{q.shape[1] - 1} (the columns of pred_probs[{k}]), got "
+                             f"{y.min()}..{y.max()}")
+        rows = q.sum(1)
+        if not np.all(np.isfinite(q)) or q.min() < 0 or np.abs(rows - 1).max() > 1e-3:
+            i = int(np.argmax(~np.isfinite(rows) | (np.abs(rows - 1) > 1e-3) | (q.min(1) < 0)))
+            raise ValueError(f"pred_probs[{k}] must hold probabilities (>= 0, each row summing to 1); row {i} "
+                             f"sums to {rows[i]:.6g}: pass softmax(logits), not logits")
+        out.append(-np.log(np.clip(q[np.arange(len(y)), y], 1e-12, None)))
+    if not out:
+        raise ValueError("pred_probs is empty: pass a list of (N, C) arrays, one per proxy")
+    return np.stack(out)
+
+
+def cross_fit_losses(models, X, y, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """(K, N) held-out cross-entropy losses (nats) of K scikit-learn-style classifiers (`fit`,
+    `predict_proba`, `classes_`): X split into `folds` stratified folds (shuffled with `seed`), and
+    each example's loss comes from a copy of the model fitted on the other folds, never on it.
+    models: a list, or a dict name -> estimator (the order of the rows); each is cloned per fold
+    (sklearn.base.clone), the originals stay unfitted.  What DR-IS needs from models that can fit
+    their training data: in-sample losses of such a model are all about 0 (see warn_if_memorised)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    estimators = list(models.values()) if isinstance(models, dict) else list(models)
+    if not estimators:
+        raise ValueError("models is empty: pass a list (or dict) of scikit-learn classifiers")
+    if not (isinstance(folds, (int, np.integer)) and 2 <= folds <= len(y)):
+        raise ValueError(f"folds must be an integer in 2..N = {len(y)}, got {folds!r}")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(X) or (y.size and y.min() < 0):
+        raise ValueError(f"y must be integer class ids >= 0, one per row of X: X has {len(X)} rows, y is "
+                         f"{y.dtype} {y.shape}")
+    splits = list(StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=seed).split(X, y))
+    probs = []
+    for k, est in enumerate(estimators):
+        q = np.zeros((len(y), int(y.max()) + 1))
+        for fit_ids, held in splits:
+            model = clone(est).fit(X[fit_ids], y[fit_ids])
+            q[np.ix_(held, np.asarray(model.classes_, dtype=np.int64))] = model.predict_proba(X[held])
+        probs.append(q)
+    return losses_from_probs(y, probs)
+
+
 def normalised_ranks(losses) -> np.ndarray:
     """(K, N): within each proxy, the rank of each loss (ties share the average rank) mapped to
     [0, 1] as (rank - 1) / (N - 1); higher = harder."""
@@ -77,12 +183,16 @@ def rank_disagreement(losses, ddof: int = 0) -> np.ndarray:
     ddof 0 is the 1/K normalisation (the theory's), 1 the 1/(K-1) one; the ranking is the same."""
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (1/K) or 1 (1/(K-1)), got {ddof}")
-    return scores.rank_variance(scores.normalised_ranks(check_losses(losses)), ddof=ddof)
+    a = check_losses(losses)
+    warn_if_memorised(a)
+    return scores.rank_variance(scores.normalised_ranks(a), ddof=ddof)
 
 
 def consensus(losses) -> np.ndarray:
     """(N,) consensus-loss: the mean over proxies of the normalised rank (high = consistently hard)."""
-    return scores.consensus_rank(scores.normalised_ranks(check_losses(losses)))
+    a = check_losses(losses)
+    warn_if_memorised(a)
+    return scores.consensus_rank(scores.normalised_ranks(a))
 
 
 def select_top(score, alpha: float, labels=None) -> np.ndarray:
@@ -116,21 +226,22 @@ def online_probs(score, gamma: float = 0.1) -> np.ndarray:
     return sampling.smoothed_probs(s, float(gamma))
 
 
-def importance_weights(p, idx=None) -> np.ndarray:
-    """1 / (N p_i) for the ids idx (default: all N): E_{i ~ p}[w_i l_i] = mean(l).  ValueError
-    when p is not a distribution or p_i = 0 where a weight is asked for."""
-    p = sampling.check_distribution(real_array(p, "p"), positive=False)
-    ids = np.arange(len(p)) if idx is None else _check_ids(idx, len(p))
+def importance_weights(probs, ids=None) -> np.ndarray:
+    """1 / (N p_i) for the example ids (default: all N) of the sampling probabilities `probs`:
+    E_{i ~ p}[w_i l_i] = mean(l).  ValueError when probs is not a distribution or p_i = 0 (or so
+    small that 1/(N p_i) overflows) where a weight is asked for."""
+    p = sampling.check_distribution(real_array(probs, "probs"), positive=False, name="probs")
+    ids = np.arange(len(p)) if ids is None else _check_ids(ids, len(p))
     zero = p[ids] == 0
     if zero.any():
-        raise ValueError(f"p is 0 at example {int(ids[np.argmax(zero)])}: its importance weight 1/(N p) is "
-                         "infinite (it can never be drawn); smooth p first (online_probs with gamma > 0)")
+        raise ValueError(f"probs is 0 at example {int(ids[np.argmax(zero)])}: its importance weight 1/(N p) is "
+                         "infinite (it can never be drawn); smooth it first (online_probs with gamma > 0)")
     with np.errstate(over="ignore", divide="ignore"):
         w = sampling.importance_weights(p, ids)
     if not np.all(np.isfinite(w)):   # p_i so small (subnormal) that N p_i underflows
         i = int(ids[np.argmax(~np.isfinite(w))])
-        raise ValueError(f"p[{i}] = {p[i]:.3g} is so small that its importance weight 1/(N p) overflows to inf; "
-                         "smooth p first (online_probs with gamma > 0)")
+        raise ValueError(f"probs[{i}] = {p[i]:.3g} is so small that its importance weight 1/(N p) overflows to inf; "
+                         "smooth it first (online_probs with gamma > 0)")
     return w
 
 
@@ -143,23 +254,40 @@ def _check_score(score) -> np.ndarray:
     return s
 
 
-def _check_ids(idx, n: int) -> np.ndarray:
-    ids = np.asarray(idx.detach().cpu() if isinstance(idx, torch.Tensor) else idx)
-    if ids.ndim > 1 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"idx must be integer example ids, got {ids.dtype} {ids.shape}")
-    if ids.size and (ids.min() < 0 or ids.max() >= n):
-        raise ValueError(f"idx must lie in 0..{n - 1}, got {ids.min()}..{ids.max()}")
-    return ids.astype(np.int64)
+def _check_ids(ids, n: int) -> np.ndarray:
+    """ids as int64 after checking they are a 1-D sequence of example ids in 0..n-1."""
+    a = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids)
+    if a.ndim == 0:
+        raise ValueError(f"ids must be a 1-D sequence of example ids (a tensor, list or array), got the scalar "
+                         f"{ids!r}: pass [{ids!r}] for one example")
+    if a.ndim > 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+        raise ValueError(f"ids must be integer example ids, shape (B,); got {a.dtype} {a.shape}")
+    if a.size and (a.min() < 0 or a.max() >= n):
+        raise ValueError(f"ids must lie in 0..{n - 1}, got {a.min()}..{a.max()}")
+    return a.astype(np.int64)
 
 
 # ---------------------------------------------------------------- a sampler for a plain DataLoader
 
 
-def check_weights(weights, what: str = "weights") -> np.ndarray:
-    """Any non-negative finite sampling weights (N,), normalised to a distribution p (float64).
+# Above this ratio max p / min p, a sampling distribution is taken for raw scores without a floor.
+# A floored distribution stays far below it (online_probs with gamma = 0.1 on a rank disagreement:
+# max / min of a few hundred at most on the demo's data), while an unfloored score (a rank disagreement
+# near 0, a loss of 1e-5) gives ratios of 1e4 and more, and importance weights to match (2.1e4 on
+# breast-cancer data, against 11 with from_scores: issue 26).
+MAX_PROB_RATIO = 1e3
+
+
+def check_probs(probs, what: str = "probs", check: bool = True) -> np.ndarray:
+    """Sampling probabilities (N,) as a float64 distribution: normalised when they do not sum to 1.
+
     ValueError for a negative, NaN or inf entry, all zeros, or a zero anywhere (an example that is
-    never drawn would need an infinite weight 1/(N p_i) for the estimate to stay unbiased)."""
-    w = np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float64)
+    never drawn would need an infinite weight 1/(N p_i) for the estimate to stay unbiased).  With
+    check=True, a UserWarning when the input looks like something else than probabilities:
+    importance weights 1/(N p) (every value >= 1, or a sum near N: the sampler would draw the
+    examples p wanted LEAST), or raw scores without a floor (max / min above MAX_PROB_RATIO = 1e3:
+    importance weights up to that ratio); check=False passes exact probabilities quietly."""
+    w = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs, dtype=np.float64)
     if w.ndim != 1 or len(w) < 1:
         raise ValueError(f"{what} must be one value per example, shape (N,); got {w.shape}")
     bad = ~np.isfinite(w) | (w < 0)
@@ -172,28 +300,59 @@ def check_weights(weights, what: str = "weights") -> np.ndarray:
         raise ValueError(f"{what} are 0 for {int((w == 0).sum())} example(s) (first: {int(np.argmax(w == 0))}); "
                          "they would never be drawn and their importance weight 1/(N p) would be infinite: "
                          "add a floor first (ImportanceSampler.from_scores / online_probs with gamma > 0)")
+    if check:
+        _warn_unless_probs(w, what)
     return w / w.sum()
 
 
+def _warn_unless_probs(w: np.ndarray, what: str) -> None:
+    import warnings
+
+    n, total = len(w), float(w.sum())
+    fix = ("pass sampling probabilities (they sum to 1), e.g. ImportanceSampler.from_scores(score, gamma=0.1) "
+           "for a score, or check=False if these are exact probabilities")
+    if abs(total - 1.0) > 1e-6 and n > 1 and (w.min() >= 1 or total >= 0.5 * n):
+        warnings.warn(f"{what} look like importance weights 1/(N p) (or raw scores), not sampling probabilities (sum {total:.4g} "
+                      f"for N = {n} examples, smallest value {w.min():.3g}): sampling from them draws most often "
+                      f"the examples p wanted least; {fix}", UserWarning, stacklevel=_caller_level())
+    elif w.max() / w.min() > MAX_PROB_RATIO:
+        warnings.warn(f"{what} look like raw scores without a floor: max / min = {w.max() / w.min():.3g} > "
+                      f"{MAX_PROB_RATIO:g}, so the largest importance weight 1/(N p_i) is {total / (n * w.min()):.3g}; "
+                      f"{fix}", UserWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside this file (a warning points at the user's line)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class ImportanceSampler(torch.utils.data.Sampler):
-    """Draws example ids i.i.d. from p, with replacement (num_samples per pass, default N), for
-    `DataLoader(dataset, batch_size=b, sampler=sampler)`; `weights(ids)` gives the 1/(N p_i) to
-    multiply the per-example losses by, so the mean weighted loss estimates the mean loss without
-    bias.  Wrap the dataset in WithIndex to get each example's id in the batch.
+    """Draws example ids i.i.d. from `probs`, with replacement (num_samples per pass, default N),
+    for `DataLoader(dataset, batch_size=b, sampler=sampler)`; `importance_weights(ids)` gives the
+    1/(N p_i) to multiply the per-example losses by, so the mean weighted loss estimates the mean
+    loss without bias.  Wrap the dataset in WithIndex to get each example's id in the batch.
 
-    p: any positive finite sampling weights (N,), normalised here (like torch's
-    WeightedRandomSampler); `sampler.p` is the normalised distribution.  From a score vector:
-    ImportanceSampler.from_scores(s, gamma).  The draws are islab.sampling.WeightedSampler's (the
-    sampler of islab.train): torch.multinomial from `generator` (a torch.Generator, or None for
-    torch's global one)."""
+    probs: the sampling probabilities (N,), positive and finite (normalised here if they do not sum
+    to 1); `sampler.probs` is the normalised distribution.  NOT importance weights: those are what
+    `importance_weights` returns.  Input that looks like importance weights (values >= 1, a sum near
+    N) or like raw scores without a floor (max / min > MAX_PROB_RATIO) is warned about; check=False
+    passes exact probabilities quietly.  From a score vector: ImportanceSampler.from_scores(s, gamma).
+    The draws are islab.sampling.WeightedSampler's (the sampler of islab.train): torch.multinomial
+    from `generator` (a torch.Generator, or None for torch's global one)."""
 
-    def __init__(self, p, num_samples: int | None = None, generator: torch.Generator | None = None):
-        p = check_weights(p, "p (sampling weights)")
-        self.num_samples = len(p) if num_samples is None else int(num_samples)
+    def __init__(self, probs, num_samples: int | None = None, generator: torch.Generator | None = None, *,
+                 check: bool = True):
+        probs = check_probs(probs, "probs", check=check)
+        self.num_samples = len(probs) if num_samples is None else int(num_samples)
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        self._sampler = sampling.WeightedSampler(p)
-        self.p = p
+        self._sampler = sampling.WeightedSampler(probs)
+        self.probs = probs
         self.generator = generator
 
     @classmethod
@@ -203,6 +362,7 @@ class ImportanceSampler(torch.utils.data.Sampler):
         and >= 0, gamma > 0 the floor (weights at most (1 + gamma) / gamma).  kwargs: those of
         the constructor (num_samples, generator; or num_replicas, rank, seed for the
         distributed sampler)."""
+        kwargs.setdefault("check", False)   # exact probabilities by construction, the floor bounds the weights
         return cls(online_probs(score, gamma), **kwargs)
 
     def __iter__(self):
@@ -212,15 +372,32 @@ class ImportanceSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return self.num_samples
 
-    def weights(self, ids) -> torch.Tensor:
-        """(B,) float32 importance weights 1/(N p_i) of the drawn ids (tensor, list or array)."""
-        ids = torch.as_tensor(_check_ids(ids, len(self.p)))
+    def importance_weights(self, ids) -> torch.Tensor:
+        """(B,) float32 importance weights 1/(N p_i) of the drawn ids (a 1-D tensor, list or array)."""
+        ids = torch.as_tensor(_check_ids(ids, len(self.probs)))
         return self._sampler.weight[ids]
+
+    def weights(self, ids) -> torch.Tensor:
+        """Deprecated name of importance_weights (torch's WeightedRandomSampler.weights means the
+        sampling weights, the opposite)."""
+        import warnings
+
+        warnings.warn("ImportanceSampler.weights(ids) is renamed importance_weights(ids) (it returns 1/(N p_i), "
+                      "not sampling weights)", DeprecationWarning, stacklevel=2)
+        return self.importance_weights(ids)
+
+    @property
+    def p(self) -> np.ndarray:
+        """Deprecated name of `probs`."""
+        import warnings
+
+        warnings.warn("ImportanceSampler.p is renamed probs", DeprecationWarning, stacklevel=2)
+        return self.probs
 
 
 class DistributedImportanceSampler(ImportanceSampler):
     """ImportanceSampler for data-parallel training (like torch's DistributedSampler): every rank
-    computes the same global draw of num_replicas * ceil(num_samples / num_replicas) ids from p
+    computes the same global draw of num_replicas * ceil(num_samples / num_replicas) ids from probs
     (a generator seeded with seed + epoch, so call set_epoch(e) each epoch) and keeps its share,
     the ids at positions rank, rank + num_replicas, ...  The ranks together hold one i.i.d. draw
     from p, so the weighted loss averaged over all ranks' examples is unbiased, as on one process.
@@ -228,8 +405,8 @@ class DistributedImportanceSampler(ImportanceSampler):
     num_replicas / rank: given explicitly (no torch.distributed needed), or read from the
     initialised default process group.  num_samples: the global draw per epoch (default N)."""
 
-    def __init__(self, p, num_replicas: int | None = None, rank: int | None = None, num_samples: int | None = None,
-                 seed: int = 0):
+    def __init__(self, probs, num_replicas: int | None = None, rank: int | None = None,
+                 num_samples: int | None = None, seed: int = 0, *, check: bool = True):
         if num_replicas is None or rank is None:
             import torch.distributed as dist
 
@@ -239,7 +416,7 @@ class DistributedImportanceSampler(ImportanceSampler):
             rank = dist.get_rank() if rank is None else rank
         if not (int(num_replicas) >= 1 and 0 <= int(rank) < int(num_replicas)):
             raise ValueError(f"need num_replicas >= 1 and rank in 0..num_replicas-1, got {num_replicas}, {rank}")
-        super().__init__(p, num_samples=num_samples)
+        super().__init__(probs, num_samples=num_samples, check=check)
         self.num_replicas, self.rank, self.seed, self.epoch = int(num_replicas), int(rank), int(seed), 0
         self.total_size = -(-self.num_samples // self.num_replicas) * self.num_replicas
 
@@ -306,8 +483,9 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
     from islab.train import TrainConfig, pick_device
 
     names, factories = _proxy_factories(models, num_proxies)
-    for name, f in zip(names, factories):
-        check_factory(f, f"the model of proxy {name!r}" if name else "models")
+    listed = isinstance(models, (list, tuple))
+    for k, (name, f) in enumerate(zip(names, factories)):
+        check_factory(f, f"the model of proxy {name!r}" if name else f"models[{k}]" if listed else "models")
     if len(factories) < 2:
         raise ValueError(f"DR-IS needs at least 2 proxies (its scores are computed across them), got "
                          f"{len(factories)}: pass num_proxies >= 2, or a list or dict of >= 2 factories")
@@ -325,10 +503,12 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
         if v > MAX_COEFFICIENT:   # torch's first step would raise: it scales float32 parameters by them
             raise ValueError(f"{name} = {v:g} is beyond float32's range (max {MAX_COEFFICIENT:.3g}), the type of "
                              "the parameters it multiplies")
-    ds = from_torch_dataset(train_set, test_set, num_classes=num_classes, device=pick_device(str(device)))
+    ds = from_torch_dataset(train_set, test_set, num_classes=num_classes, device=pick_device(str(device), "device"))
+    names = [_check_output_size(f, name, ds) for name, f in zip(names, factories)]
     cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), momentum=float(momentum),
                       weight_decay=float(weight_decay))
-    named = [NamedFactory(n, f) if n and callable(f) else f for n, f in zip(names, factories)]
+    named = [NamedFactory(n, f) if n and callable(f) and n != getattr(f, "__name__", None) else f
+             for n, f in zip(names, factories)]
     ens = proxy_ensemble(ds, ds.train.y.cpu().numpy(), named, seeds, cfg, snapshot_epoch, log=log,
                          progress=progress, dynamics=record_logits, skip_diverged=True)
     if ens.diverged:
@@ -339,7 +519,31 @@ def proxy_statistics(train_set, models, *, num_proxies: int = 3, test_set=None, 
         warnings.warn(f"{len(ens.diverged)} of {len(factories)} proxies diverged and are left out ({gone}); the "
                       f"statistics hold the {len(ens.names)} others: {', '.join(ens.names)}", RuntimeWarning,
                       stacklevel=2)
+    warn_if_memorised(ens["loss"], ens.names)   # a model that memorised by the snapshot epoch ranks nothing
     return ens
+
+
+def _check_output_size(factory, name, ds) -> str | None:
+    """The proxy's name (given, the factory's __name__, or for a lambda the class of the model it
+    builds) after checking on two training inputs that the model gives one logit per class: a model
+    with 5 outputs on 3 classes trains without complaint (cross-entropy over 5 classes) and is wrong."""
+    if isinstance(factory, str):   # a registry name: built for ds.num_classes by islab.models
+        return name
+    with torch.random.fork_rng(devices=[]):   # the probe leaves the caller's random state alone
+        model = factory()
+        own = getattr(factory, "__name__", "<lambda>")
+        label = name or (own if own != "<lambda>" else type(model).__name__)
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"the model factory of proxy {label!r} returned {type(model).__name__}, not a "
+                             "torch.nn.Module: pass a callable that builds the model, e.g. lambda: MyNet()")
+        with torch.no_grad():
+            out = model.to(ds.train.x.device).eval()(ds.train.x[:2])
+    if not (isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] == ds.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model of proxy {label!r} gives outputs of shape {got} on a batch of 2, but the data "
+                         f"have num_classes = {ds.num_classes}: its last nn.Linear must have out_features = "
+                         f"{ds.num_classes} (one logit per class), or pass num_classes")
+    return label
 
 
 def _proxy_factories(models, num_proxies: int):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from islab import cli, runs
-from islab.data import DATASETS, DataMissing, example_ids, load_dataset
+from islab.data import DATASETS, DataMissing, dataset_choice, example_ids, load_dataset
 from islab.models import MODELS
 from islab.train import TrainConfig, pick_device
 
@@ -95,7 +95,11 @@ def add_common_args(p, default_name_hint: str = "", exclude=()) -> None:
     g = p.add_argument_group("data and protocol")
     add(g, "--preset", default="digits", choices=sorted(PRESETS),
         help="protocol preset; explicit flags below override its values (listed at the end)")
-    add(g, "--dataset", choices=DATASETS, help="data set (default: the preset's)")
+    add(g, "--dataset", type=dataset_choice, metavar="NAME",
+        help=f"data set (default: the preset's): {', '.join(DATASETS)}; or your own: npz:PATH, a .npz file with "
+             "x_train, y_train, x_test, y_test (uint8 images (N, H, W) or (N, C, H, W), 0..255, or float inputs "
+             "used as they are; integer labels 0..C-1), or folder:PATH, a torchvision ImageFolder tree "
+             "PATH/train/<class>/, PATH/test/<class>/ (one image size)")
     add(g, "--data-dir", type=cli.path, default="data", help="folder holding the torchvision data sets")
     add(g, "--download", action="store_true", help="download the data set if missing (network needed)")
     add(g, "--train-size", type=cli.positive_int,
@@ -182,7 +186,7 @@ def resolve(args) -> None:
     if args.snapshot_epoch > args.proxy_epochs:
         cli.fail(f"--snapshot-epoch {args.snapshot_epoch} exceeds --proxy-epochs {args.proxy_epochs}")
     try:
-        args.torch_device = pick_device(args.device)
+        args.torch_device = pick_device(args.device, arg="--device")
     except ValueError as e:
         if not (getattr(args, "launcher", "inline") == "slurm" and str(args.device).startswith("cuda")):
             cli.fail(str(e))

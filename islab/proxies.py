@@ -203,9 +203,11 @@ def check_factory(model, what: str = "model") -> None:
     """ValueError unless `model` is a registry name or a factory: a module INSTANCE is callable too
     (its forward), so without this check it fails later with a TypeError from forward()."""
     if isinstance(model, torch.nn.Module):
-        cls = type(model).__name__
-        raise ValueError(f"{what} is an nn.Module instance ({cls}), not a factory: pass a factory that builds "
-                         f"a fresh model, e.g. lambda: {cls}() (each proxy trains its own copy from its own seed)")
+        cls = type(model)
+        shown = f"nn.{cls.__name__}" if cls.__module__.startswith("torch.nn") else cls.__name__
+        raise ValueError(f"{what} is an nn.Module instance ({cls.__name__}), not a factory: pass a factory that builds "
+                         f"a fresh model, e.g. lambda: {shown}(...) with the arguments you built it with (each proxy "
+                         f"trains its own copy from its own seed; a list takes one factory per proxy)")
     if not (isinstance(model, str) or callable(model)):
         raise ValueError(f"{what} must be a model factory (a callable returning an nn.Module), got "
                          f"{type(model).__name__}")

@@ -109,11 +109,28 @@ def atomic_write_with(path, write, verified: bool = False) -> None:
         _atomic_write(Path(path), write, verified)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (/proc/self/status);
+    elsewhere set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write, verified: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # host and pid in the name: the next open can tell an orphan from a live writer's file
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; a result file gets the mode open() would give it (0644 under
+        # umask 022), like cmd.txt and log.txt, so others on a shared machine can read the run
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -25,21 +25,21 @@ def _normalise(w) -> np.ndarray:
     return w / total
 
 
-def check_distribution(p, positive: bool = True) -> np.ndarray:
+def check_distribution(p, positive: bool = True, name: str = "p") -> np.ndarray:
     """p as float64 after checking that it is a distribution over N >= 1 examples: 1-D, finite,
     >= 0, summing to 1 (within 1e-6), and, with positive=True, every p_i > 0 (an example with
     p_i = 0 would need the infinite weight 1/(N p_i) to keep the estimate unbiased).  ValueError
-    with a clear message otherwise."""
+    with a clear message otherwise, naming the argument `name`."""
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 1 or len(p) < 1:
-        raise ValueError(f"p must be a 1-D array over the N examples, got shape {p.shape}")
+        raise ValueError(f"{name} must be a 1-D array over the N examples, got shape {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError("p must hold finite probabilities >= 0 (found NaN, inf or a negative value)")
+        raise ValueError(f"{name} must hold finite probabilities >= 0 (found NaN, inf or a negative value)")
     if abs(p.sum() - 1.0) > 1e-6:
-        raise ValueError(f"p must sum to 1, sums to {p.sum():.9g}")
+        raise ValueError(f"{name} must sum to 1, sums to {p.sum():.9g}")
     if positive and np.any(p == 0):
-        raise ValueError(f"p is 0 for {int((p == 0).sum())} example(s) (first: {int(np.argmax(p == 0))}); their "
-                         "importance weight 1/(N p) would be infinite: smooth p first (online_probs, gamma > 0)")
+        raise ValueError(f"{name} is 0 for {int((p == 0).sum())} example(s) (first: {int(np.argmax(p == 0))}); their "
+                         "importance weight 1/(N p) would be infinite: smooth it first (online_probs, gamma > 0)")
     return p
 
 

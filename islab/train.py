@@ -89,21 +89,24 @@ class TrainResult:
     model: torch.nn.Module | None = None
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """auto, cpu, cuda or cuda:N as a torch.device; ValueError (one line) for anything else."""
+def pick_device(name: str = "auto", arg: str = "device") -> torch.device:
+    """auto, cpu, cuda or cuda:N as a torch.device; ValueError (one line) for anything else.
+    arg: what the caller calls the value in the message: the argument name (`device='cuda'`), or
+    a command-line flag (`--device cuda`) when a script passes arg="--device"."""
+    shown = f"{arg} {name}" if arg.startswith("--") else f"{arg}={name!r}"
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        raise ValueError(f"unknown {shown}; use auto, cpu, cuda or cuda:N") from None
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported --device {name!r}; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"unsupported {shown}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda requested but no CUDA device is available")
+            raise ValueError(f"{shown} asks for CUDA but no CUDA device is available here; use cpu (or auto)")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise ValueError(f"{shown}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
 
 

@@ -72,7 +72,8 @@ def test_own_losses_example_file_runs_as_written():
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.splitlines()
     assert lines[0].startswith("kept 300 of 1000: ")
-    assert lines[1] == "largest weight 11.0 (bound (1 + gamma) / gamma = 11)"
+    largest = re.fullmatch(r"largest weight (\d+\.\d) \(bound \(1 \+ gamma\) / gamma = 11\)", lines[1])
+    assert largest and 1 < float(largest.group(1)) <= 11.0
     assert lines[3] == "rank 0 draws 500, rank 1 draws 500: together the global draw of 1000"
     kept, everyone = (float(v) for v in re.findall(r"(\d\.\d\d) corrupted \(all: (\d\.\d\d)\)", lines[0])[0])
     assert kept < everyone   # the DR-IS subset is cleaner than the data on this example
@@ -118,7 +119,7 @@ def test_sampler_weights_are_exactly_unbiased():
     p = np.array([0.5, 0.25, 0.125, 0.125])
     losses = np.array([1.0, 2.0, 4.0, 8.0])
     sampler = dris.ImportanceSampler(p)
-    w = sampler.weights(torch.arange(4)).double().numpy()
+    w = sampler.importance_weights(torch.arange(4)).double().numpy()
     np.testing.assert_allclose(w, [0.5, 1.0, 2.0, 2.0])           # 1 / (4 p)
     assert float(np.sum(p * w * losses)) == pytest.approx(losses.mean(), rel=1e-7)
 
@@ -132,7 +133,7 @@ def test_sampler_draws_follow_p_and_work_with_a_dataloader():
     # binomial sd of a frequency: sqrt(p (1 - p) / n) <= 0.0025; 5 sd
     np.testing.assert_allclose(freq, p, atol=0.0125)
     losses = np.array([3.0, 1.0, 2.0, 5.0])
-    w = sampler.weights(ids).double().numpy()
+    w = sampler.importance_weights(ids).double().numpy()
     assert np.mean(w * losses[ids]) == pytest.approx(losses.mean(), rel=0.02)
     # a plain DataLoader over (x, y, index)
     data = TensorDataset(torch.arange(4.0)[:, None], torch.tensor([0, 1, 0, 1]))
@@ -294,21 +295,21 @@ P = np.array([0.5, 0.5, 0.0])
     (lambda: dris.online_probs([0.1, -0.2]), ">= 0"),
     (lambda: dris.online_probs([0.1, 0.2], gamma=-1), "gamma"),
     (lambda: dris.online_probs([[0.1, 0.2]]), r"shape \(N,\)"),
-    (lambda: dris.importance_weights(P, [2]), "p is 0 at example 2"),
-    (lambda: dris.importance_weights(P), "p is 0 at example 2"),
+    (lambda: dris.importance_weights(P, [2]), "probs is 0 at example 2"),
+    (lambda: dris.importance_weights(P), "probs is 0 at example 2"),
     (lambda: dris.importance_weights([0.5, 0.6]), "sum to 1"),
     (lambda: dris.importance_weights([0.5, np.nan]), "finite"),
     (lambda: dris.importance_weights([0.5, 0.5], [2]), r"0\.\.1"),
     (lambda: dris.ImportanceSampler(P), r"are 0 for 1 example\(s\) \(first: 2\)"),
     (lambda: dris.ImportanceSampler([0.5, 0.5], num_samples=0), "num_samples"),
-    (lambda: dris.ImportanceSampler([0.5, 0.5]).weights([0.5]), "integer"),
+    (lambda: dris.ImportanceSampler([0.5, 0.5]).importance_weights([0.5]), "integer"),
     (lambda: dris.TrainingDynamics(0), "num_examples"),
     (lambda: dris.TrainingDynamics(3).update(torch.zeros(2, 3), torch.tensor([0, 1]), [0, 5]), r"0\.\.2"),
     (lambda: dris.TrainingDynamics(3).update(torch.zeros(2, 3), torch.tensor([0]), [0, 1]), "targets"),
     (lambda: dris.TrainingDynamics(3).update(torch.zeros(2, 3), torch.tensor([0, 3]), [0, 1]), r"targets must lie"),
     (lambda: dris.TrainingDynamics(3).update(torch.zeros(3), torch.tensor([0]), [0]), "logits"),
     (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 4, nn.Identity(), epochs=0),
-     r"nn.Module instance \(Identity\), not a factory.*lambda: Identity\(\)"),
+     r"nn.Module instance \(Identity\), not a factory.*lambda: nn\.Identity\(\.\.\.\)"),
     (lambda: dris.proxy_statistics([(torch.zeros(2), 0)] * 4, lambda: nn.Linear(2, 2), epochs=2,
                                    snapshot_epoch=3), "snapshot_epoch"),
     (lambda: dris.proxy_statistics([(torch.zeros(2), 0), (torch.zeros(3), 1)], lambda: nn.Linear(2, 2)),
@@ -358,14 +359,14 @@ def test_one_proxy_is_refused_where_a_score_needs_two():
 
 def test_a_module_instead_of_a_factory_is_named_in_the_error():
     data = TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]))
-    with pytest.raises(ValueError, match=r"proxy 'b' is an nn.Module instance \(Linear\).*lambda: Linear\(\)"):
+    with pytest.raises(ValueError, match=r"proxy .b. is an nn.Module instance \(Linear\).*lambda: nn\.Linear\(\.\.\.\)"):
         dris.proxy_statistics(data, {"a": lambda: nn.Linear(2, 2), "b": nn.Linear(2, 2)})
 
 
-def test_sampler_takes_any_positive_weights_and_normalises_them():
-    sampler = dris.ImportanceSampler(torch.tensor([1.0, 2.0, 3.0, 4.0]))   # like WeightedRandomSampler
-    np.testing.assert_allclose(sampler.p, [0.1, 0.2, 0.3, 0.4])
-    np.testing.assert_allclose(sampler.weights([0, 3]).double().numpy(), [2.5, 0.625], rtol=1e-7)
+def test_sampler_normalises_probs_that_do_not_sum_to_one():
+    sampler = dris.ImportanceSampler(torch.tensor([0.1, 0.2, 0.3, 0.4]) * 0.5)
+    np.testing.assert_allclose(sampler.probs, [0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(sampler.importance_weights([0, 3]).double().numpy(), [2.5, 0.625], rtol=1e-7)
     for bad, match in (([1.0, -1.0], "finite and >= 0.*example 1"), ([np.nan, 1.0], "finite and >= 0.*example 0"),
                        ([1.0, np.inf], "finite"), ([0.0, 0.0], "all zero"), ([0.0, 1.0], "0 for 1 example")):
         with pytest.raises(ValueError, match=match):
@@ -375,11 +376,11 @@ def test_sampler_takes_any_positive_weights_and_normalises_them():
 def test_from_scores_is_the_dris_distribution_with_its_weight_bound():
     s = np.array([0.0, 0.1, 0.3, 0.2])          # mean 0.15, c = gamma * mean = 0.015 at gamma 0.1
     sampler = dris.ImportanceSampler.from_scores(s, gamma=0.1)
-    np.testing.assert_allclose(sampler.p, (s + 0.015) / (s + 0.015).sum())
-    w = sampler.weights(torch.arange(4)).double().numpy()
+    np.testing.assert_allclose(sampler.probs, (s + 0.015) / (s + 0.015).sum())
+    w = sampler.importance_weights(torch.arange(4)).double().numpy()
     # the example with s = 0 carries the largest weight, exactly (1 + gamma) / gamma = 11
     assert w.max() == pytest.approx(11.0, rel=1e-6) and int(w.argmax()) == 0
-    assert float(np.sum(sampler.p * w * np.array([1.0, 2.0, 3.0, 4.0]))) == pytest.approx(2.5, rel=1e-7)
+    assert float(np.sum(sampler.probs * w * np.array([1.0, 2.0, 3.0, 4.0]))) == pytest.approx(2.5, rel=1e-7)
     for gamma in (0, 0.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="gamma must be a finite number > 0"):
             dris.ImportanceSampler.from_scores(s, gamma=gamma)
@@ -458,7 +459,7 @@ def test_distributed_weighted_mean_over_ranks_is_unbiased():
     p = np.array([0.05, 0.1, 0.15, 0.2, 0.5])
     losses = np.array([4.0, 1.0, 3.0, 0.5, 2.0])
     ranks = [dris.DistributedImportanceSampler(p, num_replicas=2, rank=r, num_samples=8) for r in range(2)]
-    w = ranks[1].weights(torch.arange(5)).double().numpy()
+    w = ranks[1].importance_weights(torch.arange(5)).double().numpy()
     assert float(np.sum(p * w * losses)) == pytest.approx(losses.mean(), rel=1e-7)
     means = []
     for epoch in range(400):
@@ -481,3 +482,252 @@ def test_readme_one_minute_snippet_runs(readme):
     exec(compile(code, readme, "exec"), namespace)
     assert len(namespace["keep"]) == 300 and namespace["s"].shape == (1000,)
     assert abs(namespace["p"].sum() - 1) < 1e-9 and len(namespace["sampler"]) == 1000
+
+
+# ---------------------------------------------------------------- issue 26: a sampler API that cannot be misread
+
+
+def quiet(call):
+    """call() with every warning turned into an error (so a test sees that nothing was warned)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return call()
+
+
+def test_sampler_takes_probs_by_name_and_by_position():
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    by_name = quiet(lambda: dris.ImportanceSampler(probs=p, num_samples=8, generator=torch.Generator().manual_seed(0)))
+    by_position = dris.ImportanceSampler(p, 8, torch.Generator().manual_seed(0))
+    assert list(by_name) == list(by_position)
+    np.testing.assert_allclose(by_name.probs, p)
+    assert quiet(lambda: dris.importance_weights(probs=p, ids=[3])).tolist() == pytest.approx([0.625])
+
+
+def test_sampler_weights_is_renamed_importance_weights():
+    sampler = dris.ImportanceSampler([0.5, 0.25, 0.25])
+    np.testing.assert_allclose(sampler.importance_weights([0, 1]).numpy(), [2 / 3, 4 / 3], rtol=1e-6)
+    with pytest.warns(DeprecationWarning, match=r"importance_weights\(ids\)"):
+        old = sampler.weights([0, 1])
+    assert torch.equal(old, sampler.importance_weights([0, 1]))
+
+
+def test_importance_weights_passed_as_probs_are_warned_about():
+    """The issue's trap: ImportanceSampler(importance_weights(p)) drew the examples p wanted least."""
+    s = np.random.default_rng(0).gamma(2.0, size=200)
+    p = dris.online_probs(s)
+    with pytest.warns(UserWarning, match=r"look like importance weights.*ImportanceSampler\.from_scores.*check=False"):
+        dris.ImportanceSampler(islab.importance_weights(p))
+    with pytest.warns(UserWarning, match="look like importance weights"):
+        dris.ImportanceSampler([1.0, 2.0, 3.0, 4.0])            # every value >= 1
+    quiet(lambda: dris.ImportanceSampler(p))                     # the probabilities themselves: no warning
+    quiet(lambda: dris.ImportanceSampler.from_scores(s))
+
+
+def test_raw_scores_without_a_floor_are_warned_about_unless_exact():
+    score = np.concatenate([np.full(99, 1.0), [1e-5]])          # one score near 0: weight ~ 1e3 x the rest
+    with pytest.warns(UserWarning, match=r"raw scores without a floor: max / min = 1e\+05 > 1000.*from_scores"):
+        dris.ImportanceSampler(score / score.sum())
+    with pytest.warns(UserWarning, match="raw scores without a floor"):
+        dris.DistributedImportanceSampler(score / score.sum(), num_replicas=2, rank=0)
+    exact = quiet(lambda: dris.ImportanceSampler(score / score.sum(), check=False))
+    assert float(exact.importance_weights([99])[0]) == pytest.approx(score.sum() / 100 / 1e-5, rel=1e-5)
+    quiet(lambda: dris.ImportanceSampler.from_scores(score))   # floored by gamma: no warning
+
+
+def test_a_scalar_id_gets_an_error_naming_ids():
+    sampler = dris.ImportanceSampler([0.5, 0.25, 0.25])
+    with pytest.raises(ValueError, match=r"ids must be a 1-D sequence.*scalar 2.*pass \[2\]"):
+        sampler.importance_weights(2)
+    with pytest.raises(ValueError, match=r"ids must be a 1-D sequence"):
+        sampler.importance_weights(torch.tensor(2))
+    with pytest.raises(ValueError, match=r"ids must be a 1-D sequence"):
+        dris.importance_weights([0.5, 0.5], 1)
+
+
+def api_table_rows() -> list[str]:
+    """The first cells of DR-IS/README.md's API table ("The API and what it refuses")."""
+    text = (ROOT / "DR-IS" / "README.md").read_text()
+    section = text.split("### The API and what it refuses", 1)[1].split("\n## ", 1)[0]
+    return [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| `")]
+
+
+def _table_params(args: str) -> list:
+    """[(name, default or None)] of a README argument list; defaults read as Python literals."""
+    import ast
+
+    out = []
+    for a in (a.strip() for a in args.split(",")):
+        if a:
+            name, _, default = a.partition("=")
+            out.append((name, ast.literal_eval(default) if default else None))
+    return out
+
+
+def _code_params(obj) -> list:
+    import inspect
+
+    out, star = [], False
+    for prm in inspect.signature(obj).parameters.values():
+        if prm.name == "self":   # a method looked up on its class
+            continue
+        if prm.kind is prm.KEYWORD_ONLY and not star:
+            out.append(("*", None))
+            star = True
+        name = {prm.VAR_POSITIONAL: "*", prm.VAR_KEYWORD: "**"}.get(prm.kind, "") + prm.name
+        out.append((name, None if prm.default is prm.empty else prm.default))
+    return out
+
+
+def test_readme_api_table_signatures_match_the_code():
+    """Every call in the API table's first column, `name(args)` or `.method(args)` of the row's
+    class, has the parameters, order and defaults of inspect.signature of the code ("(...)": any)."""
+    checked = 0
+    for cell in api_table_rows():
+        owner = None
+        for name, args in re.findall(r"`([\w.]*)\(([^`]*)\)`", cell):
+            obj = getattr(owner, name[1:]) if name.startswith(".") else islab
+            for part in ([] if name.startswith(".") else name.split(".")):
+                obj = getattr(obj, part)
+            if not name.startswith(".") and isinstance(obj, type):
+                owner = obj
+            if args.strip() != "...":
+                assert _table_params(args) == _code_params(obj), f"README `{name}({args})`"
+                checked += 1
+    assert checked >= 12
+
+
+# ---------------------------------------------------------------- issue 26: proxies that memorised, held-out losses
+
+
+def noisy_breast_cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    X, clean = load_breast_cancer(return_X_y=True)
+    flip = np.random.default_rng(0).random(len(clean)) < 0.2
+    return X, np.where(flip, 1 - clean, clean), flip
+
+
+def graded_models():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    return {"logreg": make_pipeline(StandardScaler(), LogisticRegression()), "bayes": GaussianNB(),
+            "knn15": KNeighborsClassifier(15), "tree3": DecisionTreeClassifier(max_depth=3, random_state=0)}
+
+
+def test_in_sample_losses_of_memorising_proxies_are_warned_about():
+    """The issue's trap: an unlimited-depth tree and a 1-NN model, in-sample: every loss is 0."""
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y, _ = noisy_breast_cancer()
+    models = [DecisionTreeClassifier(random_state=0), KNeighborsClassifier(1)]
+    losses = islab.losses_from_probs(y, [m.fit(X, y).predict_proba(X) for m in models])
+    for call in (islab.rank_disagreement, islab.consensus):
+        with pytest.warns(UserWarning, match=r"look memorised \(proxy 0: 100% of its N = 569 losses below 0\.001; "
+                                             r"proxy 1: .*held-out losses: islab\.cross_fit_losses"):
+            call(losses)
+    # held out, the same hard models still rank nothing (losses 0 or 27.6): a second, different warning
+    with pytest.warns(UserWarning, match=r"very few values \(proxy 0: 2 distinct value\(s\).*graded probabilities"):
+        islab.rank_disagreement(islab.cross_fit_losses(models, X, y))
+    names = dris.warn_if_memorised
+    with pytest.warns(UserWarning, match="proxy 'tree'"):
+        assert names(losses, ["tree", "knn"]) == [0, 1]
+
+
+def test_cross_fitted_losses_are_held_out_quiet_and_keep_clean_labels():
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    X, y, flip = noisy_breast_cancer()
+    models = graded_models()
+    losses = quiet(lambda: islab.cross_fit_losses(models, X, y, folds=5, seed=3))
+    assert losses.shape == (4, len(y))
+    # each example's loss is that of a copy fitted on the other folds (fold 2 of the same split, model 1)
+    fit_ids, held = list(StratifiedKFold(5, shuffle=True, random_state=3).split(X, y))[2]
+    m = clone(models["bayes"]).fit(X[fit_ids], y[fit_ids])
+    np.testing.assert_allclose(losses[1, held], -np.log(np.clip(m.predict_proba(X[held])[np.arange(len(held)), y[held]],
+                                                                1e-12, None)))
+    s = quiet(lambda: islab.rank_disagreement(losses))
+    assert flip[islab.select_top(s, 0.3)].mean() < 0.5 * flip.mean()
+    for bad, match in ((dict(folds=1), "folds must be an integer in 2..N"), (dict(models=[]), "models is empty"),
+                       (dict(y=y[:-1]), "one per row of X")):
+        kw = dict(models=models, X=X, y=y) | bad
+        with pytest.raises(ValueError, match=match):
+            islab.cross_fit_losses(**kw)
+
+
+def test_losses_from_probs_is_the_cross_entropy_of_each_label():
+    labels = np.array([0, 2, 1])
+    a = np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8], [0.0, 1.0, 0.0]])
+    b = np.array([[0.9, 0.05, 0.05], [0.3, 0.3, 0.4], [1.0, 0.0, 0.0]])
+    losses = islab.losses_from_probs(labels, [a, b])
+    np.testing.assert_allclose(losses, [[np.log(2), -np.log(0.8), 0.0], [-np.log(0.9), -np.log(0.4), -np.log(1e-12)]])
+    np.testing.assert_array_equal(islab.losses_from_probs(labels, np.stack([a, b])), losses)   # (K, N, C) too
+    for call, match in ((lambda: islab.losses_from_probs(labels, a), r"list of \(N, C\) arrays.*\[pred_probs\]"),
+                        (lambda: islab.losses_from_probs(labels, [a, b[:2]]), r"pred_probs\[1\] must be \(N, C\) with N = 3"),
+                        (lambda: islab.losses_from_probs(labels, [a, np.log(b + 1e-9)]), r"pred_probs\[1\].*softmax"),
+                        (lambda: islab.losses_from_probs([0, 3, 1], [a, b]), r"labels must lie in 0\.\.2"),
+                        (lambda: islab.losses_from_probs([0.0, 1.0, 1.0], [a, b]), "labels must be integer"),
+                        (lambda: islab.losses_from_probs(labels, []), "pred_probs is empty")):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+# ---------------------------------------------------------------- issue 26: messages in the library's voice
+
+
+def test_library_device_errors_name_the_argument_not_a_flag():
+    from islab.train import pick_device
+
+    data = TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match=r"^unknown device='bogus'; use auto, cpu") as err:
+        dris.proxy_statistics(data, lambda: nn.Linear(2, 2), device="bogus")
+    assert "--" not in str(err.value)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^device='cuda' asks for CUDA but no CUDA device is available here; "
+                                             r"use cpu") as err:
+            dris.proxy_statistics(data, lambda: nn.Linear(2, 2), device="cuda")
+        assert "--" not in str(err.value)
+    with pytest.raises(ValueError, match=r"^unknown --device bogus; use auto"):   # the scripts' voice, asked for by them
+        pick_device("bogus", arg="--device")
+
+
+def test_a_model_with_the_wrong_number_of_outputs_is_refused():
+    data = TensorDataset(torch.zeros(6, 2), torch.tensor([0, 1, 2, 0, 1, 2]))
+    with pytest.raises(ValueError, match=r"proxy 'wide' gives outputs of shape \(2, 5\).*num_classes = 3.*"
+                                         r"out_features = 3"):
+        dris.proxy_statistics(data, {"ok": lambda: nn.Linear(2, 3), "wide": lambda: nn.Linear(2, 5)}, epochs=1)
+    with pytest.raises(ValueError, match=r"proxy 'Linear' gives outputs of shape \(2, 5\)"):
+        dris.proxy_statistics(data, lambda: nn.Linear(2, 5), epochs=1)
+
+
+def test_unnamed_factories_are_named_by_their_class():
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(40, 2, generator=g), torch.randint(0, 2, (40,), generator=g))
+    ens = dris.proxy_statistics(data, [lambda: nn.Linear(2, 2), lambda: nn.Sequential(nn.Linear(2, 2))],
+                                epochs=1, batch_size=8)
+    assert ens.names == ["Linear", "Sequential"]
+    table = dris.per_example_scores(ens)
+    assert {"loss__Linear_s1000", "loss__Sequential_s1001"} <= set(table.columns)
+    assert not any("<lambda>" in c for c in table.columns)
+    # the same statistics as under chosen names: naming changes nothing else
+    named = dris.proxy_statistics(data, {"a": lambda: nn.Linear(2, 2), "b": lambda: nn.Sequential(nn.Linear(2, 2))},
+                                  epochs=1, batch_size=8)
+    np.testing.assert_array_equal(ens["loss"], named["loss"])
+
+
+def test_a_list_of_modules_gets_a_hint_that_builds_them():
+    data = TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1]))
+    modules = [nn.Sequential(nn.Linear(2, 2)), nn.Sequential(nn.Linear(2, 2))]
+    with pytest.raises(ValueError, match=r"models\[0\] is an nn.Module instance \(Sequential\), not a factory.*"
+                                         r"lambda: nn\.Sequential\(\.\.\.\) with the arguments you built it with.*"
+                                         r"one factory per proxy") as err:
+        dris.proxy_statistics(data, modules)
+    assert "lambda: Sequential()" not in str(err.value)

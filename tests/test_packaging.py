@@ -6,6 +6,7 @@ fetched), and the check needs no heavy package because `import islab` loads none
 imported lazily).  What a real `pip install -e .` would then fetch is checked as declared metadata:
 the requirement ranges of pyproject.toml, read back through importlib.metadata in that venv."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,3 +67,54 @@ def test_editable_install_into_a_fresh_venv(tmp_path):
     requires = got["requires"]
     assert "torch>=2.4" in requires and any(r.startswith("cleanlab") and "extra" in r for r in requires)
     assert not got["torch_installed"]   # a fresh venv: the light import worked without torch
+
+
+COMMANDS = ["islab-dris-static", "islab-dris-online", "islab-dris-diagnostics", "islab-dris-ablations",
+            "islab-dris-synthetic", "islab-dris-food101", "islab-dris-cleanlab", "islab-convex-noise",
+            "islab-nonconvex", "islab-dl-noise", "islab-dl-correlation", "islab-summary"]
+
+
+def test_every_console_command_points_at_a_script():
+    from islab import scripts
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert sorted(meta) == sorted(COMMANDS)
+    for command in COMMANDS[:-1]:
+        assert meta[command] == f"islab.scripts:{command[len('islab-'):].replace('-', '_')}"
+        assert callable(getattr(scripts, meta[command].split(":")[1]))
+        assert scripts.script_path(command).is_file()
+
+
+def test_pip_install_into_a_fresh_venv_gives_working_commands(tmp_path):
+    """`pip install .` (a wheel, not editable) into a fresh venv: the commands exist and --help works
+    from another folder.  The heavy dependencies come from this environment through a .pth file (the
+    install itself is --no-deps, offline)."""
+    import sysconfig
+
+    env_dir = tmp_path / "venv"
+    r = subprocess.run([sys.executable, "-m", "venv", str(env_dir)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 and "ensurepip" in (r.stdout + r.stderr):
+        pytest.skip("this Python has no ensurepip (Debian: apt-get install python3-venv)")
+    py = env_dir / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True).stdout.strip())
+    import setuptools
+
+    shutil.rmtree(site / "setuptools", ignore_errors=True)
+    shutil.copytree(Path(setuptools.__file__).parent, site / "setuptools")
+    (site / "deps-of-this-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+                        str(ROOT)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for command in COMMANDS:
+        assert (env_dir / "bin" / command).is_file(), command
+    where = subprocess.run([str(py), "-c", "import islab.scripts as s; print(s.script_path('islab-dris-static'))"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert "/_bundled/dris/static.py" in where.stdout, where.stdout + where.stderr   # the wheel's copy
+    for command in ("islab-dris-static", "islab-summary"):
+        r = subprocess.run([str(env_dir / "bin" / command), "--help"], capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""})
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.startswith("usage: "), r.stdout[:200]
+        assert ("DR-IS static pruning" in r.stdout and "--dataset NAME" in r.stdout) if command == "islab-dris-static" \
+            else "--results-root" in r.stdout
