@@ -270,12 +270,15 @@ def write_report(record_root: Path, out: Path, figures_dir: Path | None = None, 
     if readme is not None:
         block = memorisation_block(record_root, figures_dir)
         if block is not None:
+            # what the study found: REPRODUCTION.md's tally per regime, under the measurement
+            tally = [ln for ln in text.splitlines() if ln.startswith("- ") and ln.endswith(" claims.")]
+            block += "\n**What the study found** (REPRODUCTION.md's tally of the paper's claims per regime):\n\n" + \
+                "\n".join(tally) + "\n"
             text = readme.read_text()
             begin, end = f"{MEM_MARK}: begin memorisation -->\n", "<!-- end memorisation -->"
             i, j = text.index(begin) + len(begin), text.index(end)
             runs.publish_text(readme, text[:i] + block + text[j:])
             print(f"memorisation block -> {readme}")
-
 
 
 def memorisation_block(record_root: Path, figures_dir: Path) -> str | None:
