@@ -38,11 +38,13 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    ns = argparse.Namespace(**experiment.PRESETS[args.preset], preset=args.preset, device="cpu", train_size=None,
-                            download=False, data_dir=args.data_dir, momentum=0.9, no_amp=False, compile=False)
+    import torch
+
+    ns = argparse.Namespace(**experiment.PRESETS[args.preset], preset=args.preset, torch_device=torch.device("cpu"),
+                            train_size=None, download=False, data_dir=args.data_dir, momentum=0.9, no_amp=False,
+                            compile=False)
     ds = experiment.open_dataset(ns)
     import numpy as np
-    import torch
 
     from islab.train import train
 
