@@ -503,13 +503,13 @@ def _api_cases():
         # tensors that require grad
         "rank_disagreement, losses require grad": (lambda: islab.rank_disagreement(grad(losses)), TypeError, "losses"),
         "online_probs, score requires grad": (lambda: islab.online_probs(grad(s)), TypeError, "score"),
-        "importance_weights, p requires grad": (lambda: islab.importance_weights(grad(p)), TypeError, "p "),
+        "importance_weights, p requires grad": (lambda: islab.importance_weights(grad(p)), TypeError, "probs "),
         "select_top, score requires grad": (lambda: islab.select_top(grad(s), 0.3), TypeError, "score"),
         # complex values (np.asarray drops the imaginary part with a warning only)
         "rank_disagreement, complex losses": (lambda: islab.rank_disagreement(losses + 1j), TypeError, "losses"),
         "consensus, complex losses": (lambda: islab.consensus(losses.astype(complex)), TypeError, "losses"),
         "online_probs, complex score": (lambda: islab.online_probs(s + 0j), TypeError, "score"),
-        "importance_weights, complex p": (lambda: islab.importance_weights(p + 0j), TypeError, "p "),
+        "importance_weights, complex p": (lambda: islab.importance_weights(p + 0j), TypeError, "probs "),
         # NaN or non-integer labels (silently truncated before)
         "select_top, NaN label": (lambda: islab.select_top(s, 0.3, labels=np.r_[np.nan, np.zeros(19)]),
                                   ValueError, "labels"),
@@ -525,7 +525,7 @@ def _api_cases():
         "proxy_statistics, bool batch size": (lambda: islab.proxy_statistics(data, model, batch_size=True),
                                               ValueError, "batch_size"),
         # finite values that overflow: an infinite weight, a learning rate torch cannot apply
-        "importance_weights, p near the smallest float": (lambda: islab.importance_weights(tiny), ValueError, "p[1]"),
+        "importance_weights, p near the smallest float": (lambda: islab.importance_weights(tiny), ValueError, "probs[1]"),
         "proxy_statistics, lr beyond float32": (lambda: islab.proxy_statistics(data, model, lr=1e300), ValueError,
                                                 "lr"),
     }
