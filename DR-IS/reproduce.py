@@ -253,7 +253,11 @@ def main(argv=None):
               f"in each stage's res.txt under {root}/DR-IS/")
         return 0
     if not args.no_report:
-        write_report(record_root, Path(args.report))
+        # the repository's record rewrites docs/figures and DR-IS/README.md's block; another record
+        # (a test, a study of one's own) writes its figures beside its report and leaves the README
+        own = record_root.resolve() == RECORD_ROOT.resolve()
+        write_report(record_root, Path(args.report), figures_dir=None if own else Path(args.report).parent / "figures",
+                     readme=README if own else None)
     return 0
 
 

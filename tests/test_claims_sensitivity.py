@@ -78,8 +78,10 @@ def test_sensitivity_stages_through_reproduce_cli(tmp_path):
     import subprocess
 
     root, report = tmp_path / "res", tmp_path / "REPORT.md"
+    # one draw (each variant one run folder), recorded into and reported from a record of its own
     cmd = [sys.executable, str(ROOT / "DR-IS" / "reproduce.py"), "--preset", "digits", "--stages", "sensitivity",
-           "--results-root", str(root), "--report", str(report), "--", *TINY, "--cache-dir", str(tmp_path / "cache")]
+           "--draws", "0", "--results-root", str(root), "--record-root", str(tmp_path / "record"),
+           "--report", str(report), "--", *TINY, "--cache-dir", str(tmp_path / "cache")]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
                        env={"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
