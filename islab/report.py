@@ -184,6 +184,8 @@ def foreign(path: Path, command: str, root: Path) -> str | None:
     want = command_config(command, root)
     try:
         have = json.loads((path / "config.json").read_text())
+    except FileNotFoundError:   # no run folder (a figure copied by hand): nothing to compare
+        return None
     except (OSError, ValueError):
         return f"{path}: config.json is unreadable"
     if want is None or not isinstance(have, dict):
