@@ -144,6 +144,8 @@ def unfinished(path: Path) -> str | None:
     from islab import runs
 
     planned = runs.planned_ids(path)
+    if not planned:
+        return None
     done = runs.finished_ids(path) & set(planned)
     if len(done) < len(planned):
         return (f"{path}: {len(done)} of its {len(planned)} planned jobs finished (an interrupted run: "
