@@ -144,6 +144,8 @@ def unfinished(path: Path) -> str | None:
     from islab import runs
 
     planned = runs.planned_ids(path)
+    if not planned:
+        return None
     done = runs.finished_ids(path) & set(planned)
     if len(done) < len(planned):
         return (f"{path}: {len(done)} of its {len(planned)} planned jobs finished (an interrupted run: "
@@ -184,6 +186,8 @@ def foreign(path: Path, command: str, root: Path) -> str | None:
     want = command_config(command, root)
     try:
         have = json.loads((path / "config.json").read_text())
+    except FileNotFoundError:   # no run folder (a figure copied by hand): nothing to compare
+        return None
     except (OSError, ValueError):
         return f"{path}: config.json is unreadable"
     if want is None or not isinstance(have, dict):

@@ -238,8 +238,9 @@ def file_sha256(path) -> str:
 #
 # A file that a later stage or process reads back instead of computing it (proxy, attacker and
 # feature cache entries, the online run's irreducible-loss file) has its SHA-256 recorded beside
-# it, <name>.sha256: np.load does not check the zip CRC of larger arrays, so a flipped bit would
-# otherwise be read as a number.  The digest is written first, the file second (both atomic): a
+# it, <name>.sha256: np.load checks a member's zip CRC only once it has read it to its end, and
+# nothing of the zip's headers, so damage was either read as numbers or silently rebuilt over
+# (the evidence gone).  The digest is written first, the file second (both atomic): a
 # reader that does not hold the writer's lock sees either no file or the file with its digest.
 
 

@@ -32,7 +32,7 @@ UNIT_WORDS = ("dimensionless", "unitless", "fraction", "epoch", "example", "step
               "run", "in [", "in (", "ratio", "classes", "proxies", "threads", "size", "std", "scale",
               "coefficient", "divisor", "quantile", "seconds", "minutes", "dimension", "integer")
 NUMERIC_TYPES = {"int", "float", "rate", "fraction", "unit_interval", "positive_float", "nonnegative_float",
-                 "positive_int", "nonnegative_int", "holdout_size"}
+                 "positive_int", "nonnegative_int", "holdout_size", "learning_rate", "weight_decay"}
 
 
 def load(rel: str):
