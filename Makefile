@@ -63,7 +63,7 @@ data:
 test: $(ENV_DEP)
 	$(PY) -m pytest -q
 
-# The library's unit tests only (no script is run end to end): a first check in about a minute.
+# The library's unit tests only (no script is run end to end): a first check before `make test`.
 QUICK_TESTS := tests/test_api.py tests/test_sampling.py tests/test_scores.py tests/test_noise.py \
 	tests/test_theory.py tests/test_online.py
 test-quick: $(ENV_DEP)
