@@ -67,7 +67,7 @@ PROXY_SETS = {
 def preset_epilog() -> str:
     """The preset values, for the --help epilog (flags left unset take these)."""
     return "presets (flags left unset take these values): " + "; ".join(
-        f"{name}: " + ", ".join(_flag_text(k, v) for k, v in vals.items())
+        f"{name} = " + ", ".join(_flag_text(k, v) for k, v in vals.items())
         for name, vals in PRESETS.items())
 
 
