@@ -1984,8 +1984,7 @@ def figures_markdown(paths, base: Path, main: str = "") -> list[str]:
              "reference cell in the direction of the paper's own difference, raw p, equivalence margin "
              f"{EQ_MARGIN:g} pp; grey: the reference, or no paper difference to test). The differences figure: "
              "one panel per regime, ours with its 95 % t interval, the paper's difference hollow.", ""]
-    for p in paths:
-        p = Path(p)
-        rel = p.resolve().relative_to(base.resolve()) if p.resolve().is_relative_to(base.resolve()) else Path(p.name)
-        lines += [f"![{p.stem}]({rel.as_posix()})", ""]
+    for p in paths:   # where the repository keeps them, wherever this call wrote them (the same text)
+        rel = Path("docs") / "figures" / Path(p).name
+        lines += [f"![{Path(p).stem}]({rel.as_posix()})", ""]
     return lines

@@ -197,7 +197,8 @@ def test_reproduce_dry_run_through_slurm_plans_each_stage_and_writes_nothing(tmp
                         "--launcher", "slurm", "--dry-run"],
                        capture_output=True, text=True, cwd=ROOT, env={**ENV, "PATH": str(tmp_path)}, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count("#SBATCH --time=1440") == 1 and r.stdout.count("--stage jobs") == 1
+    # one plan per draw (3 by default: each draw is its own run folder and its own submissions)
+    assert r.stdout.count("#SBATCH --time=1440") == 3 and r.stdout.count("--stage jobs") == 3
     assert "--gpus-per-node" not in r.stdout and "nothing run, no report written" in r.stdout
     assert list(tmp_path.iterdir()) == []
 

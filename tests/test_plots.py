@@ -226,7 +226,7 @@ def test_paper_vs_reproduction_figures(tmp_path):
     assert claims.write_figures(st, tmp_path / "figs", synthetic=tmp_path / "none") == []
     assert claims.figures_markdown([], tmp_path) == []
     md = claims.figures_markdown([tmp_path / "figs" / "paper-table3.png"], tmp_path)
-    assert "![paper-table3](figs/paper-table3.png)" in md
+    assert "![paper-table3](docs/figures/paper-table3.png)" in md   # where the repository keeps it, wherever written
     # every paper cell of the tables is a row, missing results included
     t3 = claims.table3_rows(st, {})
     assert len(t3) == 15 and all(len(claims._values(r["ours"])) == 0 for r in t3)
