@@ -91,8 +91,6 @@ def jobs(args) -> list[dict]:
 
 def run_job(args, ds, noisy, clean, mask, job) -> list[dict]:
     """Train one candidate with uniform SGD; per epoch, how many flipped labels it predicts."""
-    import torch
-
     from islab.train import train
 
     cfg = replace(experiment.target_config(args), epochs=job["epochs"], weight_decay=job["wd"],
@@ -100,7 +98,6 @@ def run_job(args, ds, noisy, clean, mask, job) -> list[dict]:
     labels = noisy if job["labels"] == "noisy" else clean
     res = train(job["model"], ds, labels, cfg, args.seed, corrupt_mask=mask)
     # snapshot "correct" = eval-mode prediction equals the label trained on (noisy or clean)
-    noisy_t = torch.as_tensor(noisy, dtype=torch.long, device=ds.train.x.device)
     rows = []
     for h in res.history:
         e = h["epoch"]
@@ -112,7 +109,7 @@ def run_job(args, ds, noisy, clean, mask, job) -> list[dict]:
             vals |= {"fit_true_corrupt": correct[mask].mean(), "fit_clean": correct[~mask].mean()}
         rows += [{"epoch": e, "metric": k, "value": float(v)} for k, v in vals.items()]
     if job["labels"] == "clean":
-        fit, _ = experiment.fit_to_labels(res.model, ds, noisy_t.cpu().numpy(), clean, mask, cfg)
+        fit, _ = experiment.fit_to_labels(res.model, ds, noisy, clean, mask, cfg)
         rows.append({"epoch": np.nan, "metric": "fit_noisy_corrupt", "value": fit["fit_noisy_corrupt"]})
     rows += [{"epoch": np.nan, "metric": "test_acc", "value": float(res.test_acc)},
              {"epoch": np.nan, "metric": "seconds", "value": float(res.seconds)},

@@ -172,8 +172,8 @@ def build_parser():
                    help="comma list of stages to run (default: all, in order; fashion-mnist-mem: "
                         + ", ".join(REGIME_STAGES["fashion-mnist-mem"]) + "); see the list above "
                         "('sensitivity' = its four run folders)")
-    p.add_argument("--draws", default=DRAWS,
-                   help="comma list of draws (integers); draw d runs every stage with its own noise draw, proxies, "
+    p.add_argument("--draws", default=None,
+                   help=f"comma list of draws (integers, default {DRAWS}); draw d runs every stage with its own noise draw, proxies, "
                         "attacker and target seed (--noise-seed d --seeds d), one run folder per draw")
     p.add_argument("--fixed-draw", action="store_true",
                    help="the former mode: one noise / proxy draw (noise seed 0) and target seeds "
@@ -209,7 +209,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if args.report_only and args.no_report:
         cli.fail("--report-only and --no-report together do nothing; give one of them")
-    draws = [None] if args.fixed_draw else experiment.parse_seeds(args.draws)
+    if args.fixed_draw and args.draws is not None:
+        cli.fail("--fixed-draw and --draws together: --fixed-draw runs one draw (noise seed 0); give one of them")
+    draws = [None] if args.fixed_draw else cli.parse_list(args.draws or DRAWS, "--draws", kind=cli.seed)
     submitted = submits(extra)
     planned = "--dry-run" in extra   # each stage prints its plan; nothing is run, nothing written
     plan = stages(args.preset)
