@@ -1,8 +1,6 @@
 """Small helpers the script tests share: finding and forgetting job files of a run folder, and
-counting the trainings a static run's log records, loading a script as a module."""
-import importlib.util
+counting the trainings a static run's log records.  A script is loaded as a module with islab.loader.load_script."""
 import json
-import sys
 import re
 from pathlib import Path
 
@@ -29,12 +27,3 @@ def trainings(folder) -> dict:
             counts[m.groups()] = counts.get(m.groups(), 0) + 1
     return counts
 
-
-def load_script(path, name: str):
-    """A script (e.g. DR-IS/claims.py) imported as module `name`; registered in sys.modules
-    first, because dataclasses look their module up there."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod

@@ -2,7 +2,6 @@
 one and garbage are detected, moved aside as <name>.corrupt-<timestamp>-<pid> with a warning
 line naming the file, and the job restarts from epoch 0 with the numbers of a fresh run -- once
 through islab.train directly, once through DR-IS/static.py --resume --checkpoint."""
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ from helpers import forget_jobs, job_files
 from islab import cli
 from islab.checkpoint import CheckpointFile
 from islab.data import load_dataset
+from islab.loader import load_script
 from islab.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,10 +84,7 @@ def test_a_checkpoint_of_another_job_key_is_never_resumed(ds, tmp_path):
 
 
 def _load(rel):
-    spec = importlib.util.spec_from_file_location("ckpt_" + Path(rel).stem, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / rel, "ckpt_" + Path(rel).stem)
 
 
 static = _load("DR-IS/static.py")

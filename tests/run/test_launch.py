@@ -31,6 +31,7 @@ import pytest
 from helpers import job_files, trainings
 
 from islab import cli, launch, runs, slurm
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "DR-IS" / "static.py"
@@ -214,18 +215,8 @@ def test_tasks_ask_a_gpu_only_when_they_train_on_one():
     assert slurm.gpus_per_task(NS(gpus_per_task=2, device="cpu", dataset="digits")) == 2
 
 
-_MODULE = {}
-
-
 def _static_module():
-    if "static" not in _MODULE:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("launch_static", STATIC)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        _MODULE["static"] = mod
-    return _MODULE["static"]
+    return load_script(STATIC, "launch_static")
 
 
 FAKE_SBATCH = """#!/bin/sh
@@ -387,11 +378,7 @@ def test_strip_launcher_flags():
 
 
 def test_launcher_benchmark_prints_the_ratio_and_checks_the_numbers(capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_launcher", ROOT / "benchmarks" / "launcher.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(ROOT / "benchmarks" / "launcher.py", "bench_launcher")
     argv = ["--preset", "digits", "--train-size", "100", "--seeds", "0", "--methods", "random", "--noise", "clean",
             "--workers", "1", "--",
             "--epochs", "1", "--proxy-epochs", "1", "--snapshot-epoch", "1"]

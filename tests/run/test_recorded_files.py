@@ -4,9 +4,7 @@ damaged or missing, reading them stops with one line naming the file (never a nu
 them), and --resume redoes the job.  DR-IS/claims.py's memorisation section reads only the results
 of record (results.csv: the full jobs' final fit_noisy_corrupt, fit_true_corrupt, fit_clean), so
 a damaged npz never changes the report."""
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,16 +12,13 @@ from helpers import job_files
 
 from islab import cli, runs
 from islab.cli import UsageError
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(rel):
-    spec = importlib.util.spec_from_file_location("rec_" + Path(rel).stem, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod   # (its dataclasses look their module up)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / rel, "rec_" + Path(rel).stem)
 
 
 static, claims = _load("DR-IS/static.py"), _load("DR-IS/claims.py")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import load_script
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = ROOT / "results-of-record"

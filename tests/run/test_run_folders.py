@@ -4,7 +4,6 @@ train every job exactly once, and Ctrl-C / SIGTERM keep the finished jobs.
 
 The damage table drives Convex-Noise/IS-noise.py --quick in-process (cli.guarded, ~0.5 s per
 case); the concurrency and signal tests drive DR-IS/static.py through its real CLI."""
-import importlib.util
 import json
 import os
 import re
@@ -20,6 +19,7 @@ import pytest
 from helpers import job_files, trainings
 
 from islab import cli, runs
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CONVEX = ROOT / "Convex-Noise" / "IS-noise.py"
@@ -27,14 +27,7 @@ STATIC = ROOT / "DR-IS" / "static.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-convex_script = _load(CONVEX, "convex_under_damage")
+convex_script = load_script(CONVEX, "convex_under_damage")
 
 
 def convex(root, *args):
@@ -307,7 +300,7 @@ def test_workers_with_dependent_jobs_compare_every_replicate_once(tmp_path):
              for _ in range(3)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0] * 3, [o[1][-1500:] for o in outs]
-    one = _load(script, "dlc_single")
+    one = load_script(script, "dlc_single")
     assert cli.guarded(one.main, [*args, "--results-root", str(tmp_path / "one")], signals=False) == 0
     folder = tmp_path / "three" / "DL-correlation" / "w"
     keys = sorted(json.dumps(k, sort_keys=True) for k in job_files(folder).values())

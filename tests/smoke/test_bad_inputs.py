@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from islab import cli
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = {
@@ -249,11 +250,7 @@ SUBPROCESS = {("results root is a file", "convex"), ("cache dir is a file", "onl
 
 
 def _load(key):
-    spec = importlib.util.spec_from_file_location(f"bad_inputs_{key}", ROOT / SCRIPTS[key])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod   # dataclasses (islab/report.py) look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / SCRIPTS[key], f"bad_inputs_{key}")
 
 
 MODULES = {}

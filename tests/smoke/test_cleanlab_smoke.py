@@ -1,6 +1,5 @@
 """DR-IS/cleanlab_compare.py through its real CLI on tiny digits (linear models, 1-2 epochs), its
 pieces with known answers, and islab.proxies' out-of-sample probabilities."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import job_files
+
+from islab.loader import load_script
 
 # cleanlab is pinned in requirements.txt; an existing environment without it (make test PYTHON=...)
 # reports these tests as skipped, with this reason
@@ -23,10 +24,7 @@ TINY = ["--train-size", "240", "--epochs", "1", "--target", "linear", "--proxies
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("cleanlab_compare_under_test", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "cleanlab_compare_under_test")
 
 
 def cli(tmp, *extra):

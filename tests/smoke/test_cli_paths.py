@@ -1,20 +1,17 @@
 """'~' in a path flag is expanded once, by the flag's type (islab.cli.path): a quoted '~/x' or
 --flag=~/x makes the folder under $HOME, never a literal './~' folder beside the command."""
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from islab import cli
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(rel):
-    spec = importlib.util.spec_from_file_location("paths_" + Path(rel).stem, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / rel, "paths_" + Path(rel).stem)
 
 
 @pytest.fixture

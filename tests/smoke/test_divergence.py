@@ -1,13 +1,13 @@
 """Divergence is a result: a run, a proxy or the attacker that diverges (forced here with a
 huge step size) is recorded as diverged and reported in res.txt, and the sweep carries on.
 Every script runs through its CLI entry point in this process (cli.guarded)."""
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from islab import cli
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp", "--proxy-epochs",
@@ -19,11 +19,8 @@ DIAG = [a for i, a in enumerate(DL) if a not in ("--epochs", "--target", "--seed
 
 
 def _load(rel):
-    spec = importlib.util.spec_from_file_location("diverge_" + rel.replace("/", "_")[:-3].replace("-", "_"),
-                                                  ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """A fresh module per case (each case runs main() with its own huge step size)."""
+    return load_script(ROOT / rel, "diverge_" + rel.replace("/", "_")[:-3].replace("-", "_"), fresh=True)
 
 
 CASES = {

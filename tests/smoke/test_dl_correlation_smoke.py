@@ -1,7 +1,6 @@
 """DL-correlation/IS_01_corelations.py: helpers with known answers, the trained path on tiny
 digits (noise, early snapshots, resume), the pretrained path offline with a fake checkpoint
 saved under the exact released file name, and one-line exit-2 errors."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,20 +12,15 @@ import pytest
 import torch
 from scipy import stats
 
+from islab.loader import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "DL-correlation" / "IS_01_corelations.py"
 RESNET20_FILE = "cifar10_resnet20-4118986f.pt"          # the released file name (chenyaofo/pytorch-cifar-models)
 SHUFFLE_FILE = "cifar10_shufflenetv2_x0_5-1308b4e9.pt"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("is_01_corelations", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-dlc = load_script()
+dlc = load_script(SCRIPT, "is_01_corelations")
 
 
 def cli(*args, env_extra=None):

@@ -1,6 +1,5 @@
 """DL-noise/is.py and plot.py on a tiny digits setting: the real command line in a subprocess for
 the main run, its resume and one bad input; main(argv) in-process for the cheaper checks."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from islab.loader import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "DL-noise" / "is.py"
 PLOT = ROOT / "DL-noise" / "plot.py"
@@ -20,11 +21,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 
 def load(name):
-    """A DL-noise script as a module (for the cheaper in-process checks)."""
-    spec = importlib.util.spec_from_file_location(f"dl_noise_{name[:-3]}", ROOT / "DL-noise" / name)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """A DL-noise script as a fresh module (for the cheaper in-process checks; each runs main())."""
+    return load_script(ROOT / "DL-noise" / name, f"dl_noise_{name[:-3]}", fresh=True)
 
 
 def run(script, *args):

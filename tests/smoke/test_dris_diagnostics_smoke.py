@@ -1,7 +1,6 @@
 """DR-IS/diagnostics.py: the per-K pieces on a hand-made ensemble, and a smoke run through the
 real CLI on a tiny digits setting (mlp proxies, 2 epochs)."""
 import argparse
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -9,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from islab.loader import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "DR-IS" / "diagnostics.py"
 
-spec = importlib.util.spec_from_file_location("dris_diagnostics_under_test", SCRIPT)
-diag = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(diag)
+diag = load_script(SCRIPT, "dris_diagnostics_under_test")
 
 TINY = ["--train-size", "200", "--proxies", "mlp", "--proxy-epochs", "2", "--snapshot-epoch", "1",
         "--attacker", "mlp", "--attacker-epochs", "2", "--k-values", "2,3", "--noise", "clean,targeted:0.2",

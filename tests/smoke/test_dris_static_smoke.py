@@ -1,6 +1,5 @@
 """DR-IS/static.py and DR-IS/ablations.py: known-answer checks of the selection pieces, and
 smoke runs through the real CLI on a tiny digits setting (linear models, 1-2 epochs)."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,19 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from islab.loader import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "DR-IS" / "static.py"
 ABLATIONS = ROOT / "DR-IS" / "ablations.py"
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-static = _load(STATIC, "dris_static_under_test")
+static = load_script(STATIC, "dris_static_under_test")
 
 TINY = ["--train-size", "200", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",
         "--proxy-epochs", "2", "--snapshot-epoch", "1", "--attacker", "linear", "--attacker-epochs", "2",

@@ -13,13 +13,14 @@ for one script to check that the parser the test reads is the one the user sees.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ["Convex-Noise/IS-noise.py", "Convex-Noise/nonconvex_rr.py", "DL-correlation/IS_01_corelations.py",
@@ -37,10 +38,7 @@ NUMERIC_TYPES = {"int", "float", "rate", "fraction", "unit_interval", "positive_
 
 def load(rel: str):
     path = ROOT / rel
-    spec = importlib.util.spec_from_file_location("help_" + path.stem.replace("-", "_"), path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(path, "help_" + path.stem.replace("-", "_"))
 
 
 def option_helps(parser: argparse.ArgumentParser):

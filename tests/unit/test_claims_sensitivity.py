@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from islab.loader import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def claims():
-    from helpers import load_script
-
     return load_script(ROOT / "DR-IS" / "claims.py", "dris_claims_test")
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import claims_record as cr
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = ("fashion-mnist", "fashion-mnist-mem", "digits")
@@ -17,8 +18,6 @@ PRESETS = ("fashion-mnist", "fashion-mnist-mem", "digits")
 
 @pytest.fixture(scope="module")
 def claims():
-    from helpers import load_script
-
     return load_script(ROOT / "DR-IS" / "claims.py", "dris_claims_stats_test")
 
 

@@ -1,7 +1,6 @@
 """islab.plots: the shared figure style (known answers and properties, no image comparison)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,15 +8,13 @@ import pandas as pd
 import pytest
 
 from islab import convex, online, plots, style
+from islab.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(rel):
-    spec = importlib.util.spec_from_file_location("plots_" + Path(rel).stem.replace("-", "_"), ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / rel, "plots_" + Path(rel).stem.replace("-", "_"))
 
 
 def figure_method_sets():
@@ -199,8 +196,6 @@ def test_figures_are_written(tmp_path):
 
 
 def claims_module():
-    from helpers import load_script
-
     return load_script(ROOT / "DR-IS/claims.py", "plots_claims")
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from islab import sampling
+from islab.loader import load_script
 from islab.seeding import torch_generator
 
 
@@ -73,7 +74,6 @@ def test_one_floor_rule_for_standard_and_loss_is_in_both_families():
     np.testing.assert_allclose(p, np.array([0.1, 1.1, 3.1, 0.1]) / 4.4)
     assert 1.0 / (4 * p.min()) <= (1 + sampling.IS_FLOOR) / sampling.IS_FLOOR  # weight bound 11
     # the convex family (Loss IS, gradient-norm IS) and the DL family (Standard IS) share it
-    import importlib.util
     from pathlib import Path
 
     from islab import convex, online
@@ -86,10 +86,7 @@ def test_one_floor_rule_for_standard_and_loss_is_in_both_families():
     y = np.array([1.0, 1.0, -1.0])
     np.testing.assert_array_equal(convex.refreshed_probs("loss", w, X, y, sampling.IS_FLOOR),
                                   sampling.relative_floor_probs(convex.losses(w, X, y)))
-    spec = importlib.util.spec_from_file_location(
-        "dris_online", Path(__file__).resolve().parents[2] / "DR-IS" / "online.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script(Path(__file__).resolve().parents[2] / "DR-IS" / "online.py", "dris_online")
     assert mod.build_parser().get_default("is_floor") == sampling.IS_FLOOR
 
 
