@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 
+from helpers import reset_heartbeat
+
 from islab import progress, runs
 
 
@@ -62,7 +64,7 @@ def test_heartbeat_interval_off_in_a_terminal_on_in_a_pipe(monkeypatch):
 def test_heartbeat_prints_when_due_on_a_fake_clock(monkeypatch, tmp_path):
     now = [100.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
-    progress.reset_heartbeat()
+    reset_heartbeat()
     out = io.StringIO()
     beat = progress.Heartbeat("[clean] dris s0", every=60, stream=out)
     assert not beat.tick(1, 8, 1, 23)                                     # the clock starts at 100 s
@@ -83,7 +85,7 @@ def test_heartbeat_prints_when_due_on_a_fake_clock(monkeypatch, tmp_path):
     never = progress.Heartbeat("x", every=0, stream=out)
     now[0] = 1e9
     assert not never.tick(1, 1, 1, 1)
-    progress.reset_heartbeat()
+    reset_heartbeat()
 
 
 def test_training_loop_beats_where_stderr_is_not_a_terminal(monkeypatch, capsys):
@@ -95,7 +97,7 @@ def test_training_loop_beats_where_stderr_is_not_a_terminal(monkeypatch, capsys)
     import islab
 
     monkeypatch.setenv("ISLAB_HEARTBEAT", "1e-9")
-    progress.reset_heartbeat()
+    reset_heartbeat()
     data = TensorDataset(torch.randn(20, 2), torch.arange(20) % 2)
     islab.proxy_statistics(data, {"a": lambda: nn.Linear(2, 2), "b": lambda: nn.Linear(2, 2)}, epochs=2,
                            batch_size=10)

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import forgetting_from_sequence
+
 from islab import scores
 
 
@@ -60,7 +62,7 @@ def test_forgetting_tracker_matches_reference_and_never_learned_gets_max_plus_on
                     [1, 0, 1, 0],
                     [0, 0, 0, 1],
                     [1, 0, 1, 1]], dtype=bool)  # 5 presentations of 4 examples
-    ref = scores.forgetting_from_sequence(seq)
+    ref = forgetting_from_sequence(seq)
     # example 0 forgets twice, 1 never learned -> max(2,0,1)+1 = 3, 2 forgets once, 3 forgets once
     np.testing.assert_array_equal(ref, [2, 3, 1, 1])
     tr = scores.ForgettingTracker(4)
