@@ -1,4 +1,5 @@
-"""Smoke test of DR-IS/online.py through its real CLI on a tiny digits setting."""
+"""Smoke tests of DR-IS/online.py through its real CLI on a tiny digits setting (its runs, resume, and
+the --export-probs / --export-dynamics files)."""
 import json
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import forget_jobs, job_files
+
+from islab import export
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "DR-IS" / "online.py"
@@ -98,3 +101,46 @@ def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, bad):
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "res").exists()
+
+
+def test_online_cli_exports_probs_and_dynamics(tmp_path):
+    """DR-IS/online.py --export-probs --export-dynamics on tiny digits: the files exist, p rows are
+    distributions refreshed as the method says, dynamics cover every proxy epoch; the flags are
+    mechanics (not in config.json)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    args = ["--train-size", "150", "--epochs", "2", "--target", "linear", "--proxies", "linear,mlp",
+            "--proxy-epochs", "2", "--snapshot-epoch", "1", "--noise", "uniform:0.2", "--seeds", "0",
+            "--methods", "standard_is,dris", "--quiet", "--results-root", str(tmp_path), "--name", "x",
+            "--export-probs", "--export-dynamics"]
+    r = subprocess.run([sys.executable, str(root / "DR-IS" / "online.py"), *args], capture_output=True, text=True,
+                       cwd=root, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = tmp_path / "DR-IS" / "online" / "x"
+    epochs, p = export.load_probs(run / "probs-uniform0.2-standard_is-s0.npz")
+    assert epochs.tolist() == [0, 1] and p.shape == (2, 150)          # refreshed every epoch
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
+    epochs, p = export.load_probs(run / "probs-uniform0.2-dris-s0.npz")
+    assert epochs.tolist() == [0]                                       # fixed for the run
+    table = pd.read_csv(run / "scores-uniform0.2.csv")
+    from islab.sampling import smoothed_probs
+
+    np.testing.assert_allclose(p[0], smoothed_probs(table["dris"].to_numpy(), 0.1), rtol=1e-5)
+    guids, gold, logits = export.read_cartography(run / "dynamics-uniform0.2" / "mlp_s1001")
+    assert logits.shape == (2, 150, 10) and gold.tolist() == table["noisy_label"].tolist()
+    assert "export_probs" not in json.loads((run / "config.json").read_text())
+    # --train-size 150: positions 0..149 in the files, and the original digits ids beside them
+    from islab.data import load_dataset
+
+    original = load_dataset("digits", train_size=150).train_ids
+    assert len(original) == 150 and original[-1] > 149
+    example_id, dataset_id = export.load_probs_ids(run / "probs-uniform0.2-dris-s0.npz")
+    assert example_id.tolist() == list(range(150)) and dataset_id.tolist() == original.tolist()
+    assert table["dataset_id"].tolist() == original.tolist()
+    assert np.load(run / "labels-uniform0.2.npz")["dataset_id"].tolist() == original.tolist()
+    records = [json.loads(f.read_text()) for f in (run / "jobs").glob("*.json")]
+    assert all(any(k.startswith("probs-") for k in rec["files"]) for rec in records)
