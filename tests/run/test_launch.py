@@ -13,7 +13,7 @@
     finished one never runs again; Task.checkpoint is submitit's requeue hook;
   - the proxy cache trains an entry once when two callers race for it.
 Here Slurm's path is exercised through submitit's local executors and the recorded sbatch
-scripts; tests/test_slurm_cluster.py runs it on a real cluster (make test-slurm)."""
+scripts; tests/run/test_slurm_cluster.py runs it on a real cluster (make test-slurm)."""
 import json
 import os
 import pickle
