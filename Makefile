@@ -1,5 +1,6 @@
-# Two entry points: `make demo` and `make test`.  Both build .venv from requirements-dev.txt
-# (the pinned requirements.txt plus pytest) when it is missing or older than either file.
+# Two entry points: `make demo` and `make test` (`make test-fast` while editing).  Both build .venv
+# from requirements-dev.txt (the pinned requirements.txt plus pytest) when it is missing or older
+# than either file.
 #
 # An existing environment instead (GPU nodes: their own torch, no network to build .venv from):
 #   make demo PYTHON=python        # any interpreter with the packages of requirements.txt
@@ -19,7 +20,7 @@ endif
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test test-quick test-slurm venv check-env bench bench-gpu clean-venv data reproduce report report-check studies
+.PHONY: demo test test-fast test-quick test-slurm venv check-env bench bench-gpu clean-venv data reproduce report report-check studies
 
 venv: .venv/.installed
 
@@ -60,24 +61,40 @@ data:
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; }; \
 	else echo "fashion-mnist is missing: run 'sudo apt-get install dataset-fashion-mnist', or pass --download to a script"; exit 1; fi
 
+# The tests, by folder: tests/unit (known answers of the library's functions; no script is run end
+# to end), tests/smoke (every script through its real CLI on tiny data, the bad-input table, --help)
+# and tests/run (run folders, atomic writes, checksums, resume, kills, workers, launchers, Slurm,
+# checkpoints, reports and the results of record).  Shared helpers: tests/helpers.py, tests/conftest.py.
+#   make test        all of them (about a thousand tests, many of them scripts run end to end)
+#   make test-fast   the inner loop: FAST_TESTS, the quick unit tests and every script's --help
+#                    (201 tests, 37 s of CPU time measured); `make test` before a commit
+#   make test-quick  six unit files of the library's core (QUICK_TESTS)
 test: $(ENV_DEP)
 	$(PY) -m pytest -q
 
-# The library's unit tests only (no script is run end to end): a first check before `make test`.
-QUICK_TESTS := tests/test_api.py tests/test_sampling.py tests/test_scores.py tests/test_noise.py \
-	tests/test_theory.py tests/test_online.py
+# tests/unit less its six slowest files (test_api, test_claims_stats, test_models, test_nonconvex,
+# test_plots, test_train: each 1-3 minutes on a busy 2-core machine), and every script's --help.
+FAST_TESTS := tests/unit/test_claims_sensitivity.py tests/unit/test_convex.py tests/unit/test_data.py \
+	tests/unit/test_ensemble.py tests/unit/test_exports.py tests/unit/test_features.py tests/unit/test_noise.py \
+	tests/unit/test_online.py tests/unit/test_progress.py tests/unit/test_sampling.py tests/unit/test_scores.py \
+	tests/unit/test_theory.py tests/smoke/test_help.py
+test-fast: $(ENV_DEP)
+	$(PY) -m pytest -q $(FAST_TESTS)
+
+QUICK_TESTS := tests/unit/test_api.py tests/unit/test_sampling.py tests/unit/test_scores.py tests/unit/test_noise.py \
+	tests/unit/test_theory.py tests/unit/test_online.py
 test-quick: $(ENV_DEP)
 	$(PY) -m pytest -q $(QUICK_TESTS)
 
 # --launcher slurm on a real cluster: a one-node Slurm cluster on this machine (.ci/slurm-local.sh:
 # installs slurm-wlm and munge with apt-get when root and missing, starts munged, slurmctld and
-# slurmd, waits for the node; a second call finds it running), then tests/test_slurm_cluster.py
+# slurmd, waits for the node; a second call finds it running), then tests/run/test_slurm_cluster.py
 # (a tiny sweep submitted, one task requeued, the numbers of the inline run).  `make test` skips
 # that file unless sinfo reaches such a cluster.  Stop it with: .ci/slurm-local.sh stop
 ISLAB_SLURM_DIR ?= /var/tmp/islab-slurm
 test-slurm: $(ENV_DEP)
 	ISLAB_SLURM_DIR=$(ISLAB_SLURM_DIR) .ci/slurm-local.sh start
-	SLURM_CONF=$(ISLAB_SLURM_DIR)/slurm.conf ISLAB_SLURM_REQUIRED=1 $(PY) -m pytest -q -rP -m slurm tests/test_slurm_cluster.py
+	SLURM_CONF=$(ISLAB_SLURM_DIR)/slurm.conf ISLAB_SLURM_REQUIRED=1 $(PY) -m pytest -q -rP -m slurm tests/run/test_slurm_cluster.py
 
 # The main job of every family on the bundled data (digits / synthetic), a few minutes on two
 # cores; deterministic (same numbers on every rerun), so CI checks the README tables against it.

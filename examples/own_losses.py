@@ -4,7 +4,7 @@ Here three scikit-learn proxies on a tabular data set with 20 % of its labels fl
 models work.  Row k of the matrix is proxy k's per-example loss on the (possibly noisy) labels
 you train on.  Then: the DR-IS score, a static subset (Algorithm 1), and an importance sampler
 (Algorithm 2) for a plain PyTorch loop, on one process and split over data-parallel ranks.
-Runs in a few seconds on a CPU (tests/test_api.py runs it as written):
+Runs in a few seconds on a CPU (tests/unit/test_api.py runs it as written):
 
     pip install -e .                  # once (or prefix the next line with PYTHONPATH=.)
     python examples/own_losses.py

@@ -41,10 +41,10 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 CIFAR100_MEAN, CIFAR100_STD = (0.5070, 0.4865, 0.4409), (0.2673, 0.2564, 0.2761)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 # Fashion-MNIST: mean and (population) std over all pixels of the 60,000 training images
-# (0.286041 and 0.353024; tests/test_data.py recomputes them when the real files are present).
+# (0.286041 and 0.353024; tests/unit/test_data.py recomputes them when the real files are present).
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 # digits: mean and (population) std over all pixels of the fixed 1437-image training split after
-# the 0..16 -> 0..255 conversion: 0.305434 and 0.375957 (tests/test_data.py recomputes them).
+# the 0..16 -> 0..255 conversion: 0.305434 and 0.375957 (tests/unit/test_data.py recomputes them).
 DIGITS_MEAN, DIGITS_STD = (0.3054,), (0.3760,)
 
 DIGITS_TEST_FRACTION = 0.2   # 1797 images -> 360 test / 1437 train

@@ -30,7 +30,7 @@ Each member k is exactly the run islab.train(name, ds, labels, cfg, seeds[k]) wo
 Models without convolutions (linear, mlp, mlp2x256) therefore give K separate runs' numbers
 bit for bit.  A grouped convolution sums in another order than K narrow ones, so conv nets agree
 up to rounding, which SGD amplifies over epochs as it amplifies a change of thread count
-(tests/test_ensemble.py states and checks both tolerances).  A member whose epoch loss is not
+(tests/unit/test_ensemble.py states and checks both tolerances).  A member whose epoch loss is not
 finite is stopped and marked diverged exactly like a sequential run; the others go on (members
 share no parameter, so a NaN cannot leak from one to another).
 """
@@ -385,7 +385,7 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
             labels_b = yb.reshape(-1)
             per_ex = F.cross_entropy(logits, labels_b, reduction="none")
             # each member's mean over its own contiguous row of b losses: the same reduction as
-            # islab.train's 1-D mean (bit for bit, tests/test_ensemble.py)
+            # islab.train's 1-D mean (bit for bit, tests/unit/test_ensemble.py)
             member_loss = per_ex.view(k, b).mean(1)                               # (K,)
             if tracker is not None:
                 tracker.update(logits, labels_b, (idx + offset).reshape(-1))

@@ -121,11 +121,6 @@ class Heartbeat:
 _CLOCK = {"start": None, "next": None}   # the process's heartbeat clock: first tick, next line due (s)
 
 
-def reset_heartbeat() -> None:
-    """Start the heartbeat clock again at the next tick (tests)."""
-    _CLOCK.update(start=None, next=None)
-
-
 def _run_progress() -> str:
     """'; run 4/140 jobs done' for the innermost open run folder of this process ('' if none)."""
     runs = sys.modules.get("islab.runs")

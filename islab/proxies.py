@@ -268,7 +268,7 @@ def proxy_ensemble(ds: Dataset, labels, names, seeds, cfg: TrainConfig, snapshot
     batched: proxies of one architecture that are not cached yet are trained together as one
     batched model (islab.ensemble) when there are at least two of them and the architecture
     folds; their numbers equal those of separate runs up to floating-point rounding
-    (tests/test_ensemble.py).  Other proxies, and all with batched=False, train one by one.
+    (tests/unit/test_ensemble.py).  Other proxies, and all with batched=False, train one by one.
     Either way each proxy has its own cache file, so any K reads what any other K trained.
     names may also hold model factories (train_proxy); those train one by one, uncached.
     dynamics: record each proxy's per-epoch training logits (ProxyEnsemble.dynamics).

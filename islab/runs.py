@@ -15,7 +15,7 @@ A run folder holds
   plan.json      the ids of the jobs planned so far (finished when each has a valid job file)
 plus plots and per-example arrays.
 
-Guarantees (tests/test_runs.py, tests/test_bad_inputs.py):
+Guarantees (tests/run/test_runs.py, tests/smoke/test_bad_inputs.py):
   - Every file is written to a temporary name `.<name>.<host>.<pid>.<random>.tmp` and renamed
     into place, so a kill never leaves a half-written file; orphan temporary files of dead
     processes are removed on the next open (those of live processes are left alone).

@@ -157,16 +157,6 @@ def torch_ones_like(idx):
     return torch.ones_like(idx, dtype=torch.int64)
 
 
-def forgetting_from_sequence(correct) -> np.ndarray:
-    """Reference counter on a (T presentations, N) boolean array; used by the tests."""
-    c = np.asarray(correct, dtype=bool)
-    ev = (c[:-1] & ~c[1:]).sum(axis=0).astype(np.float64)
-    never = ~c.any(axis=0)
-    if never.any():
-        ev[never] = (ev[~never].max() if (~never).any() else 0.0) + 1.0
-    return ev
-
-
 # ---------------------------------------------------------------- method scores from an ensemble
 
 # Each static/online method's per-example score, computed from one cached proxy run.

@@ -8,7 +8,7 @@
 The submitting command returns once the three are queued.  submitit's LocalExecutor and
 DebugExecutor (--slurm-executor local | debug) run the same tasks on this machine, one stage
 after the other (they know no dependencies): that is how `make test` exercises this path;
-`make test-slurm` runs it on a one-node Slurm cluster (tests/test_slurm_cluster.py).  submitit
+`make test-slurm` runs it on a one-node Slurm cluster (tests/run/test_slurm_cluster.py).  submitit
 is imported only here, on first use.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ The scripts name one method in several ways (DR-IS is `dris` in static/online, `
 convex and synthetic studies, `ambiguous` in DL-noise; uniform sampling is `uniform`, `baseline`,
 `sgd`).  ALIASES maps every id a script uses to its method, and METHODS gives each method one
 display name and one colour, so a method looks the same in every figure and no colour ever
-means two methods (tests/test_plots.py checks both).  No matplotlib here: claims.py and the
+means two methods (tests/unit/test_plots.py checks both).  No matplotlib here: claims.py and the
 reports read the names without drawing.
 """
 from __future__ import annotations

@@ -53,7 +53,7 @@ def paired_ttest(acc, ref) -> tuple[float, float]:
 # whose absolute value is at most (K-1)/K^2 * max (y - m)^2 <= (K-1)/K^2, attained when the
 # others are all 0 (m = 0), x = 0 and y = 1.  So c_K = (K-1)/K^2 < 1/K for the 1/K normalisation.
 # The 1/(K-1) normalisation is V1 = K/(K-1) * V0, so its constant is K/(K-1) * (K-1)/K^2 = 1/K.
-# `brute_force_bounded_difference` checks both on a grid (tests/test_theory.py).
+# `brute_force_bounded_difference` checks both on a grid (tests/unit/test_theory.py).
 #
 # McDiarmid: P(|s_i - E s_i| >= t) <= 2 exp(-2 t^2 / (K c_K^2)).  Setting the right-hand side to
 # delta/N and taking a union bound over the N examples gives, with probability >= 1 - delta,
