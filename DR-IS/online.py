@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, online, runs, scores, theory  # noqa: E402
+from islab import cli, experiment, launch, online, runs, scores, sweep, theory  # noqa: E402
 from islab.data import example_ids  # noqa: E402
 from islab.models import MODELS  # noqa: E402
 from islab.sampling import IS_FLOOR  # noqa: E402
@@ -194,8 +194,9 @@ def config_info(ds, mask, ens, irr) -> dict:
 # ---------------------------------------------------------------- one job
 
 
-def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
-    """Train the target with one method and seed; returns (tidy rows, summary dict)."""
+def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean, ckpt=None):
+    """Train the target with one method and seed (ckpt: its training-state file, islab.sweep);
+    returns (tidy rows, summary dict, files recorded with the job)."""
     cfg = experiment.target_config(args)
     if method in online.RHO_METHODS:  # RHO targets train on the examples outside the holdout
         d, y, m, c = online.keep_dataset(ds, irr.keep), labels[irr.keep], mask[irr.keep], clean[irr.keep]
@@ -214,8 +215,6 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
     sampling = online.make_sampling(method, d, y, cfg, gamma=args.gamma, is_floor=args.is_floor,
                                     rho_floor=args.rho_floor, rho_every=args.rho_every,
                                     is_source=args.is_source, reweight=not args.unweighted, log=rlog, **kw)
-    ckpt = job_checkpoint(run, args, tag, method, seed)
-    launch.resuming(run, ckpt, f"[{tag}] {method} seed {seed}")
 
     def epoch_log(msg):  # per-epoch lines go to log.txt only (a failed write names the file)
         run.log(msg, quiet=True)
@@ -255,11 +254,6 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
                                      example_id=irr.keep if method in online.RHO_METHODS else None,
                                      dataset_id=example_ids(d)))
     return rows, summary, files
-
-
-def job_checkpoint(run, args, tag, method, seed):
-    """The job's training state file (None without --checkpoint): islab.launch.checkpoint_file."""
-    return launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
 
 
 def _nanmean(v) -> float:
@@ -460,75 +454,62 @@ def prepare_config(args, ds, kind, rate, run, n_hold, methods):
 
 def run_online(args, ds=None, path=None, argv=None):
     """Every noise configuration x method x seed job of parsed args (the data set and the run
-    folder path may be given, as DR-IS/ablations.py does, with the argv its launcher reruns)."""
+    folder path may be given, as DR-IS/ablations.py does, with the argv its launcher reruns);
+    islab.sweep does the run folder, resume, workers and Slurm."""
     ds = ds if ds is not None else experiment.open_dataset(args)
     n_hold = holdout_count(args, len(ds.train))   # last check: exit 2 before any folder exists
     path = path or launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
-    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path, planned_keys(args),
-                       [experiment.noise_tag(k, r) for k, r in args.noise_configs])
-    if args.dry_run:
-        return launch.dry_run(plan, args)
-    run_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "torch_device"})
-    run = runs.open_run(path, run_args, seed=args.seed_list[0], quiet=args.quiet)
-    info_file = run.path / "configs.json"
-    infos = read_infos(info_file)
-    t_start = time.time()
-    run.log(f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods {args.method_list}; "
-            f"seeds {args.seed_list}; device {args.torch_device}")
-    if launch.delegate(plan, args, run):
-        return run.path
-    role = launch.Role(args)
-    role.prepare_pass(run, [(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
-                             functools.partial(prepare_config, args, ds, k, r, run, n_hold, args.method_list))
-                            for k, r in args.noise_configs])
-    if role.stage == "prepare":
-        return run.path
-    for kind, rate in args.noise_configs:
-        tag = experiment.noise_tag(kind, rate)
-        jobs = [(m, s) for m in args.method_list for s in args.seed_list]
-        todo = [(m, s) for m, s in jobs if not run.is_done({"config": tag, "method": m, "seed": s})]
-        if len(todo) < len(jobs) and role.trains:
-            run.log(f"[{tag}] {len(jobs) - len(todo)} finished jobs skipped (--resume)")
-        todo = [(m, s) for m, s in todo if role.runs({"config": tag, "method": m, "seed": s})]
-        if not todo:
-            continue
-        with role.prepared(run, tag):
-            prep, irr = prepare_config(args, ds, kind, rate, run, n_hold, [m for m, _ in todo])
-        labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
+    t_start, holder = time.time(), {}
+
+    def prepare(kind, rate, pending):
+        """The configuration's prerequisites for the methods of its pending jobs; its facts for
+        res.txt go to configs.json (every worker adds its configurations)."""
+        run, tag = holder["run"], experiment.noise_tag(kind, rate)
+        methods = list(dict.fromkeys(k["method"] for k in pending))
+        prep, irr = prepare_config(args, ds, kind, rate, run, n_hold, methods)
+        info_file = run.path / "configs.json"
         with run.locked():   # re-read: other workers may have added their configurations
-            infos = {**infos, **read_infos(info_file)}
-            infos[tag] = {**infos.get(tag, {}), **(config_info(ds, mask, ens, irr) if mask is not None else {}),
+            infos = read_infos(info_file)
+            infos[tag] = {**infos.get(tag, {}), **(config_info(ds, prep.mask, prep.ens, irr)
+                                                   if prep.mask is not None else {}),
                           **({"diverged": prep.diverged} if prep.diverged else {})}
             runs.atomic_write_json(info_file, infos)
-        for method, seed in todo:
-            blocked = labels is None or (ens is None and online.needs_proxies(method, args.is_source))
-            with run.claim({"config": tag, "method": method, "seed": seed}) as job:
-                if job is None:
-                    run.log(f"[{tag}] {method} seed {seed}: running in another worker, skipped")
-                    continue
-                if blocked:   # its proxies or the attacker diverged: recorded, not trained
-                    job.finish(diverged_rows())
-                    run.log(f"[{tag}] {method} seed {seed}: DIVERGED (no scores: {prep.diverged})")
-                    continue
-                rows, s, files = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
-                job.finish(rows, files=files)
-                # only once the job is recorded: a kill before this line resumes from the last epoch
-                launch.drop_checkpoint(job_checkpoint(run, args, tag, method, seed))
-            flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
-            run.log(f"[{tag}] {method} seed {seed}: final acc {s['final_acc']:.2f}% "
-                    f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "
-                    f"drawn corrupted {s['drawn_corrupt_mean']:.3f}, "
-                    f"ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}")
-            if role.reports:
-                with run.locked():
-                    write_report(run, args, ds, infos, time.time() - t_start)
-    if role.reports:
-        with run.locked():   # from every worker's job files
-            infos = {**infos, **read_infos(info_file)}
-            write_report(run, args, ds, infos, time.time() - t_start)
-    run.log(f"done in {time.time() - t_start:.1f} s -> {run.path}")
-    launch.finish(args)
-    return run.path
+        return tag, prep, irr
+
+    def jobs(prepared):
+        tag = prepared[0]
+        return [sweep.Job({"config": tag, "method": m, "seed": s}, f"[{tag}] {m} seed {s}", f"{tag}-{m}-s{s}")
+                for m in args.method_list for s in args.seed_list]
+
+    def run_one(prepared, job, ckpt):
+        tag, prep, irr = prepared
+        method, seed = job.key["method"], job.key["seed"]
+        if prep.labels is None or (prep.ens is None and online.needs_proxies(method, args.is_source)):
+            # its proxies or the attacker diverged: recorded, not trained
+            return sweep.Outcome(diverged_rows(), f"{job.name}: DIVERGED (no scores: {prep.diverged})",
+                                 trained=False)
+        rows, s, files = run_job(args, ds, method, seed, prep.labels, prep.mask, prep.ens, irr, holder["run"],
+                                 tag, prep.clean, ckpt)
+        flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
+        return sweep.Outcome(rows, f"{job.name}: final acc {s['final_acc']:.2f}% "
+                                   f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "
+                                   f"drawn corrupted {s['drawn_corrupt_mean']:.3f}, "
+                                   f"ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}", files=tuple(files))
+
+    def report(final):
+        run = holder["run"]
+        write_report(run, args, ds, read_infos(run.path / "configs.json"), time.time() - t_start)
+
+    def header(run):
+        holder["run"] = run
+        return (f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods {args.method_list}; "
+                f"seeds {args.seed_list}; device {args.torch_device}")
+
+    configs = [sweep.Config(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
+                            functools.partial(prepare, k, r), jobs) for k, r in args.noise_configs]
+    # config.json records the settings, not the device they ran on
+    run_config = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "torch_device"})
+    return sweep.sweep(__file__, args, argv, path, configs, run_one, report, run_config=run_config, header=header)
 
 
 if __name__ == "__main__":
