@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import sys
 import time
@@ -41,6 +40,7 @@ from islab.sampling import IS_FLOOR  # noqa: E402
 from islab.train import train  # noqa: E402
 
 FAMILY = "DR-IS/online"
+INFO_FILE = "configs.json"   # per-configuration facts for res.txt (noise count, proxy and reference accuracy)
 DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"
 # RHO-LOSS reference model and holdout per preset (docs/METHODS.md section 3: ResNet-20 on a 5k holdout for CIFAR;
 # digits: the small cnn on 20 % of the 1437 training examples, our default).
@@ -404,17 +404,6 @@ def plot(run, df, steps=None, classes=None):
 # ---------------------------------------------------------------- main
 
 
-def read_infos(path) -> dict:
-    """configs.json (per-configuration facts for res.txt); a damaged copy counts as empty and is
-    rewritten when the configuration is next prepared."""
-    try:
-        d = json.loads(path.read_text()) if path.exists() else {}
-    except (ValueError, OSError):
-        return {}
-    # hand-edited entries of another type are dropped too (each configuration's facts are a dict)
-    return {k: v for k, v in d.items() if isinstance(v, dict)} if isinstance(d, dict) else {}
-
-
 def diverged_rows() -> list[dict]:
     """The record of a job that could not train because a proxy or the attacker diverged."""
     nan = float("nan")
@@ -459,21 +448,17 @@ def run_online(args, ds=None, path=None, argv=None):
     ds = ds if ds is not None else experiment.open_dataset(args)
     n_hold = holdout_count(args, len(ds.train))   # last check: exit 2 before any folder exists
     path = path or launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
-    t_start, holder = time.time(), {}
+    t_start = time.time()
 
-    def prepare(kind, rate, pending):
+    def prepare(kind, rate, run, pending):
         """The configuration's prerequisites for the methods of its pending jobs; its facts for
-        res.txt go to configs.json (every worker adds its configurations)."""
-        run, tag = holder["run"], experiment.noise_tag(kind, rate)
+        res.txt go to configs.json."""
+        tag = experiment.noise_tag(kind, rate)
         methods = list(dict.fromkeys(k["method"] for k in pending))
         prep, irr = prepare_config(args, ds, kind, rate, run, n_hold, methods)
-        info_file = run.path / "configs.json"
-        with run.locked():   # re-read: other workers may have added their configurations
-            infos = read_infos(info_file)
-            infos[tag] = {**infos.get(tag, {}), **(config_info(ds, prep.mask, prep.ens, irr)
-                                                   if prep.mask is not None else {}),
-                          **({"diverged": prep.diverged} if prep.diverged else {})}
-            runs.atomic_write_json(info_file, infos)
+        sweep.record_facts(run, INFO_FILE, tag, {**(config_info(ds, prep.mask, prep.ens, irr)
+                                                    if prep.mask is not None else {}),
+                                                 **({"diverged": prep.diverged} if prep.diverged else {})})
         return tag, prep, irr
 
     def jobs(prepared):
@@ -481,14 +466,14 @@ def run_online(args, ds=None, path=None, argv=None):
         return [sweep.Job({"config": tag, "method": m, "seed": s}, f"[{tag}] {m} seed {s}", f"{tag}-{m}-s{s}")
                 for m in args.method_list for s in args.seed_list]
 
-    def run_one(prepared, job, ckpt):
+    def run_one(run, prepared, job, ckpt):
         tag, prep, irr = prepared
         method, seed = job.key["method"], job.key["seed"]
         if prep.labels is None or (prep.ens is None and online.needs_proxies(method, args.is_source)):
             # its proxies or the attacker diverged: recorded, not trained
             return sweep.Outcome(diverged_rows(), f"{job.name}: DIVERGED (no scores: {prep.diverged})",
                                  trained=False)
-        rows, s, files = run_job(args, ds, method, seed, prep.labels, prep.mask, prep.ens, irr, holder["run"],
+        rows, s, files = run_job(args, ds, method, seed, prep.labels, prep.mask, prep.ens, irr, run,
                                  tag, prep.clean, ckpt)
         flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
         return sweep.Outcome(rows, f"{job.name}: final acc {s['final_acc']:.2f}% "
@@ -496,12 +481,10 @@ def run_online(args, ds=None, path=None, argv=None):
                                    f"drawn corrupted {s['drawn_corrupt_mean']:.3f}, "
                                    f"ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}", files=tuple(files))
 
-    def report(final):
-        run = holder["run"]
-        write_report(run, args, ds, read_infos(run.path / "configs.json"), time.time() - t_start)
+    def report(run, final):
+        write_report(run, args, ds, sweep.read_facts(run.path / INFO_FILE), time.time() - t_start)
 
     def header(run):
-        holder["run"] = run
         return (f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods {args.method_list}; "
                 f"seeds {args.seed_list}; device {args.torch_device}")
 

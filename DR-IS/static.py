@@ -555,11 +555,11 @@ def run_static(args, ds=None, path=None, argv=None):
     ds = ds if ds is not None else experiment.open_dataset(args)   # missing data: exit 2, no folder
     path = path or launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
     tcfg, n = experiment.target_config(args), len(ds.train)
-    info, holder = {}, {}   # per-configuration facts for res.txt; the open run folder
+    info = {}   # per-configuration facts for res.txt
 
-    def prepare(kind, rate, _pending):
+    def prepare(kind, rate, run, _pending):
         tag = experiment.noise_tag(kind, rate)
-        prep, score_of, own_keep, info[tag] = prepare_config(args, ds, kind, rate, holder["run"])
+        prep, score_of, own_keep, info[tag] = prepare_config(args, ds, kind, rate, run)
         return {"tag": tag, "kind": kind, "rate": rate, "prep": prep, "subsets": {},
                 "jobs": jobs_of(args, n, score_of, own_keep, prep.labels, ready=prep.labels is not None)}
 
@@ -573,8 +573,8 @@ def run_static(args, ds=None, path=None, argv=None):
                                  f"{p['tag']}-{m}-a{alpha:g}-s{seed}", planned=m not in LEARNT, data=(ids, score)))
         return out
 
-    def run_job(p, job, ckpt):
-        run, prep, (ids, score) = holder["run"], p["prep"], job.data
+    def run_job(run, p, job, ckpt):
+        prep, (ids, score) = p["prep"], job.data
         m, seed, eps = job.key["method"], job.key["seed"], info[p["tag"]]["eps"]
         if ids is None:   # its proxies or the attacker diverged: recorded, not trained
             return sweep.Outcome(diverged_rows(eps, p["kind"], p["rate"]),
@@ -597,21 +597,18 @@ def run_static(args, ds=None, path=None, argv=None):
                                    f"{theory.corruption_in_subset(ids, prep.mask):.3f} (eps {eps:.3f}), "
                                    f"{res.seconds:.1f}s", files=tuple(files))
 
-    def after(p, refresh):
-        run = holder["run"]
+    def after(run, p, refresh):
         if p["subsets"]:
             run.save_arrays(f"subsets-{p['tag']}.npz", **p["subsets"])
-        if refresh and (p["kind"], p["rate"]) != args.noise_list[-1]:
-            with run.locked():   # figures cost seconds: after each configuration but the last
-                write_plots(run, args, ds.num_classes)
+        if refresh and (p["kind"], p["rate"]) != args.noise_list[-1]:   # figures cost seconds
+            write_plots(run, args, ds.num_classes)
 
-    def report(final):
-        write_report(holder["run"], args, info)
+    def report(run, final):
+        write_report(run, args, info)
         if final:
-            write_plots(holder["run"], args, ds.num_classes)
+            write_plots(run, args, ds.num_classes)
 
     def header(run):
-        holder["run"] = run
         return f"run folder {run.path}; {n} training examples, device {args.torch_device}"
 
     configs = [sweep.Config(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),

@@ -47,20 +47,21 @@ class Config:
     """One configuration of a sweep (a noise setting): the jobs that share one set of prerequisites."""
     tag: str                              # e.g. targeted0.25
     keys: list                            # its job keys known before anything is prepared
-    prepare: Callable[[list], Any]        # pending keys -> the prerequisites its jobs share
+    prepare: Callable[[Any, list], Any]   # (run folder, pending keys) -> the prerequisites its jobs share
     jobs: Callable[[Any], list]           # prerequisites -> [Job] in run order
     learns_jobs: bool = False             # jobs() may return keys the plan cannot name (planned=False)
     report_needs_prepare: bool = False    # the report reads what prepare returns: prepare it even when done
-    # after its jobs: (prerequisites, refresh) where refresh = this process trained one of them and
-    # writes the report (a script may refresh its figures then)
-    after: Callable[[Any, bool], None] | None = None
+    # after its jobs, under the folder lock: (run folder, prerequisites, refresh) where refresh = this
+    # process trained one of them and writes the report (a script may refresh its figures then)
+    after: Callable[[Any, Any, bool], None] | None = None
 
 
-def sweep(script, args, argv, path: Path, configs: list[Config], run_job: Callable[[Any, Job, Any], Outcome],
-          report: Callable[[bool], None], run_config=None, header: Callable[[runs.RunFolder], str] | None = None):
+def sweep(script, args, argv, path: Path, configs: list[Config], run_job: Callable[[Any, Any, Job, Any], Outcome],
+          report: Callable[[Any, bool], None], run_config=None, header: Callable[[runs.RunFolder], str] | None = None):
     """Run every job of `configs` in the run folder `path` as args' launcher, stage and job
     selection say (islab.launch), and write the report; returns the folder (the exit status of
-    --dry-run).  report(final) writes res.txt (and, when final, the figures) from the job files,
+    --dry-run).  run_job(run folder, prerequisites, job, checkpoint file or None) trains one job;
+    report(run folder, final) writes res.txt (and, when final, the figures) from the job files,
     under the folder lock.  run_config: what config.json records (default args); header(run): the log line
     that opens the run."""
     plan = launch.Plan(Path(script), launch.user_argv(argv), path, [k for c in configs for k in c.keys],
@@ -73,7 +74,7 @@ def sweep(script, args, argv, path: Path, configs: list[Config], run_job: Callab
     if launch.delegate(plan, args, run):   # submitted to Slurm, or the submitit executors reported
         return run.path
     role = launch.Role(args)
-    role.prepare_pass(run, [(c.tag, c.keys, functools.partial(c.prepare, c.keys)) for c in configs])
+    role.prepare_pass(run, [(c.tag, c.keys, functools.partial(c.prepare, run, c.keys)) for c in configs])
     if role.stage == "prepare":
         return run.path
     t_start = time.time()
@@ -86,7 +87,7 @@ def sweep(script, args, argv, path: Path, configs: list[Config], run_job: Callab
         if not (todo or learnt or (c.report_needs_prepare and role.wants(run, c.keys))):
             continue
         with role.prepared(run, c.tag):   # waits for a process that prepares it, then reads its cache
-            prepared = c.prepare(todo)
+            prepared = c.prepare(run, todo)
         trained = False
         for job in c.jobs(prepared):
             if not role.runs(job.key, planned=job.planned) or job.planned and run.is_done(job.key):
@@ -98,19 +99,42 @@ def sweep(script, args, argv, path: Path, configs: list[Config], run_job: Callab
                     continue
                 ckpt = launch.checkpoint_file(run, args, job.checkpoint)
                 launch.resuming(run, ckpt, job.name)
-                out = run_job(prepared, job, ckpt)
+                out = run_job(run, prepared, job, ckpt)
                 claimed.finish(out.rows, files=list(out.files))
                 launch.drop_checkpoint(ckpt)   # only once recorded: a kill before resumes from the last epoch
                 trained = trained or out.trained
             run.log(out.line)
             if role.reports:
                 with run.locked():
-                    report(False)
+                    report(run, False)
         if c.after is not None:
-            c.after(prepared, trained and role.reports)
+            with run.locked():
+                c.after(run, prepared, trained and role.reports)
     if role.reports:
         with run.locked():   # from every worker's job files
-            report(True)
+            report(run, True)
     run.log(f"done in {time.time() - t_start:.1f}s -> {run.path}")
     launch.finish(args)
     return run.path
+
+
+def record_facts(run, name: str, tag: str, facts: dict) -> dict:
+    """Merge one configuration's facts into the run folder's JSON file `name` (read, update, atomic
+    write under the folder lock: every worker adds its configurations); returns the whole file.  A
+    damaged or hand-edited file counts as empty and is rewritten."""
+    with run.locked():
+        infos = read_facts(run.path / name)
+        infos[tag] = {**infos.get(tag, {}), **facts}
+        runs.atomic_write_json(run.path / name, infos)
+    return infos
+
+
+def read_facts(path) -> dict:
+    """A facts file of record_facts ({} when missing or damaged; entries that are not dicts dropped)."""
+    import json
+
+    try:
+        d = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+    except (ValueError, OSError):
+        return {}
+    return {k: v for k, v in d.items() if isinstance(v, dict)} if isinstance(d, dict) else {}
