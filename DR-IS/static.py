@@ -560,14 +560,15 @@ def run_static(args, ds=None, path=None, argv=None):
     def prepare(kind, rate, run, _pending):
         tag = experiment.noise_tag(kind, rate)
         prep, score_of, own_keep, info[tag] = prepare_config(args, ds, kind, rate, run)
-        return {"tag": tag, "kind": kind, "rate": rate, "prep": prep, "subsets": {},
-                "jobs": jobs_of(args, n, score_of, own_keep, prep.labels, ready=prep.labels is not None)}
+        todo = jobs_of(args, n, score_of, own_keep, prep.labels, ready=prep.labels is not None)
+        subsets = {f"{m}-a{alpha:g}-s{seed}": ids for alpha, m, seed, ids, _ in todo if ids is not None}
+        if subsets:   # every job's kept ids, whoever trains it
+            run.save_arrays(f"subsets-{tag}.npz", **subsets)
+        return {"tag": tag, "kind": kind, "rate": rate, "prep": prep, "jobs": todo}
 
     def jobs(p):
         out = []
         for alpha, m, seed, ids, score in p["jobs"]:
-            if ids is not None:
-                p["subsets"][f"{m}-a{alpha:g}-s{seed}"] = ids
             out.append(sweep.Job({"config": p["tag"], "alpha": alpha, "method": m, "seed": seed},
                                  f"[{p['tag']}] {m} alpha {alpha:g} seed {seed}",
                                  f"{p['tag']}-{m}-a{alpha:g}-s{seed}", planned=m not in LEARNT, data=(ids, score)))
@@ -597,10 +598,8 @@ def run_static(args, ds=None, path=None, argv=None):
                                    f"{theory.corruption_in_subset(ids, prep.mask):.3f} (eps {eps:.3f}), "
                                    f"{res.seconds:.1f}s", files=tuple(files))
 
-    def after(run, p, refresh):
-        if p["subsets"]:
-            run.save_arrays(f"subsets-{p['tag']}.npz", **p["subsets"])
-        if refresh and (p["kind"], p["rate"]) != args.noise_list[-1]:   # figures cost seconds
+    def after(run, p, trained):
+        if trained and (p["kind"], p["rate"]) != args.noise_list[-1]:   # figures cost seconds
             write_plots(run, args, ds.num_classes)
 
     def report(run, final):

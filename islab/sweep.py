@@ -51,8 +51,8 @@ class Config:
     jobs: Callable[[Any], list]           # prerequisites -> [Job] in run order
     learns_jobs: bool = False             # jobs() may return keys the plan cannot name (planned=False)
     report_needs_prepare: bool = False    # the report reads what prepare returns: prepare it even when done
-    # after its jobs, under the folder lock: (run folder, prerequisites, refresh) where refresh = this
-    # process trained one of them and writes the report (a script may refresh its figures then)
+    # after its jobs, in a process that writes the report, under the folder lock: (run folder,
+    # prerequisites, trained: this process trained one of them), e.g. to refresh the figures
     after: Callable[[Any, Any, bool], None] | None = None
 
 
@@ -107,9 +107,9 @@ def sweep(script, args, argv, path: Path, configs: list[Config], run_job: Callab
             if role.reports:
                 with run.locked():
                     report(run, False)
-        if c.after is not None:
+        if c.after is not None and role.reports:
             with run.locked():
-                c.after(run, prepared, trained and role.reports)
+                c.after(run, prepared, trained)
     if role.reports:
         with run.locked():   # from every worker's job files
             report(run, True)
