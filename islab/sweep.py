@@ -57,18 +57,20 @@ class Config:
 
 
 def sweep(script, args, argv, path: Path, configs: list[Config], run_job: Callable[[Any, Any, Job, Any], Outcome],
-          report: Callable[[Any, bool], None], run_config=None, header: Callable[[runs.RunFolder], str] | None = None):
+          report: Callable[[Any, bool], None], run_config=None, header: Callable[[runs.RunFolder], str] | None = None,
+          seed: int | None = None):
     """Run every job of `configs` in the run folder `path` as args' launcher, stage and job
     selection say (islab.launch), and write the report; returns the folder (the exit status of
     --dry-run).  run_job(run folder, prerequisites, job, checkpoint file or None) trains one job;
     report(run folder, final) writes res.txt (and, when final, the figures) from the job files,
     under the folder lock.  run_config: what config.json records (default args); header(run): the log line
-    that opens the run."""
+    that opens the run; seed: the seed env.json records (default the first of args.seed_list)."""
     plan = launch.Plan(Path(script), launch.user_argv(argv), path, [k for c in configs for k in c.keys],
                        [c.tag for c in configs], unplanned=any(c.learns_jobs for c in configs))
     if args.dry_run:
         return launch.dry_run(plan, args)
-    run = runs.open_run(path, args if run_config is None else run_config, seed=args.seed_list[0], quiet=args.quiet)
+    run = runs.open_run(path, args if run_config is None else run_config,
+                        seed=args.seed_list[0] if seed is None else seed, quiet=args.quiet)
     if header is not None:
         run.log(header(run))
     if launch.delegate(plan, args, run):   # submitted to Slurm, or the submitit executors reported
@@ -82,7 +84,7 @@ def sweep(script, args, argv, path: Path, configs: list[Config], run_job: Callab
         todo = [k for k in c.keys if role.runs(k) and not run.is_done(k)]
         finished = sum(run.is_done(k) for k in c.keys)
         if finished and role.trains:
-            run.log(f"[{c.tag}] {finished} finished jobs skipped (--resume)")
+            run.log(f"[{c.tag}] {finished} finished job{'s' if finished > 1 else ''} skipped (--resume)")
         learnt = c.learns_jobs and role.runs({"config": c.tag}, planned=False)
         if not (todo or learnt or (c.report_needs_prepare and role.wants(run, c.keys))):
             continue
