@@ -441,6 +441,32 @@ def prepare_config(args, ds, kind, rate, run, n_hold, methods):
     return prep, irr
 
 
+def prepare(args, ds, n_hold: int, kind: str, rate: float, run, pending) -> tuple:
+    """One configuration, ready for its jobs: the prerequisites of its pending jobs' methods (noise
+    draw, proxies, RHO-LOSS's irreducible model); its facts for res.txt go to configs.json."""
+    tag = experiment.noise_tag(kind, rate)
+    methods = list(dict.fromkeys(k["method"] for k in pending))
+    prep, irr = prepare_config(args, ds, kind, rate, run, n_hold, methods)
+    sweep.record_facts(run, INFO_FILE, tag, {**(config_info(ds, prep.mask, prep.ens, irr) if prep.mask is not None
+                                                else {}), **({"diverged": prep.diverged} if prep.diverged else {})})
+    return tag, prep, irr
+
+
+def train_job(args, ds, run, prepared: tuple, job, ckpt=None):
+    """One job: train the target with one sampling method and seed (run_job), one log line."""
+    tag, prep, irr = prepared
+    method, seed = job.key["method"], job.key["seed"]
+    if prep.labels is None or (prep.ens is None and online.needs_proxies(method, args.is_source)):
+        # its proxies or the attacker diverged: recorded, not trained
+        return sweep.Outcome(diverged_rows(), f"{job.name}: DIVERGED (no scores: {prep.diverged})", trained=False)
+    rows, s, files = run_job(args, ds, method, seed, prep.labels, prep.mask, prep.ens, irr, run, tag, prep.clean, ckpt)
+    flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
+    return sweep.Outcome(rows, f"{job.name}: final acc {s['final_acc']:.2f}% (best {s['best_acc']:.2f}), "
+                               f"mass on corrupted {s['mass_corrupt_mean']:.3f}, drawn corrupted "
+                               f"{s['drawn_corrupt_mean']:.3f}, ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}",
+                         files=tuple(files))
+
+
 def run_online(args, ds=None, path=None, argv=None):
     """Every noise configuration x method x seed job of parsed args (the data set and the run
     folder path may be given, as DR-IS/ablations.py does, with the argv its launcher reruns);
@@ -450,49 +476,22 @@ def run_online(args, ds=None, path=None, argv=None):
     path = path or launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
     t_start = time.time()
 
-    def prepare(kind, rate, run, pending):
-        """The configuration's prerequisites for the methods of its pending jobs; its facts for
-        res.txt go to configs.json."""
-        tag = experiment.noise_tag(kind, rate)
-        methods = list(dict.fromkeys(k["method"] for k in pending))
-        prep, irr = prepare_config(args, ds, kind, rate, run, n_hold, methods)
-        sweep.record_facts(run, INFO_FILE, tag, {**(config_info(ds, prep.mask, prep.ens, irr)
-                                                    if prep.mask is not None else {}),
-                                                 **({"diverged": prep.diverged} if prep.diverged else {})})
-        return tag, prep, irr
-
     def jobs(prepared):
         tag = prepared[0]
         return [sweep.Job({"config": tag, "method": m, "seed": s}, f"[{tag}] {m} seed {s}", f"{tag}-{m}-s{s}")
                 for m in args.method_list for s in args.seed_list]
 
-    def run_one(run, prepared, job, ckpt):
-        tag, prep, irr = prepared
-        method, seed = job.key["method"], job.key["seed"]
-        if prep.labels is None or (prep.ens is None and online.needs_proxies(method, args.is_source)):
-            # its proxies or the attacker diverged: recorded, not trained
-            return sweep.Outcome(diverged_rows(), f"{job.name}: DIVERGED (no scores: {prep.diverged})",
-                                 trained=False)
-        rows, s, files = run_job(args, ds, method, seed, prep.labels, prep.mask, prep.ens, irr, run,
-                                 tag, prep.clean, ckpt)
-        flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
-        return sweep.Outcome(rows, f"{job.name}: final acc {s['final_acc']:.2f}% "
-                                   f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "
-                                   f"drawn corrupted {s['drawn_corrupt_mean']:.3f}, "
-                                   f"ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}", files=tuple(files))
-
     def report(run, final):
         write_report(run, args, ds, sweep.read_facts(run.path / INFO_FILE), time.time() - t_start)
 
-    def header(run):
-        return (f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods {args.method_list}; "
-                f"seeds {args.seed_list}; device {args.torch_device}")
-
     configs = [sweep.Config(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
-                            functools.partial(prepare, k, r), jobs) for k, r in args.noise_configs]
+                            functools.partial(prepare, args, ds, n_hold, k, r), jobs) for k, r in args.noise_configs]
     # config.json records the settings, not the device they ran on
     run_config = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "torch_device"})
-    return sweep.sweep(__file__, args, argv, path, configs, run_one, report, run_config=run_config, header=header)
+    return sweep.sweep(__file__, args, argv, path, configs, functools.partial(train_job, args, ds), report,
+                       run_config=run_config,
+                       header=lambda run: f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods "
+                                          f"{args.method_list}; seeds {args.seed_list}; device {args.torch_device}")
 
 
 if __name__ == "__main__":

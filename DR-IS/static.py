@@ -546,60 +546,64 @@ def prepare_config(args, ds, kind: str, rate: float, run):
     return prep, score_of, own_keep, info
 
 
+def prepare(args, ds, info: dict, kind: str, rate: float, run, _pending=None) -> dict:
+    """One configuration, ready for its jobs: the noise draw, the proxies, every method's scores
+    and kept ids (saved as subsets-<tag>.npz); its facts for res.txt go into info[tag]."""
+    tag, n = experiment.noise_tag(kind, rate), len(ds.train)
+    prep, score_of, own_keep, info[tag] = prepare_config(args, ds, kind, rate, run)
+    todo = jobs_of(args, n, score_of, own_keep, prep.labels, ready=prep.labels is not None)
+    subsets = {f"{m}-a{alpha:g}-s{seed}": ids for alpha, m, seed, ids, _ in todo if ids is not None}
+    if subsets:   # every job's kept ids, whoever trains it
+        run.save_arrays(f"subsets-{tag}.npz", **subsets)
+    return {"tag": tag, "kind": kind, "rate": rate, "eps": info[tag]["eps"], "prep": prep, "jobs": todo}
+
+
+def jobs(p: dict) -> list:
+    """A prepared configuration's jobs in run order: (alpha, method, seed), the kept ids and score."""
+    return [sweep.Job({"config": p["tag"], "alpha": alpha, "method": m, "seed": seed},
+                      f"[{p['tag']}] {m} alpha {alpha:g} seed {seed}", f"{p['tag']}-{m}-a{alpha:g}-s{seed}",
+                      planned=m not in LEARNT, data=(ids, score))
+            for alpha, m, seed, ids, score in p["jobs"]]
+
+
+def run_job(args, ds, run, p: dict, job, ckpt=None):
+    """One job: train the target on the kept subset with the step budget of full-data training,
+    then measure it (test accuracy, corruption kept, detection of the score, fit of the labels)."""
+    from islab.train import Sampling, train
+
+    prep, (ids, score), tcfg = p["prep"], job.data, experiment.target_config(args)
+    m, seed, tag, n = job.key["method"], job.key["seed"], p["tag"], len(ds.train)
+    if ids is None:   # its proxies or the attacker diverged: recorded, not trained
+        return sweep.Outcome(diverged_rows(p["eps"], p["kind"], p["rate"]),
+                             f"{job.name}: DIVERGED (no scores: {prep.diverged})", trained=False)
+    res = train(args.target, ds, prep.labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
+                corrupt_mask=prep.mask, log=file_logger(run), progress=args.progress, checkpoint=ckpt,
+                desc=f"[{tag}] {m} a{job.key['alpha']:g} s{seed}")
+    fit, pred = experiment.fit_to_labels(res.model, ds, prep.labels, prep.clean, prep.mask, tcfg)
+    files = []
+    if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
+        run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
+        # recorded (SHA-256) with the labels it is compared with: reports verify both
+        files = [run.path / f"predictions-{tag}-full-s{seed}.npz", run.path / f"labels-{tag}.npz"]
+    if getattr(args, "export_probs", False):
+        files.append(export.save_probs(run.path / f"probs-{tag}-{m}-a{job.key['alpha']:g}-s{seed}.npz",
+                                       [0], export.subset_probs(ids, n)[None], dataset_id=example_ids(ds)))
+    rows = job_rows(res, ids, prep.mask, score, p["eps"], p["kind"], p["rate"], prep.clean, fit)
+    return sweep.Outcome(rows, f"{job.name}: test acc {res.test_acc:.2f}%{' DIVERGED' if res.diverged else ''}, "
+                               f"corruption in subset {theory.corruption_in_subset(ids, prep.mask):.3f} "
+                               f"(eps {p['eps']:.3f}), {res.seconds:.1f}s", files=tuple(files))
+
+
 def run_static(args, ds=None, path=None, argv=None):
     """Every configuration x method x alpha x seed job of a parsed, validated args (data set and
     run folder path may be given, as ablations.py does for its sub-runs, with the static argv
     its launcher's processes rerun); islab.sweep does the run folder, resume, workers and Slurm."""
-    from islab.train import Sampling, train
-
     ds = ds if ds is not None else experiment.open_dataset(args)   # missing data: exit 2, no folder
     path = path or launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
-    tcfg, n = experiment.target_config(args), len(ds.train)
     info = {}   # per-configuration facts for res.txt
 
-    def prepare(kind, rate, run, _pending):
-        tag = experiment.noise_tag(kind, rate)
-        prep, score_of, own_keep, info[tag] = prepare_config(args, ds, kind, rate, run)
-        todo = jobs_of(args, n, score_of, own_keep, prep.labels, ready=prep.labels is not None)
-        subsets = {f"{m}-a{alpha:g}-s{seed}": ids for alpha, m, seed, ids, _ in todo if ids is not None}
-        if subsets:   # every job's kept ids, whoever trains it
-            run.save_arrays(f"subsets-{tag}.npz", **subsets)
-        return {"tag": tag, "kind": kind, "rate": rate, "prep": prep, "jobs": todo}
-
-    def jobs(p):
-        out = []
-        for alpha, m, seed, ids, score in p["jobs"]:
-            out.append(sweep.Job({"config": p["tag"], "alpha": alpha, "method": m, "seed": seed},
-                                 f"[{p['tag']}] {m} alpha {alpha:g} seed {seed}",
-                                 f"{p['tag']}-{m}-a{alpha:g}-s{seed}", planned=m not in LEARNT, data=(ids, score)))
-        return out
-
-    def run_job(run, p, job, ckpt):
-        prep, (ids, score) = p["prep"], job.data
-        m, seed, eps = job.key["method"], job.key["seed"], info[p["tag"]]["eps"]
-        if ids is None:   # its proxies or the attacker diverged: recorded, not trained
-            return sweep.Outcome(diverged_rows(eps, p["kind"], p["rate"]),
-                                 f"{job.name}: DIVERGED (no scores: {prep.diverged})", trained=False)
-        res = train(args.target, ds, prep.labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
-                    corrupt_mask=prep.mask, log=file_logger(run), progress=args.progress, checkpoint=ckpt,
-                    desc=f"[{p['tag']}] {m} a{job.key['alpha']:g} s{seed}")
-        fit, pred = experiment.fit_to_labels(res.model, ds, prep.labels, prep.clean, prep.mask, tcfg)
-        files = []
-        if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
-            run.save_arrays(f"predictions-{p['tag']}-full-s{seed}.npz", train_pred=pred)
-            # recorded (SHA-256) with the labels it is compared with: reports verify both
-            files = [run.path / f"predictions-{p['tag']}-full-s{seed}.npz", run.path / f"labels-{p['tag']}.npz"]
-        if getattr(args, "export_probs", False):
-            files.append(export.save_probs(run.path / f"probs-{p['tag']}-{m}-a{job.key['alpha']:g}-s{seed}.npz",
-                                           [0], export.subset_probs(ids, n)[None], dataset_id=example_ids(ds)))
-        rows = job_rows(res, ids, prep.mask, score, eps, p["kind"], p["rate"], prep.clean, fit)
-        return sweep.Outcome(rows, f"{job.name}: test acc {res.test_acc:.2f}%"
-                                   f"{' DIVERGED' if res.diverged else ''}, corruption in subset "
-                                   f"{theory.corruption_in_subset(ids, prep.mask):.3f} (eps {eps:.3f}), "
-                                   f"{res.seconds:.1f}s", files=tuple(files))
-
-    def after(run, p, trained):
-        if trained and (p["kind"], p["rate"]) != args.noise_list[-1]:   # figures cost seconds
+    def after(run, p, trained):   # figures cost seconds: after each configuration but the last
+        if trained and (p["kind"], p["rate"]) != args.noise_list[-1]:
             write_plots(run, args, ds.num_classes)
 
     def report(run, final):
@@ -607,13 +611,13 @@ def run_static(args, ds=None, path=None, argv=None):
         if final:
             write_plots(run, args, ds.num_classes)
 
-    def header(run):
-        return f"run folder {run.path}; {n} training examples, device {args.torch_device}"
-
     configs = [sweep.Config(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
-                            functools.partial(prepare, k, r), jobs, learns_jobs=any(m in args.method_list for m in LEARNT),
-                            report_needs_prepare=True, after=after) for k, r in args.noise_list]
-    return sweep.sweep(__file__, args, argv, path, configs, run_job, report, header=header)
+                            functools.partial(prepare, args, ds, info, k, r), jobs, after=after,
+                            learns_jobs=any(m in args.method_list for m in LEARNT), report_needs_prepare=True)
+               for k, r in args.noise_list]
+    return sweep.sweep(__file__, args, argv, path, configs, functools.partial(run_job, args, ds), report,
+                       header=lambda run: f"run folder {run.path}; {len(ds.train)} training examples, "
+                                          f"device {args.torch_device}")
 
 
 def main(argv=None):
