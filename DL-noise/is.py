@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, online, runs, sampling, scores, theory  # noqa: E402
+from islab import cli, experiment, launch, online, runs, sampling, scores, sweep, theory  # noqa: E402
 from islab.data import example_ids  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
 from islab.train import Sampling, train  # noqa: E402
@@ -243,98 +243,70 @@ def main(argv=None):
     ds = experiment.open_dataset(args)
     path = launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
     need_proxies = any(STRATEGIES[s] for s in args.strategy_list)
-    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path,
-                       [k for r in args.rate_list for k in run_keys(args, r)],
-                       [experiment.noise_tag(args.noise_kind, r) for r in args.rate_list])
-    if args.dry_run:
-        return launch.dry_run(plan, args)
-    run = runs.open_run(path, args, seed=args.seed_list[0], quiet=args.quiet)
     plotter = load_plotter()
-
-    def file_log(msg):  # per-epoch lines go to log.txt only; stdout gets one line per run
-        run.log(msg, quiet=True)   # log.txt only (a failed write names the file)
-
-    run.log(f"DL-noise {args.target} on {args.dataset} (N={len(ds.train)}), {args.noise_kind} noise at "
-            f"{args.rate_list}, strategies {args.strategy_list}, mode {args.mode}, seeds {args.seed_list} "
-            f"-> {run.path}")
-    if launch.delegate(plan, args, run):
-        return run.path
-    role = launch.Role(args)
-    role.prepare_pass(run, [(experiment.noise_tag(args.noise_kind, r), run_keys(args, r),
-                             functools.partial(experiment.prepare, args, ds, args.noise_kind, r, run,
-                                               need_proxies=need_proxies)) for r in args.rate_list])
-    if role.stage == "prepare":
-        return run.path
-    detection: list[dict] = []
-    ran_any = False
+    detection: dict = {}   # rate -> detection rows of its scores (scores.csv, res.txt)
     t_start = time.perf_counter()
-    for rate in args.rate_list:
-        kind = args.noise_kind
-        tag = experiment.noise_tag(kind, rate)
-        if not role.wants(run, run_keys(args, rate)):
-            continue
-        with role.prepared(run, tag):
-            prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=need_proxies)
-        labels, mask, ens = prep.labels, prep.mask, prep.ens
-        strat_scores = strategy_scores(ens, args.strategy_list) if ens is not None else {}
+
+    def prepare(rate, run, _pending):
+        tag = experiment.noise_tag(args.noise_kind, rate)
+        prep = experiment.prepare(args, ds, args.noise_kind, rate, run, need_proxies=need_proxies)
+        strat_scores = strategy_scores(prep.ens, args.strategy_list) if prep.ens is not None else {}
         if strat_scores:
             # named by the score, as in DR-IS's files: consensus (consensus-high), dris (ambiguous)
             run.save_arrays(f"scores-{tag}.npz", **{STRATEGIES[s]: v for s, v in strat_scores.items()})
-        experiment.export_configuration(run, args, tag, labels, prep.clean, mask, ens, ds=ds)
+        experiment.export_configuration(run, args, tag, prep.labels, prep.clean, prep.mask, prep.ens, ds=ds)
         if args.export_probs and args.mode == "weighted":
             from islab import export
 
             for strategy, s in strat_scores.items():
                 export.save_probs(run.path / f"probs-{tag}-{strategy}.npz", [0],
                                   sampling.smoothed_probs(s, args.gamma)[None], dataset_id=example_ids(ds))
-        if mask is not None:
-            detection += [{"rate": rate, **r} for r in detection_rows(args, strat_scores, mask, ens)]
-        ran = False
-        for key in run_keys(args, rate):
-            strategy, seed = key["strategy"], key["seed"]
-            if not role.runs(key):
-                continue
-            with run.claim(key) as job:
-                if job is None:
-                    run.log(f"  {tag} {strategy} seed {seed}: " + (
-                        "done, skipped (--resume)" if run.is_done(key) else "running in another worker, skipped"))
-                    continue
-                ran = True
-                if labels is None or (STRATEGIES[strategy] and ens is None):
-                    job.finish(diverged_rows())
-                    run.log(f"  {tag} {strategy} seed {seed}: DIVERGED (no scores: {prep.diverged})")
-                    continue
-                smp = make_sampling(args, strategy, strat_scores.get(strategy), len(ds.train), seed)
-                ckpt = launch.checkpoint_file(run, args, f"{tag}-{strategy}-s{seed}")
-                launch.resuming(run, ckpt, f"  {tag} {strategy} seed {seed}")
-                res = train(args.target, ds, labels, experiment.target_config(args), seed, sampling=smp,
-                            corrupt_mask=mask, progress=args.progress, log=file_log, checkpoint=ckpt,
-                            desc=f"{tag} {strategy} s{seed}")
-                job.finish(run_rows(res))
-                launch.drop_checkpoint(ckpt)
-            note = f" DIVERGED at epoch {res.diverged_epoch}" if res.diverged else ""
-            drawn = epoch_mean(res.history, "drawn_corrupt")
-            run.log(f"  {tag} {strategy} seed {seed}: test acc {res.test_acc:.2f}% (best "
-                    f"{res.best_test_acc:.2f}%), drawn corrupted {drawn:.3f} ({res.seconds:.1f} s){note}")
-            if role.reports:
-                with run.locked():
-                    write_report(run, args, ds, detection)
-        ran_any |= ran
-        if role.reports:
-            with run.locked():
-                runs.atomic_write_text(run.path / "scores.csv", _frame(detection).to_csv(index=False))
-                write_report(run, args, ds, detection)
-                if ran and rate != args.rate_list[-1]:
-                    plotter.draw(run.path)  # after each noise rate, not each run: figures cost seconds
-    total = time.perf_counter() - t_start
-    if role.reports:
-        with run.locked():   # from every worker's job files
-            write_report(run, args, ds, detection, total)
-            if ran_any or role.stage == "report" or not all((run.path / f).is_file() for f in plotter.FIGURES):
-                plotter.draw(run.path)
-    run.log(f"done in {total:.1f} s -> {run.path}")
-    launch.finish(args)
-    return run.path
+        if prep.mask is not None:
+            detection[rate] = [{"rate": rate, **r} for r in detection_rows(args, strat_scores, prep.mask, prep.ens)]
+        return rate, tag, prep, strat_scores
+
+    def jobs(p):
+        rate, tag = p[0], p[1]
+        return [sweep.Job(key, f"  {tag} {key['strategy']} seed {key['seed']}", f"{tag}-{key['strategy']}-s{key['seed']}")
+                for key in run_keys(args, rate)]
+
+    def run_job(run, p, job, ckpt):
+        _, tag, prep, strat_scores = p
+        strategy, seed = job.key["strategy"], job.key["seed"]
+        if prep.labels is None or (STRATEGIES[strategy] and prep.ens is None):
+            return sweep.Outcome(diverged_rows(), f"{job.name}: DIVERGED (no scores: {prep.diverged})")
+        smp = make_sampling(args, strategy, strat_scores.get(strategy), len(ds.train), seed)
+        res = train(args.target, ds, prep.labels, experiment.target_config(args), seed, sampling=smp,
+                    corrupt_mask=prep.mask, progress=args.progress, log=lambda msg: run.log(msg, quiet=True),
+                    checkpoint=ckpt, desc=f"{tag} {strategy} s{seed}")   # per-epoch lines: log.txt only
+        note = f" DIVERGED at epoch {res.diverged_epoch}" if res.diverged else ""
+        return sweep.Outcome(run_rows(res), f"{job.name}: test acc {res.test_acc:.2f}% (best "
+                                            f"{res.best_test_acc:.2f}%), drawn corrupted "
+                                            f"{epoch_mean(res.history, 'drawn_corrupt'):.3f} ({res.seconds:.1f} s){note}")
+
+    def rows():
+        return [r for rate in args.rate_list for r in detection.get(rate, [])]
+
+    def after(run, p, trained):
+        runs.atomic_write_text(run.path / "scores.csv", _frame(rows()).to_csv(index=False))
+        write_report(run, args, ds, rows())
+        if trained and p[0] != args.rate_list[-1]:
+            plotter.draw(run.path)  # after each noise rate, not each run: figures cost seconds
+
+    def report(run, final):
+        write_report(run, args, ds, rows(), time.perf_counter() - t_start if final else None)
+        if final:
+            plotter.draw(run.path)
+
+    def header(run):
+        return (f"DL-noise {args.target} on {args.dataset} (N={len(ds.train)}), {args.noise_kind} noise at "
+                f"{args.rate_list}, strategies {args.strategy_list}, mode {args.mode}, seeds {args.seed_list} "
+                f"-> {run.path}")
+
+    configs = [sweep.Config(experiment.noise_tag(args.noise_kind, r), run_keys(args, r),
+                            functools.partial(prepare, r), jobs, report_needs_prepare=True, after=after)
+               for r in args.rate_list]
+    return sweep.sweep(__file__, args, argv, path, configs, run_job, report, header=header)
 
 
 def _frame(rows):

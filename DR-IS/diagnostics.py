@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, runs, sampling, scores, theory  # noqa: E402
+from islab import cli, experiment, launch, runs, sampling, scores, sweep, theory  # noqa: E402
 
 FAMILY = "DR-IS/diagnostics"
 DEFAULT_NOISE = "clean,targeted:0.25"
@@ -341,77 +341,55 @@ def load_verdicts(run, args, info: dict, verdicts: dict) -> None:
 def run_diagnostics(args, argv=None):
     ds = experiment.open_dataset(args)   # a missing data set exits 2 before any folder exists
     path = launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
-    tags = [experiment.noise_tag(k, r) for k, r in args.noise_list]
-    # one job per configuration; its prerequisites (noise draw, proxy pool) are most of its cost
-    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path, [{"config": t} for t in tags], tags)
-    if args.dry_run:
-        return launch.dry_run(plan, args)
-    run = runs.open_run(path, args, seed=args.noise_seed, quiet=args.quiet)
     n = len(ds.train)
-    run.log(f"run folder {run.path}; {n} training examples, proxy pool {','.join(args.proxy_list)}, "
-            f"K in {args.k_list}, device {args.torch_device}")
-    if launch.delegate(plan, args, run):
-        return run.path
-    role = launch.Role(args)
-    role.prepare_pass(run, [(experiment.noise_tag(k, r), [{"config": experiment.noise_tag(k, r)}],
-                             functools.partial(experiment.prepare, args, ds, k, r, run, need_proxies=True))
-                            for k, r in args.noise_list])
-    if role.stage == "prepare":
-        return run.path
-    info, verdicts, t_all = {"n": n}, {}, time.time()
-    for kind, rate in args.noise_list:
-        tag = experiment.noise_tag(kind, rate)
-        key = {"config": tag}
+    info, verdicts = {"n": n}, {}
+
+    def prepare(kind, rate, run, _pending):   # the noise draw and the proxy pool: most of a job's cost
+        return kind, rate, experiment.prepare(args, ds, kind, rate, run, need_proxies=True)
+
+    def jobs(p):   # one job per configuration: every ensemble size of the pool
+        tag = experiment.noise_tag(p[0], p[1])
+        return [sweep.Job({"config": tag}, f"[{tag}]", tag)]
+
+    def run_job(run, p, job, _ckpt):
+        (kind, rate, prep), tag, t0 = p, job.key["config"], time.time()
+        mask, ens = prep.mask, prep.ens
         saved = run.path / f"verdict-{tag}.json"
-        if not role.runs(key):
-            continue
-        with run.claim(key) as job:
-            if job is None:
-                run.log(f"[{tag}] " + ("done, skipped (--resume)" if run.is_done(key)
-                                       else "running in another worker, skipped"))
-                continue
-            t0 = time.time()
-            with role.prepared(run, tag):
-                prep = experiment.prepare(args, ds, kind, rate, run, need_proxies=True)
-            mask, ens = prep.mask, prep.ens
-            eps = float(mask.mean()) if mask is not None else float("nan")
-            if ens is None:   # a proxy (or the attacker) diverged: no s_i, recorded as such
-                info[tag] = {"eps": eps, "diverged": prep.diverged}
-                verdicts[tag] = f"DIVERGED: {prep.diverged}; no diagnostics for this configuration"
-                runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
-                job.finish([{"kind": kind, "rate": rate, "K": k, "metric": m, "value": v}
-                             for k in args.k_list for m, v in (("eps", eps), ("diverged", 1.0))], files=[saved])
-                run.log(f"[{tag}] {verdicts[tag]}")
-                continue
-            info[tag] = {"eps": eps,
-                         "proxy_acc": ", ".join(f"{nm} {a:.1f}" for nm, a in zip(ens.names, ens.test_acc))}
-            rows, s_of, last = diagnose(ens, mask, args)
-            run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask,
-                            mean_loss=scores.ensemble_score(ens, "loss"),
-                            **{f"s_K{k}": s for k, s in s_of.items()})
-            for k, s in s_of.items():
-                draw_hist(run.path / f"hist-{tag}-K{k}.png", s, mask, rows, k, tag, args)
-            verdicts[tag] = theory.verdict(last["checks"], last["masses"], last["aligned"])
+        eps = float(mask.mean()) if mask is not None else float("nan")
+        if ens is None:   # a proxy (or the attacker) diverged: no s_i, recorded as such
+            info[tag] = {"eps": eps, "diverged": prep.diverged}
+            verdicts[tag] = f"DIVERGED: {prep.diverged}; no diagnostics for this configuration"
             runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
-            exported = experiment.export_configuration(run, args, tag, prep.labels, prep.clean, mask, ens,
-                                                       extra={f"s_K{k}": s for k, s in s_of.items()},
-                                                       ddof=args.ddof, ds=ds)
-            job.finish([{"kind": kind, "rate": rate, **r} for r in rows],
-                       files=[saved, run.path / f"scores-{tag}.npz", exported[0]])
-        run.log(f"[{tag}] {len(args.k_list)} ensemble sizes in {time.time() - t0:.1f}s\n{verdicts[tag]}")
-        if role.reports:
-            with run.locked():
-                load_verdicts(run, args, info, verdicts)
-                write_report(run, args, verdicts, info)
-                write_plots(run, args)
-    if role.reports:
-        with run.locked():   # from every worker's job files
-            load_verdicts(run, args, info, verdicts)
-            write_report(run, args, verdicts, info)
-            write_plots(run, args)
-    run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
-    launch.finish(args)
-    return run.path
+            return sweep.Outcome([{"kind": kind, "rate": rate, "K": k, "metric": m, "value": v}
+                                  for k in args.k_list for m, v in (("eps", eps), ("diverged", 1.0))],
+                                 f"[{tag}] {verdicts[tag]}", files=(saved,), trained=False)
+        info[tag] = {"eps": eps, "proxy_acc": ", ".join(f"{nm} {a:.1f}" for nm, a in zip(ens.names, ens.test_acc))}
+        rows, s_of, last = diagnose(ens, mask, args)
+        run.save_arrays(f"scores-{tag}.npz", index=np.arange(n), corrupt=mask,
+                        mean_loss=scores.ensemble_score(ens, "loss"), **{f"s_K{k}": s for k, s in s_of.items()})
+        for k, s in s_of.items():
+            draw_hist(run.path / f"hist-{tag}-K{k}.png", s, mask, rows, k, tag, args)
+        verdicts[tag] = theory.verdict(last["checks"], last["masses"], last["aligned"])
+        runs.atomic_write_json(saved, {"info": info[tag], "verdict": verdicts[tag]})
+        exported = experiment.export_configuration(run, args, tag, prep.labels, prep.clean, mask, ens,
+                                                   extra={f"s_K{k}": s for k, s in s_of.items()},
+                                                   ddof=args.ddof, ds=ds)
+        return sweep.Outcome([{"kind": kind, "rate": rate, **r} for r in rows],
+                             f"[{tag}] {len(args.k_list)} ensemble sizes in {time.time() - t0:.1f}s\n{verdicts[tag]}",
+                             files=(saved, run.path / f"scores-{tag}.npz", exported[0]))
+
+    def report(run, final):   # from every worker's job files
+        load_verdicts(run, args, info, verdicts)
+        write_report(run, args, verdicts, info)
+        write_plots(run, args)
+
+    def header(run):
+        return (f"run folder {run.path}; {n} training examples, proxy pool {','.join(args.proxy_list)}, "
+                f"K in {args.k_list}, device {args.torch_device}")
+
+    configs = [sweep.Config(experiment.noise_tag(k, r), [{"config": experiment.noise_tag(k, r)}],
+                            functools.partial(prepare, k, r), jobs) for k, r in args.noise_list]
+    return sweep.sweep(__file__, args, argv, path, configs, run_job, report, header=header, seed=args.noise_seed)
 
 
 def main(argv=None):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import sys
 import time
@@ -34,13 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, online, runs, scores, theory  # noqa: E402
+from islab import cli, experiment, launch, online, runs, scores, sweep, theory  # noqa: E402
 from islab.data import example_ids  # noqa: E402
 from islab.models import MODELS  # noqa: E402
 from islab.sampling import IS_FLOOR  # noqa: E402
 from islab.train import train  # noqa: E402
 
 FAMILY = "DR-IS/online"
+INFO_FILE = "configs.json"   # per-configuration facts for res.txt (noise count, proxy and reference accuracy)
 DEFAULT_NOISE = "clean,uniform:0.1,targeted:0.1,targeted:0.25"
 # RHO-LOSS reference model and holdout per preset (docs/METHODS.md section 3: ResNet-20 on a 5k holdout for CIFAR;
 # digits: the small cnn on 20 % of the 1437 training examples, our default).
@@ -194,8 +194,9 @@ def config_info(ds, mask, ens, irr) -> dict:
 # ---------------------------------------------------------------- one job
 
 
-def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
-    """Train the target with one method and seed; returns (tidy rows, summary dict)."""
+def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean, ckpt=None):
+    """Train the target with one method and seed (ckpt: its training-state file, islab.sweep);
+    returns (tidy rows, summary dict, files recorded with the job)."""
     cfg = experiment.target_config(args)
     if method in online.RHO_METHODS:  # RHO targets train on the examples outside the holdout
         d, y, m, c = online.keep_dataset(ds, irr.keep), labels[irr.keep], mask[irr.keep], clean[irr.keep]
@@ -214,8 +215,6 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
     sampling = online.make_sampling(method, d, y, cfg, gamma=args.gamma, is_floor=args.is_floor,
                                     rho_floor=args.rho_floor, rho_every=args.rho_every,
                                     is_source=args.is_source, reweight=not args.unweighted, log=rlog, **kw)
-    ckpt = job_checkpoint(run, args, tag, method, seed)
-    launch.resuming(run, ckpt, f"[{tag}] {method} seed {seed}")
 
     def epoch_log(msg):  # per-epoch lines go to log.txt only (a failed write names the file)
         run.log(msg, quiet=True)
@@ -255,11 +254,6 @@ def run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean):
                                      example_id=irr.keep if method in online.RHO_METHODS else None,
                                      dataset_id=example_ids(d)))
     return rows, summary, files
-
-
-def job_checkpoint(run, args, tag, method, seed):
-    """The job's training state file (None without --checkpoint): islab.launch.checkpoint_file."""
-    return launch.checkpoint_file(run, args, f"{tag}-{method}-s{seed}")
 
 
 def _nanmean(v) -> float:
@@ -410,17 +404,6 @@ def plot(run, df, steps=None, classes=None):
 # ---------------------------------------------------------------- main
 
 
-def read_infos(path) -> dict:
-    """configs.json (per-configuration facts for res.txt); a damaged copy counts as empty and is
-    rewritten when the configuration is next prepared."""
-    try:
-        d = json.loads(path.read_text()) if path.exists() else {}
-    except (ValueError, OSError):
-        return {}
-    # hand-edited entries of another type are dropped too (each configuration's facts are a dict)
-    return {k: v for k, v in d.items() if isinstance(v, dict)} if isinstance(d, dict) else {}
-
-
 def diverged_rows() -> list[dict]:
     """The record of a job that could not train because a proxy or the attacker diverged."""
     nan = float("nan")
@@ -458,77 +441,57 @@ def prepare_config(args, ds, kind, rate, run, n_hold, methods):
     return prep, irr
 
 
+def prepare(args, ds, n_hold: int, kind: str, rate: float, run, pending) -> tuple:
+    """One configuration, ready for its jobs: the prerequisites of its pending jobs' methods (noise
+    draw, proxies, RHO-LOSS's irreducible model); its facts for res.txt go to configs.json."""
+    tag = experiment.noise_tag(kind, rate)
+    methods = list(dict.fromkeys(k["method"] for k in pending))
+    prep, irr = prepare_config(args, ds, kind, rate, run, n_hold, methods)
+    sweep.record_facts(run, INFO_FILE, tag, {**(config_info(ds, prep.mask, prep.ens, irr) if prep.mask is not None
+                                                else {}), **({"diverged": prep.diverged} if prep.diverged else {})})
+    return tag, prep, irr
+
+
+def train_job(args, ds, run, prepared: tuple, job, ckpt=None):
+    """One job: train the target with one sampling method and seed (run_job), one log line."""
+    tag, prep, irr = prepared
+    method, seed = job.key["method"], job.key["seed"]
+    if prep.labels is None or (prep.ens is None and online.needs_proxies(method, args.is_source)):
+        # its proxies or the attacker diverged: recorded, not trained
+        return sweep.Outcome(diverged_rows(), f"{job.name}: DIVERGED (no scores: {prep.diverged})", trained=False)
+    rows, s, files = run_job(args, ds, method, seed, prep.labels, prep.mask, prep.ens, irr, run, tag, prep.clean, ckpt)
+    flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
+    return sweep.Outcome(rows, f"{job.name}: final acc {s['final_acc']:.2f}% (best {s['best_acc']:.2f}), "
+                               f"mass on corrupted {s['mass_corrupt_mean']:.3f}, drawn corrupted "
+                               f"{s['drawn_corrupt_mean']:.3f}, ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}",
+                         files=tuple(files))
+
+
 def run_online(args, ds=None, path=None, argv=None):
     """Every noise configuration x method x seed job of parsed args (the data set and the run
-    folder path may be given, as DR-IS/ablations.py does, with the argv its launcher reruns)."""
+    folder path may be given, as DR-IS/ablations.py does, with the argv its launcher reruns);
+    islab.sweep does the run folder, resume, workers and Slurm."""
     ds = ds if ds is not None else experiment.open_dataset(args)
     n_hold = holdout_count(args, len(ds.train))   # last check: exit 2 before any folder exists
     path = path or launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
-    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path, planned_keys(args),
-                       [experiment.noise_tag(k, r) for k, r in args.noise_configs])
-    if args.dry_run:
-        return launch.dry_run(plan, args)
-    run_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "torch_device"})
-    run = runs.open_run(path, run_args, seed=args.seed_list[0], quiet=args.quiet)
-    info_file = run.path / "configs.json"
-    infos = read_infos(info_file)
     t_start = time.time()
-    run.log(f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods {args.method_list}; "
-            f"seeds {args.seed_list}; device {args.torch_device}")
-    if launch.delegate(plan, args, run):
-        return run.path
-    role = launch.Role(args)
-    role.prepare_pass(run, [(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
-                             functools.partial(prepare_config, args, ds, k, r, run, n_hold, args.method_list))
-                            for k, r in args.noise_configs])
-    if role.stage == "prepare":
-        return run.path
-    for kind, rate in args.noise_configs:
-        tag = experiment.noise_tag(kind, rate)
-        jobs = [(m, s) for m in args.method_list for s in args.seed_list]
-        todo = [(m, s) for m, s in jobs if not run.is_done({"config": tag, "method": m, "seed": s})]
-        if len(todo) < len(jobs) and role.trains:
-            run.log(f"[{tag}] {len(jobs) - len(todo)} finished jobs skipped (--resume)")
-        todo = [(m, s) for m, s in todo if role.runs({"config": tag, "method": m, "seed": s})]
-        if not todo:
-            continue
-        with role.prepared(run, tag):
-            prep, irr = prepare_config(args, ds, kind, rate, run, n_hold, [m for m, _ in todo])
-        labels, mask, clean, ens = prep.labels, prep.mask, prep.clean, prep.ens
-        with run.locked():   # re-read: other workers may have added their configurations
-            infos = {**infos, **read_infos(info_file)}
-            infos[tag] = {**infos.get(tag, {}), **(config_info(ds, mask, ens, irr) if mask is not None else {}),
-                          **({"diverged": prep.diverged} if prep.diverged else {})}
-            runs.atomic_write_json(info_file, infos)
-        for method, seed in todo:
-            blocked = labels is None or (ens is None and online.needs_proxies(method, args.is_source))
-            with run.claim({"config": tag, "method": method, "seed": seed}) as job:
-                if job is None:
-                    run.log(f"[{tag}] {method} seed {seed}: running in another worker, skipped")
-                    continue
-                if blocked:   # its proxies or the attacker diverged: recorded, not trained
-                    job.finish(diverged_rows())
-                    run.log(f"[{tag}] {method} seed {seed}: DIVERGED (no scores: {prep.diverged})")
-                    continue
-                rows, s, files = run_job(args, ds, method, seed, labels, mask, ens, irr, run, tag, clean)
-                job.finish(rows, files=files)
-                # only once the job is recorded: a kill before this line resumes from the last epoch
-                launch.drop_checkpoint(job_checkpoint(run, args, tag, method, seed))
-            flags = (" DIVERGED" if s["diverged"] else "") + (" COLLAPSED" if s["collapsed"] else "")
-            run.log(f"[{tag}] {method} seed {seed}: final acc {s['final_acc']:.2f}% "
-                    f"(best {s['best_acc']:.2f}), mass on corrupted {s['mass_corrupt_mean']:.3f}, "
-                    f"drawn corrupted {s['drawn_corrupt_mean']:.3f}, "
-                    f"ESS/N {s['ess_mean']:.3f}, {s['seconds']:.1f}s{flags}")
-            if role.reports:
-                with run.locked():
-                    write_report(run, args, ds, infos, time.time() - t_start)
-    if role.reports:
-        with run.locked():   # from every worker's job files
-            infos = {**infos, **read_infos(info_file)}
-            write_report(run, args, ds, infos, time.time() - t_start)
-    run.log(f"done in {time.time() - t_start:.1f} s -> {run.path}")
-    launch.finish(args)
-    return run.path
+
+    def jobs(prepared):
+        tag = prepared[0]
+        return [sweep.Job({"config": tag, "method": m, "seed": s}, f"[{tag}] {m} seed {s}", f"{tag}-{m}-s{s}")
+                for m in args.method_list for s in args.seed_list]
+
+    def report(run, final):
+        write_report(run, args, ds, sweep.read_facts(run.path / INFO_FILE), time.time() - t_start)
+
+    configs = [sweep.Config(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
+                            functools.partial(prepare, args, ds, n_hold, k, r), jobs) for k, r in args.noise_configs]
+    # config.json records the settings, not the device they ran on
+    run_config = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "torch_device"})
+    return sweep.sweep(__file__, args, argv, path, configs, functools.partial(train_job, args, ds), report,
+                       run_config=run_config,
+                       header=lambda run: f"{args.dataset}: {len(ds.train)} train / {len(ds.test)} test; methods "
+                                          f"{args.method_list}; seeds {args.seed_list}; device {args.torch_device}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, export, launch, runs, sampling, scores, theory  # noqa: E402
+from islab import cli, experiment, export, launch, runs, sampling, scores, sweep, theory  # noqa: E402
 from islab.data import example_ids  # noqa: E402
 from islab.noise import top_indices  # noqa: E402
 from islab.proxies import ProxyDiverged  # noqa: E402
@@ -547,95 +546,78 @@ def prepare_config(args, ds, kind: str, rate: float, run):
     return prep, score_of, own_keep, info
 
 
+def prepare(args, ds, info: dict, kind: str, rate: float, run, _pending=None) -> dict:
+    """One configuration, ready for its jobs: the noise draw, the proxies, every method's scores
+    and kept ids (saved as subsets-<tag>.npz); its facts for res.txt go into info[tag]."""
+    tag, n = experiment.noise_tag(kind, rate), len(ds.train)
+    prep, score_of, own_keep, info[tag] = prepare_config(args, ds, kind, rate, run)
+    todo = jobs_of(args, n, score_of, own_keep, prep.labels, ready=prep.labels is not None)
+    subsets = {f"{m}-a{alpha:g}-s{seed}": ids for alpha, m, seed, ids, _ in todo if ids is not None}
+    if subsets:   # every job's kept ids, whoever trains it
+        run.save_arrays(f"subsets-{tag}.npz", **subsets)
+    return {"tag": tag, "kind": kind, "rate": rate, "eps": info[tag]["eps"], "prep": prep, "jobs": todo}
+
+
+def jobs(p: dict) -> list:
+    """A prepared configuration's jobs in run order: (alpha, method, seed), the kept ids and score."""
+    return [sweep.Job({"config": p["tag"], "alpha": alpha, "method": m, "seed": seed},
+                      f"[{p['tag']}] {m} alpha {alpha:g} seed {seed}", f"{p['tag']}-{m}-a{alpha:g}-s{seed}",
+                      planned=m not in LEARNT, data=(ids, score))
+            for alpha, m, seed, ids, score in p["jobs"]]
+
+
+def run_job(args, ds, run, p: dict, job, ckpt=None):
+    """One job: train the target on the kept subset with the step budget of full-data training,
+    then measure it (test accuracy, corruption kept, detection of the score, fit of the labels)."""
+    from islab.train import Sampling, train
+
+    prep, (ids, score), tcfg = p["prep"], job.data, experiment.target_config(args)
+    m, seed, tag, n = job.key["method"], job.key["seed"], p["tag"], len(ds.train)
+    if ids is None:   # its proxies or the attacker diverged: recorded, not trained
+        return sweep.Outcome(diverged_rows(p["eps"], p["kind"], p["rate"]),
+                             f"{job.name}: DIVERGED (no scores: {prep.diverged})", trained=False)
+    res = train(args.target, ds, prep.labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
+                corrupt_mask=prep.mask, log=file_logger(run), progress=args.progress, checkpoint=ckpt,
+                desc=f"[{tag}] {m} a{job.key['alpha']:g} s{seed}")
+    fit, pred = experiment.fit_to_labels(res.model, ds, prep.labels, prep.clean, prep.mask, tcfg)
+    files = []
+    if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
+        run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
+        # recorded (SHA-256) with the labels it is compared with: reports verify both
+        files = [run.path / f"predictions-{tag}-full-s{seed}.npz", run.path / f"labels-{tag}.npz"]
+    if getattr(args, "export_probs", False):
+        files.append(export.save_probs(run.path / f"probs-{tag}-{m}-a{job.key['alpha']:g}-s{seed}.npz",
+                                       [0], export.subset_probs(ids, n)[None], dataset_id=example_ids(ds)))
+    rows = job_rows(res, ids, prep.mask, score, p["eps"], p["kind"], p["rate"], prep.clean, fit)
+    return sweep.Outcome(rows, f"{job.name}: test acc {res.test_acc:.2f}%{' DIVERGED' if res.diverged else ''}, "
+                               f"corruption in subset {theory.corruption_in_subset(ids, prep.mask):.3f} "
+                               f"(eps {p['eps']:.3f}), {res.seconds:.1f}s", files=tuple(files))
+
+
 def run_static(args, ds=None, path=None, argv=None):
     """Every configuration x method x alpha x seed job of a parsed, validated args (data set and
     run folder path may be given, as ablations.py does for its sub-runs, with the static argv
-    its launcher's processes rerun)."""
-    from islab.train import Sampling, train
-
+    its launcher's processes rerun); islab.sweep does the run folder, resume, workers and Slurm."""
     ds = ds if ds is not None else experiment.open_dataset(args)   # missing data: exit 2, no folder
     path = path or launch.run_path(args, experiment.results_root(args, FAMILY), default_name)
-    tags = [experiment.noise_tag(k, r) for k, r in args.noise_list]
-    plan = launch.Plan(Path(__file__), launch.user_argv(argv), path, planned_keys(args), tags,
-                       unplanned=any(m in args.method_list for m in LEARNT))
-    if args.dry_run:
-        return launch.dry_run(plan, args)
-    run = runs.open_run(path, args, seed=args.seed_list[0], quiet=args.quiet)
-    run.log(f"run folder {run.path}; {len(ds.train)} training examples, device {args.torch_device}")
-    if launch.delegate(plan, args, run):
-        return run.path
-    role = launch.Role(args)
-    role.prepare_pass(run, [(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
-                             functools.partial(prepare_config, args, ds, k, r, run)) for k, r in args.noise_list])
-    if role.stage == "prepare":
-        return run.path
-    tcfg = experiment.target_config(args)
-    epoch_log = file_logger(run)
-    n = len(ds.train)
-    info, t_all = {}, time.time()
-    for kind, rate in args.noise_list:
-        tag = experiment.noise_tag(kind, rate)
-        # aum_tsr's and cleanlab's jobs are not in the planned list (their alpha is learnt): a
-        # training process looks at every configuration for them
-        if not (role.wants(run, config_keys(args, tag)) or any(
-                m in args.method_list and role.runs({"config": tag, "method": m}, planned=False) for m in LEARNT)):
-            continue
-        with role.prepared(run, tag):
-            prep, score_of, own_keep, info[tag] = prepare_config(args, ds, kind, rate, run)
-        labels, mask, clean = prep.labels, prep.mask, prep.clean
-        eps = info[tag]["eps"]
-        subsets, ran = {}, False
-        for alpha, m, seed, ids, score in jobs_of(args, n, score_of, own_keep, labels, ready=labels is not None):
-            key = {"config": tag, "alpha": alpha, "method": m, "seed": seed}
-            if ids is not None:
-                subsets[f"{m}-a{alpha:g}-s{seed}"] = ids
-            if not role.runs(key, planned=m not in LEARNT):
-                continue
-            with run.claim(key) as job:
-                if job is None:
-                    run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: " + (
-                        "done, skipped (--resume)" if run.is_done(key) else "running in another worker, skipped"))
-                    continue
-                if ids is None:   # its proxies or the attacker diverged: recorded, not trained
-                    job.finish(diverged_rows(eps, kind, rate))
-                    run.log(f"[{tag}] {m} alpha {alpha:g} seed {seed}: DIVERGED (no scores: {prep.diverged})")
-                    continue
-                what = f"[{tag}] {m} alpha {alpha:g} seed {seed}"
-                ckpt = launch.checkpoint_file(run, args, f"{tag}-{m}-a{alpha:g}-s{seed}")
-                launch.resuming(run, ckpt, what)
-                res = train(args.target, ds, labels, tcfg, seed, sampling=Sampling(mode="subset", subset=ids),
-                            corrupt_mask=mask, log=epoch_log, progress=args.progress, checkpoint=ckpt,
-                            desc=f"[{tag}] {m} a{alpha:g} s{seed}")
-                fit, pred = experiment.fit_to_labels(res.model, ds, labels, clean, mask, tcfg)
-                files = []
-                if m == "full":   # the full-data fit of every configuration, for the memorisation baseline
-                    run.save_arrays(f"predictions-{tag}-full-s{seed}.npz", train_pred=pred)
-                    # recorded (SHA-256) with the labels it is compared with: reports verify both
-                    files = [run.path / f"predictions-{tag}-full-s{seed}.npz", run.path / f"labels-{tag}.npz"]
-                if getattr(args, "export_probs", False):
-                    files.append(export.save_probs(run.path / f"probs-{tag}-{m}-a{alpha:g}-s{seed}.npz", [0],
-                                                   export.subset_probs(ids, n)[None], dataset_id=example_ids(ds)))
-                job.finish(job_rows(res, ids, mask, score, eps, kind, rate, clean, fit), files=files)
-                launch.drop_checkpoint(ckpt)
-                ran = True
-            run.log(f"{what}: test acc {res.test_acc:.2f}%"
-                    f"{' DIVERGED' if res.diverged else ''}, corruption in subset "
-                    f"{theory.corruption_in_subset(ids, mask):.3f} (eps {eps:.3f}), {res.seconds:.1f}s")
-            if role.reports:
-                with run.locked():
-                    write_report(run, args, info)
-        if subsets:
-            run.save_arrays(f"subsets-{tag}.npz", **subsets)
-        if role.reports and ran and (kind, rate) != args.noise_list[-1]:   # figures cost seconds
-            with run.locked():
-                write_plots(run, args, ds.num_classes)
-    if role.reports:
-        with run.locked():   # from every worker's job files
-            write_report(run, args, info)
+    info = {}   # per-configuration facts for res.txt
+
+    def after(run, p, trained):   # figures cost seconds: after each configuration but the last
+        if trained and (p["kind"], p["rate"]) != args.noise_list[-1]:
             write_plots(run, args, ds.num_classes)
-    run.log(f"done in {time.time() - t_all:.1f}s -> {run.path}")
-    launch.finish(args)
-    return run.path
+
+    def report(run, final):
+        write_report(run, args, info)
+        if final:
+            write_plots(run, args, ds.num_classes)
+
+    configs = [sweep.Config(experiment.noise_tag(k, r), config_keys(args, experiment.noise_tag(k, r)),
+                            functools.partial(prepare, args, ds, info, k, r), jobs, after=after,
+                            learns_jobs=any(m in args.method_list for m in LEARNT), report_needs_prepare=True)
+               for k, r in args.noise_list]
+    return sweep.sweep(__file__, args, argv, path, configs, functools.partial(run_job, args, ds), report,
+                       header=lambda run: f"run folder {run.path}; {len(ds.train)} training examples, "
+                                          f"device {args.torch_device}")
 
 
 def main(argv=None):

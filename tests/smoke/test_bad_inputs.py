@@ -473,7 +473,11 @@ def test_a_config_json_of_another_type_is_refused_on_resume(convex_run, tmp_path
 def test_hand_edited_online_configuration_facts_are_dropped(tmp_path):
     """configs.json entries of another type (they crashed every resume at `{**infos[tag], ...}`)."""
     (tmp_path / "configs.json").write_text('{"clean": 5, "targeted0.2": {"n_train": 3}, "x": [1]}')
-    assert module("online").read_infos(tmp_path / "configs.json") == {"targeted0.2": {"n_train": 3}}
+    from islab import sweep
+
+    assert sweep.read_facts(tmp_path / "configs.json") == {"targeted0.2": {"n_train": 3}}
+    (tmp_path / "configs.json").write_text('{"clean": {"n_tr')   # truncated: counts as empty
+    assert sweep.read_facts(tmp_path / "configs.json") == {}
 
 
 # ---------------------------------------------------------------- the public API (islab.*)

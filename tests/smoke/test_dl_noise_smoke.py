@@ -77,7 +77,8 @@ def test_resume_skips_finished_jobs_and_rerun_without_it_is_refused(tiny, capsys
     p = run(SCRIPT, *args, "--resume")
     assert p.returncode == 0, p.stderr
     log = (folder / "log.txt").read_text()
-    assert log.count("done, skipped (--resume)") == 6
+    # one line per noise rate: 3 strategies x 1 seed each
+    assert log.count("3 finished jobs skipped (--resume)") == 2
     assert (folder / "results.csv").read_text() == before
     assert len(list((folder / "jobs").glob("*.json"))) == 6
     with pytest.raises(SystemExit) as e:  # same folder without --resume: refused, not overwritten

@@ -86,7 +86,7 @@ def test_cli_smoke_resume_and_bad_inputs(tmp_path):
     r2 = cli(*args, "--resume", root=root)
     assert r2.returncode == 0, r2.stderr[-2000:]
     log = (run / "log.txt").read_text()
-    assert log.count("done, skipped (--resume)") == 2
+    assert log.count("1 finished job skipped (--resume)") == 2
     assert pd.read_csv(run / "results.csv").equals(df)
     assert "Appendix H verdict (K=3" in (run / "res.txt").read_text()
 

@@ -150,7 +150,8 @@ def test_resume_skips_finished_jobs(tiny_run):
     r = cli(STATIC, *args, "--resume", root=root)
     assert r.returncode == 0, r.stderr[-2000:]
     log = (run / "log.txt").read_text()
-    assert log.count("done, skipped (--resume)") == 2 * 5 * 2
+    # one line per configuration: (4 alpha methods + full) x 2 seeds
+    assert log.count("finished jobs skipped (--resume)") == 2 and log.count("10 finished jobs skipped") == 2
     assert len(pd.read_csv(run / "results.csv")) == before
 
 
