@@ -26,7 +26,6 @@ DL-noise/plot.py, and config/cmd/env provenance.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from islab import cli, experiment, launch, online, runs, sampling, scores, sweep, theory  # noqa: E402
 from islab.data import example_ids  # noqa: E402
+from islab.loader import load_script  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
 from islab.train import Sampling, train  # noqa: E402
 
@@ -216,10 +216,7 @@ def write_report(run, args, ds, detection: list[dict], total_s: float | None = N
 
 def load_plotter():
     """DL-noise/plot.py as a module (the folder name is not a package name)."""
-    spec = importlib.util.spec_from_file_location("dl_noise_plot", Path(__file__).with_name("plot.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(Path(__file__).with_name("plot.py"), "dl_noise_plot", fresh=True)
 
 
 # ---------------------------------------------------------------- main

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, runs, slurm  # noqa: E402
+from islab import cli, experiment, launch, loader, runs, slurm  # noqa: E402
 
 SWEEPS = ("K", "alpha", "rate", "proxies", "lambda", "gamma")
 # Per sweep: default swept values, and the static flags it sets itself unless the user did.
@@ -53,10 +52,7 @@ def load_script(name: str):
     path = HERE / f"{name}.py"
     if not path.exists():
         return None
-    spec = importlib.util.spec_from_file_location(f"dris_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return loader.load_script(path, f"dris_{name}")
 
 
 def has_flag(argv, flag: str) -> bool:

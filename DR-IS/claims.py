@@ -1234,17 +1234,9 @@ def an_ying_section(root) -> list[str]:
 
 
 def _load_synthetic():
-    import importlib.util
-    import sys
+    from islab.loader import load_script
 
-    name = "dris_synthetic_for_claims"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "synthetic.py")
-    syn = importlib.util.module_from_spec(spec)
-    sys.modules[name] = syn
-    spec.loader.exec_module(syn)
-    return syn
+    return load_script(Path(__file__).resolve().parent / "synthetic.py", "dris_synthetic_for_claims")
 
 
 def _synthetic_numbers(folder: Path) -> dict | None:
@@ -1324,15 +1316,10 @@ def _argval(argv, flag, default=None):
 def cifar10_budget() -> dict | None:
     """Target runs and target-epoch equivalents of reproduce.py's cifar10 grid, counted from its
     stage list (stages x configurations x alphas x methods x seeds x draws); None if unreadable."""
-    import importlib.util
-    import sys
+    from islab.loader import load_script
 
     try:
-        name = "dris_reproduce_for_claims"
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "reproduce.py")
-        rep = importlib.util.module_from_spec(spec)
-        sys.modules[name] = rep
-        spec.loader.exec_module(rep)
+        rep = load_script(Path(__file__).resolve().parent / "reproduce.py", "dris_reproduce_for_claims", fresh=True)
         per_draw_plan = False
         try:
             plan = rep.stages("cifar10")

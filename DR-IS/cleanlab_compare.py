@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 import numpy as np  # noqa: E402
 
 from islab import cli, confident, experiment, runs, scores, theory  # noqa: E402
+from islab.loader import load_script  # noqa: E402
 
 FAMILY = "DR-IS/cleanlab"
 DEFAULT_NOISE = "uniform:0.25,targeted:0.25"
@@ -49,10 +50,7 @@ DETECTORS = {"cleanlab": ("cleanlab", -1.0), "dris": ("dris", -1.0), "aum": ("au
 
 
 def load_static():
-    spec = importlib.util.spec_from_file_location("dris_static_for_cleanlab", HERE / "static.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(HERE / "static.py", "dris_static_for_cleanlab", fresh=True)
 
 
 static = load_static()

@@ -42,7 +42,6 @@ Fashion-MNIST and digits; a CIFAR study's numbers are in its run folders' res.tx
 """
 from __future__ import annotations
 
-import importlib.util
 import shlex
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 
-from islab import cli, experiment, runs  # noqa: E402
+from islab import cli, experiment, loader, runs  # noqa: E402
 
 PRESETS = ("fashion-mnist", "fashion-mnist-mem", "digits", "cifar10", "cifar100")
 # the presets REPRODUCTION.md reads, one verdict column each: the short and the memorisation-matched
@@ -156,11 +155,7 @@ def record(folder: Path, results_root: Path, record_root: Path) -> Path:
 
 def load_script(name: str):
     """DR-IS/<name>.py as a module (claims.py, memorisation.py: scripts, not library modules)."""
-    spec = importlib.util.spec_from_file_location(f"dris_{name}", HERE / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod   # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return loader.load_script(HERE / f"{name}.py", f"dris_{name}", fresh=True)   # (registered in sys.modules)
 
 
 def build_parser():

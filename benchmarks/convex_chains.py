@@ -13,7 +13,6 @@ both are process CPU times (time.process_time) and the wall times are printed to
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -24,13 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from islab import cli, convex  # noqa: E402
+from islab.loader import load_script  # noqa: E402
 
 
 def sweep_args():
     """The default arguments of Convex-Noise/IS-noise.py (its file name has a hyphen)."""
-    spec = importlib.util.spec_from_file_location("is_noise", REPO / "Convex-Noise" / "IS-noise.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script(REPO / "Convex-Noise" / "IS-noise.py", "is_noise", fresh=True)
     return mod, mod.parse_args([])
 
 

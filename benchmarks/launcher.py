@@ -125,12 +125,9 @@ def main(argv=None):
 
 
 def _load_static():
-    import importlib.util
+    from islab.loader import load_script
 
-    spec = importlib.util.spec_from_file_location("bench_static", STATIC)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(STATIC, "bench_static", fresh=True)
 
 
 if __name__ == "__main__":

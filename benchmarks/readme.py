@@ -9,7 +9,7 @@ is replaced by the content of benchmarks/results/NAME.txt in a code fence.
     python benchmarks/readme.py --check   # exit 1 if the README differs from the result files
 
 The check compares two committed files and computes nothing, so unlike the `make demo` tables
-(islab/report.py) it gives the same answer on every machine: the timings in benchmarks/results/
+(reporting/report.py) it gives the same answer on every machine: the timings in benchmarks/results/
 are measured once by `make bench` and committed, never re-measured in CI.
 """
 from __future__ import annotations

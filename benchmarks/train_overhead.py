@@ -28,6 +28,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from islab import cli, runs  # noqa: E402
+from islab.loader import load_script  # noqa: E402
 from islab.data import Dataset, Split  # noqa: E402
 from islab.models import MODELS  # noqa: E402
 from islab.train import TrainConfig, new_model, train  # noqa: E402
@@ -86,7 +87,6 @@ def islab_loop(name, ds, cfg: TrainConfig, train_fn=train) -> float:
 
 def baseline_train(ref: str):
     """islab.train.train as of git commit `ref` (this repository's history), or exit 2."""
-    import importlib.util
     import subprocess
     import tempfile
 
@@ -97,11 +97,7 @@ def baseline_train(ref: str):
         cli.fail(f"--baseline {ref}: cannot read islab/train.py at that commit ({res.stderr.strip()[:120]})")
     path = Path(tempfile.mkdtemp()) / "train_baseline.py"
     path.write_text(res.stdout)
-    spec = importlib.util.spec_from_file_location("train_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_baseline"] = module
-    spec.loader.exec_module(module)
-    return module.train
+    return load_script(path, "train_baseline", fresh=True).train
 
 
 def main(argv=None):

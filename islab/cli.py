@@ -23,6 +23,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from islab import open_runs
+
 
 class UsageError(Exception):
     """Invalid user input discovered after parsing (e.g. a missing data folder)."""
@@ -310,8 +312,7 @@ def guarded(main, argv=None, signals: bool = True) -> int:
     if signals:
         signal.signal(signal.SIGTERM, _on_sigterm)
     show = os.environ.get("ISLAB_TRACEBACK") == "1"
-    runs = sys.modules.get("islab.runs")
-    mark = len(runs._ACTIVE) if runs else 0   # run folders opened by this main() come after
+    mark = len(open_runs.OPEN)   # run folders opened by this main() come after
     held, shown = _hold_warnings()
     status = 1
     try:
@@ -328,9 +329,7 @@ def guarded(main, argv=None, signals: bool = True) -> int:
     except (KeyboardInterrupt, Terminated) as e:
         if show:
             raise
-        from islab import runs
-
-        sys.stderr.write(f"{prog}: {runs.interrupt_line()}\n")
+        sys.stderr.write(f"{prog}: {open_runs.interrupt_line()}\n")
         _close(mark)
         return 130 if isinstance(e, KeyboardInterrupt) else 143
     except (UsageError, OSError) as e:
@@ -372,20 +371,17 @@ def _release_warnings(held, shown, keep: bool) -> None:
 def _print_run_folder(mark: int) -> None:
     """The last line of every finished script, --quiet or not and in a pipe too: the run folder
     it wrote (the outermost one main() opened)."""
-    runs = sys.modules.get("islab.runs")
-    if runs is not None and len(runs._ACTIVE) > mark:
-        print(f"run folder: {runs._ACTIVE[mark].path}", flush=True)
+    if len(open_runs.OPEN) > mark:
+        print(f"run folder: {open_runs.OPEN[mark].path}", flush=True)
 
 
 def _discard_fresh(mark: int) -> None:
-    """Bad input found after a run folder was made: remove it if it holds nothing (runs.discard_fresh)."""
-    if "islab.runs" in sys.modules:
-        sys.modules["islab.runs"].discard_fresh(mark)
+    """Bad input found after a run folder was made: remove it if it holds nothing (open_runs.discard_fresh)."""
+    open_runs.discard_fresh(mark)
 
 
 def _close(mark: int) -> None:
-    if "islab.runs" in sys.modules:
-        sys.modules["islab.runs"].close_since(mark)
+    open_runs.close_since(mark)
 
 
 def _os_error_line(e: OSError) -> str:

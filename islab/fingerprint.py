@@ -4,7 +4,7 @@ Same seed, same numbers holds on one machine (and thread count); across CPUs the
 differ (torch's ATen picks AVX512 / AVX2 / DEFAULT code at run time, numpy dispatches its SIMD
 loops per CPU, OpenBLAS picks a kernel per core type), so a chaotic training run ends elsewhere.
 `make report` stamps every `make demo` block with this fingerprint's id, and
-`make report-check` asks for exact equality only on the same id (islab/report.py).
+`make report-check` asks for exact equality only on the same id (reporting/report.py).
 
 The fields are the ones that change the numbers, read the way the libraries themselves decide:
   arch, cpu          platform.machine() and /proc/cpuinfo's "model name" (MKL and friends

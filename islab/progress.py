@@ -23,6 +23,8 @@ import os
 import sys
 import time
 
+from islab import open_runs
+
 HEARTBEAT_S = 60.0   # default seconds between heartbeat lines where stderr is not a terminal
 
 
@@ -123,11 +125,10 @@ _CLOCK = {"start": None, "next": None}   # the process's heartbeat clock: first 
 
 def _run_progress() -> str:
     """'; run 4/140 jobs done' for the innermost open run folder of this process ('' if none)."""
-    runs = sys.modules.get("islab.runs")
-    if runs is None or not runs._ACTIVE:
+    if not open_runs.OPEN:
         return ""
     try:
-        done, total = runs._ACTIVE[-1].progress()
+        done, total = open_runs.OPEN[-1].progress()
     except OSError:
         return ""
     return f"; run {done}/{total} jobs done"

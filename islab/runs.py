@@ -63,6 +63,8 @@ import numpy as np
 
 from islab import progress
 from islab.cli import UsageError
+from islab.open_runs import close_since, discard_fresh, interrupt_line  # noqa: F401  (re-exported)
+from islab.open_runs import OPEN as _ACTIVE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = REPO_ROOT / "results"
@@ -818,43 +820,19 @@ class RunFolder:
         if self in _ACTIVE:
             _ACTIVE.remove(self)
 
-
-_ACTIVE: list[RunFolder] = []   # open run folders of this process, for the interrupt line
-
-
-def close_since(mark: int) -> None:
-    """Forget the run folders opened after the first `mark` (a finished or failed main())."""
-    for run in _ACTIVE[mark:]:
-        run.close()
-
-
-def discard_fresh(mark: int = 0) -> list[Path]:
-    """Remove the run folders this process created that hold no finished job and that no other
-    process opened: bad input found after the folder was made (a damaged weights file, a
-    solver that cannot start) then leaves nothing behind.  Called by cli.guarded on exit 2."""
-    removed = []
-    for run in list(reversed(_ACTIVE[mark:])):
-        run.close()
-        if not getattr(run, "_created", None) or run.finished_here or not _fresh(run):
-            continue
+    def discard_if_fresh(self) -> bool:
+        """Remove this folder when this process created it just now and it holds no finished job
+        (islab.open_runs.discard_fresh, on exit 2); True when it was removed."""
+        if not getattr(self, "_created", None) or self.finished_here or not _fresh(self):
+            return False
         with contextlib.suppress(OSError):
-            if any((run.path / "jobs").glob("*.json")):
-                continue
+            if any((self.path / "jobs").glob("*.json")):
+                return False
         # folders it made: the run folder (and parents) always, a cache folder only while it
         # holds no file (another process may already share it)
-        remove_created([d for d in run._created if d == run.path or run.path.is_relative_to(d)
+        remove_created([d for d in self._created if d == self.path or self.path.is_relative_to(d)
                         or not any(p.is_file() and not p.name.endswith((".lock", ".tmp")) for p in d.rglob("*"))])
-        removed.append(run.path)
-    return removed
-
-
-def interrupt_line() -> str:
-    """What an interrupted script prints: how far the innermost open run folder got."""
-    if not _ACTIVE:
-        return "interrupted before a run folder was opened; nothing was written"
-    run = _ACTIVE[-1]
-    done, total = run.progress()
-    return f"interrupted after {done} of {total} jobs in {run.path}; rerun with --resume to continue"
+        return True
 
 
 def _same_key(row: dict, key: dict) -> bool:

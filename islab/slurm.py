@@ -21,8 +21,9 @@ import subprocess
 import sys
 import time
 
-from islab import cli, launch, runs
-from islab.launch import DEFAULT_TIMEOUT_MIN, UNPLANNED, Plan
+from islab import cli, runs
+from islab import plan as _plan
+from islab.plan import DEFAULT_TIMEOUT_MIN, UNPLANNED, Plan
 
 SUBMITIT_PIN = "submitit==1.5.4"          # requirements.txt pins the same version
 # how long a task's command may take to save and exit once the task is to be requeued (seconds):
@@ -118,7 +119,7 @@ def describe(plan: Plan, args, done: set, pending: list) -> dict:
         print(f"{k}. {stage}" + (f", after {k - 1}" if after else "") + f": {what}")
         for ln in own:
             print(f"  {ln}" + (f"   ({after}: the job id of submission {k - 1})" if after and after in ln else ""))
-        print("  " + launch.shell(cmd))
+        print("  " + _plan.shell(cmd))
     if executor == "slurm" and shutil.which("sbatch") is None:
         print("(sbatch is not on this machine: submit from a Slurm login node)")
     return {jid: i for i, jid in enumerate(tasks)}
@@ -191,13 +192,13 @@ class Task:
         threads = os.environ.get("SLURM_CPUS_PER_TASK")
         if threads and "OMP_NUM_THREADS" not in self.env:
             env["OMP_NUM_THREADS"] = threads
-        print(f"islab task: {launch.shell(self.cmd, self.env)}", flush=True)
+        print(f"islab task: {_plan.shell(self.cmd, self.env)}", flush=True)
         self._child = subprocess.Popen([*IGNORE_USR2, *self.cmd], env=env, cwd=self.cwd)
         print(f"islab task: started as process {self._child.pid}", flush=True)   # checkpoint() can stop it now
         rc = self._child.wait()
         self._child = None
         if rc != 0 and self.check:
-            raise TaskFailed(f"exit status {rc}: {launch.shell(self.cmd)}")
+            raise TaskFailed(f"exit status {rc}: {_plan.shell(self.cmd)}")
         return rc
 
     def checkpoint(self, *args, **kwargs):
@@ -246,7 +247,7 @@ def submitit_params(args, executor: str) -> tuple[dict, dict]:
     params = {"timeout_min": args.timeout_min or DEFAULT_TIMEOUT_MIN, "name": "islab"}
     gpus = gpus_per_task(args)
     if executor != "slurm":   # a local executor hands out only the GPUs this machine has
-        gpus = min(gpus, len(launch.gpus(args)))
+        gpus = min(gpus, len(_plan.gpus(args)))
     if gpus:
         params["gpus_per_node"] = gpus
     if args.cpus_per_task:
@@ -269,9 +270,9 @@ def _task_env(args, executor: str, parallel: int) -> dict:
     if args.cpus_per_task:
         return {"OMP_NUM_THREADS": str(args.cpus_per_task)}
     if executor != "slurm":
-        if launch.gpus(args):
+        if _plan.gpus(args):
             return {}
-        return {"OMP_NUM_THREADS": str(max(1, launch.cores() // parallel))}   # processes here share the cores
+        return {"OMP_NUM_THREADS": str(max(1, _plan.cores() // parallel))}   # processes here share the cores
     if gpus_per_task(args) == 0:   # a CPU partition without --cpus-per-task: one thread per task
         return {"OMP_NUM_THREADS": "1"}
     return {}
@@ -330,7 +331,7 @@ def _submit_stages(plan: Plan, args, run) -> bool:
     params, _ = submitit_params(args, executor)
     ex.update_parameters(**params)
     pending = run.pending(plan.keys)
-    parallel = args.array_parallelism or (256 if executor == "slurm" else launch.cores())
+    parallel = args.array_parallelism or (256 if executor == "slurm" else _plan.cores())
     env = _task_env(args, executor, parallel)
     check = executor != "debug"   # a raising task would open pdb in the DebugExecutor
     extra = ["--checkpoint"] if _has_checkpoint(args) else []
@@ -399,7 +400,7 @@ def submit_after(run, args, cmd: list[str], after) -> object:
     ids = ":".join(str(j.job_id) for j in after)
     ex.update_parameters(**params, **({"slurm_dependency": f"afterany:{ids}"} if ids else {}))
     job = ex.submit(Task(cmd, _task_env(args, "slurm", 1)))
-    run.log(f"launcher slurm: submitted {job.job_id} after {ids or 'nothing'}: {launch.shell(cmd)}")
+    run.log(f"launcher slurm: submitted {job.job_id} after {ids or 'nothing'}: {_plan.shell(cmd)}")
     return job
 
 

@@ -75,12 +75,12 @@ COMMANDS = ["islab-dris-static", "islab-dris-online", "islab-dris-diagnostics", 
 
 
 def test_every_console_command_points_at_a_script():
-    from islab import scripts
+    import islab_scripts as scripts
 
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert sorted(meta) == sorted(COMMANDS)
     for command in COMMANDS[:-1]:
-        assert meta[command] == f"islab.scripts:{command[len('islab-'):].replace('-', '_')}"
+        assert meta[command] == f"islab_scripts:{command[len('islab-'):].replace('-', '_')}"
         assert callable(getattr(scripts, meta[command].split(":")[1]))
         assert scripts.script_path(command).is_file()
 
@@ -108,7 +108,7 @@ def test_pip_install_into_a_fresh_venv_gives_working_commands(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     for command in COMMANDS:
         assert (env_dir / "bin" / command).is_file(), command
-    where = subprocess.run([str(py), "-c", "import islab.scripts as s; print(s.script_path('islab-dris-static'))"],
+    where = subprocess.run([str(py), "-c", "import islab_scripts as s; print(s.script_path('islab-dris-static'))"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert "/_bundled/dris/static.py" in where.stdout, where.stdout + where.stderr   # the wheel's copy
     for command in ("islab-dris-static", "islab-summary"):

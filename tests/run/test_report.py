@@ -13,7 +13,8 @@ import re
 
 import pytest
 
-from islab import fingerprint, report, runs
+from islab import fingerprint, runs
+from reporting import report
 
 
 @pytest.fixture
@@ -300,7 +301,7 @@ def test_fractions_of_chains_get_a_binomial_bound(old, new, ok):
 def test_derived_words_are_masked():
     import math
 
-    from islab import report_tables as rt
+    from reporting import tables as rt
     lines = [f"- a vs b: {rt.verdict(d, p, 3)}." for d, p in ((-1.5, 0.2), (2.5, 0.01), (-2.5, 0.01), (-2.2, math.nan))]
     assert {report.normalise(x) for x in lines} == {"- a vs b: <paired difference over 3 seeds>."}
     diag = "2  0.8276  +0.0005  yes  no  0.250\n  A1 corrupted bulk stable: HOLDS - gap 2r; empirical gap exceeds 2r; loss-aligned: False"

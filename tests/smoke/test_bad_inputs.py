@@ -27,7 +27,7 @@ SCRIPTS = {
     "cleanlab": "DR-IS/cleanlab_compare.py",
     "bench_launcher": "benchmarks/launcher.py", "bench_ensemble": "benchmarks/ensemble.py",
     "bench_gpu": "benchmarks/gpu.py", "bench_overhead": "benchmarks/train_overhead.py",
-    "bench_readme": "benchmarks/readme.py", "report": "islab/report.py", "gallery": "islab/gallery.py",
+    "bench_readme": "benchmarks/readme.py", "report": "reporting/report.py", "gallery": "reporting/gallery.py",
 }
 OUT = ["--results-root", "{root}", "--name", "x"]
 DL = ["--train-size", "100", "--epochs", "1", "--target", "linear", "--proxies", "linear,mlp",

@@ -64,10 +64,10 @@ def test_npz_data_through_the_static_cli(own_run):
 def test_demo_summary_reads_the_run_folders(own_run):
     """`python -m islab.summary` (the end of make demo): one line per family, the numbers from the
     results, the folders that are missing, where the figures are."""
-    from islab.report_tables import static_final
+    from reporting.tables import static_final
 
     root, _, _ = own_run
-    r = subprocess.run([sys.executable, "-m", "islab.summary", "--results-root", str(root)], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "reporting.summary", "--results-root", str(root)], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()

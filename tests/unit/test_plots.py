@@ -242,7 +242,7 @@ def test_appendix_g_numbers_come_from_one_place():
 def test_gallery_copies_the_listed_demo_figures(tmp_path, capsys):
     from PIL import Image
 
-    from islab import gallery
+    from reporting import gallery
 
     rel, name = gallery.FIGURES[0]
     fig, ax = plots.plt.subplots(figsize=(3, 2))

@@ -2,9 +2,10 @@
 --help` runs DR-IS/static.py as `python DR-IS/static.py --help` would.
 
 The scripts live in folders with dashes (DR-IS/, DL-noise/, ...), which are not importable, so each
-command runs its file with runpy.  The file is the repository's when islab is imported from a
-checkout or an editable install (`pip install -e .`), else the copy a wheel carries under
-islab/_bundled/ (`pip install .`; pyproject.toml's package-dir maps those folders there).
+command runs its file with runpy.  The file is the repository's when this package is imported from
+a checkout or an editable install (`pip install -e .`), else the copy a wheel carries under
+islab_scripts/_bundled/ (`pip install .`; pyproject.toml's package-dir maps those folders there).
+A package of its own, beside islab: the library never runs or imports a family script.
 """
 from __future__ import annotations
 
@@ -62,6 +63,6 @@ def _entry(command: str):
     return main
 
 
-# one function per command, named as in pyproject.toml: islab.scripts:dris_static, ...
+# one function per command, named as in pyproject.toml: islab_scripts:dris_static, ...
 for _command in SCRIPTS:
     globals()[_command[len("islab-"):].replace("-", "_")] = _entry(_command)

@@ -1,9 +1,9 @@
 """What `make demo` found, in a few lines: one line per family with its headline numbers, read
 from the run folders' checksummed results (islab.runs.read_frame, through the frames of
-islab/report_tables.py, the same numbers `make report` puts in the README), then where the
+reporting/tables.py, the same numbers `make report` puts in the README), then where the
 figures are.  Writes nothing.
 
-    python -m islab.summary --results-root results
+    python -m reporting.summary --results-root results
 """
 from __future__ import annotations
 
@@ -37,14 +37,14 @@ def _pm(values) -> str:
 
 
 def _tag(tag: str) -> str:
-    from islab.report_tables import tag_label
+    from reporting.tables import tag_label
 
     return tag_label(tag)
 
 
 def dris_static(folder: Path) -> str:
     """DR-IS vs random (and the full data) at the first keep fraction, per noise configuration."""
-    from islab.report_tables import config_of, static_final
+    from reporting.tables import config_of, static_final
 
     alpha = config_of(folder)["alpha_list"][0]
     fin = static_final(folder)
@@ -58,7 +58,7 @@ def dris_static(folder: Path) -> str:
 
 def dris_online(folder: Path) -> str:
     """DR-IS vs uniform sampling, final test accuracy, per noise configuration."""
-    from islab.report_tables import online_final
+    from reporting.tables import online_final
 
     fin = online_final(folder)
     parts = []
@@ -70,7 +70,7 @@ def dris_online(folder: Path) -> str:
 
 def convex(folder: Path) -> str:
     """Objective gap on clean data at the largest norm ratio: the lowest sampler, and DR-IS."""
-    from islab.report_tables import convex_final
+    from reporting.tables import convex_final
 
     fin = convex_final(folder)
     d = fin[(fin["metric"] == "gap") & (fin["flip"] == "clean")]
@@ -84,7 +84,7 @@ def convex(folder: Path) -> str:
 def nonconvex(folder: Path) -> str:
     """Two wells: the share of chains in the global minimum's well at the end, SGD vs RR."""
     from islab import runs
-    from islab.report_tables import nc_value
+    from reporting.tables import nc_value
 
     df = runs.read_frame(folder)
     sgd, rr = (nc_value(df, "twowell", m, "sampled", "left_final") for m in ("sgd", "rr"))
@@ -93,7 +93,7 @@ def nonconvex(folder: Path) -> str:
 
 def synthetic(folder: Path) -> str:
     """Final clean test accuracy of DR-IS and uniform SGD, per noise configuration."""
-    from islab.report_tables import synthetic_configs, synthetic_final
+    from reporting.tables import synthetic_configs, synthetic_final
 
     df = synthetic_final(folder)
     last = df[(df["epoch"] == df["epoch"].max()) & (df["metric"] == "test_acc_pct")]
@@ -122,7 +122,7 @@ def diagnostics(folder: Path) -> str:
 
 def dl_noise(folder: Path) -> str:
     """Final test accuracy per strategy at the largest noise rate."""
-    from islab.report_tables import dlnoise_final
+    from reporting.tables import dlnoise_final
 
     acc = dlnoise_final(folder)
     acc = acc[acc["metric"] == "final_test_acc"]
@@ -134,7 +134,7 @@ def dl_noise(folder: Path) -> str:
 
 def dl_correlation(folder: Path) -> str:
     """Spearman correlation of each proxy's loss ranking with the target's."""
-    from islab.report_tables import dlcorr_frame, dlcorr_target
+    from reporting.tables import dlcorr_frame, dlcorr_target
 
     df = dlcorr_frame(folder)
     target = dlcorr_target(folder)
@@ -176,7 +176,7 @@ def summary(root: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m islab.summary", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m reporting.summary", description=__doc__.split("\n\n")[0])
     p.add_argument("--results-root", type=Path, default=Path("results"),
                    help="folder holding <family>/<run> folders (default: results)")
     args = p.parse_args(argv)

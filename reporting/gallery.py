@@ -1,7 +1,7 @@
 """The demo figures the READMEs show: copies of `make demo` figures in docs/figures/ (`make report`).
 
-    python -m islab.gallery                       # copy from results/ (make report)
-    python -m islab.gallery --results-root R      # from the run folders under R
+    python -m reporting.gallery                   # copy from results/ (make report)
+    python -m reporting.gallery --results-root R  # from the run folders under R
 
 The repository tracks these copies (GitHub shows the READMEs with them); the list below is the
 one place that says which figures they are.  Each copy is scaled to 100 dpi (the figures are
@@ -70,9 +70,9 @@ def copy(root, out=OUT) -> list[Path]:
 
 
 def unusable(root: Path, folder: Path) -> str | None:
-    """Why a demo figure's run folder may not be shown (as for the README blocks, islab.report):
+    """Why a demo figure's run folder may not be shown (as for the README blocks, reporting.report):
     unfinished jobs, or a config.json other than the demo command's; None when it may."""
-    from islab import report
+    from reporting import report
 
     sources = [s for b in report.registry().values() for s in b.sources if root / s.folder == folder]
     return report.unfinished(folder) or (report.foreign(folder, sources[0].command, root) if sources else None)

@@ -1,4 +1,4 @@
-"""The README tables, one generator per block (islab/report.py writes them between markers).
+"""The README tables, one generator per block (reporting/report.py writes them between markers).
 
 Every generator reads run folders through their checksummed job files (islab.runs.read_frame)
 or the files a job checksums, and returns markdown.  Only deterministic numbers are shown (no
@@ -10,7 +10,6 @@ files (config, method, seed, ...).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -19,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from islab import runs, theory
-from islab.report import Block, Source, Tol, Tolerance
+from islab.loader import load_script
+from reporting.blocks import Block, Source, Tol, Tolerance
 
 REPO = Path(__file__).resolve().parent.parent
 ALPHA = 0.05   # significance level of every generated comparison sentence
@@ -32,10 +32,7 @@ ALPHA = 0.05   # significance level of every generated comparison sentence
 def script(rel: str):
     """A family script as a module (their folders are not packages), for its table helpers."""
     path = REPO / rel
-    spec = importlib.util.spec_from_file_location("report_" + path.stem.replace("-", "_"), path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(path, "report_" + path.stem.replace("-", "_"), fresh=True)
 
 
 def config_of(folder: Path) -> dict:
@@ -883,7 +880,7 @@ SYN_VARIANT_BASE = Source("DR-IS/synthetic/variant-default",
                           "python DR-IS/synthetic.py --noise clean,uniform:0.1 --name variant-default")
 
 # How far the numbers of a `make demo` block may move when it is checked on another machine
-# fingerprint (islab/report.py explains the rule).  An 'm ± sd' cell gets k = 4 standard errors
+# fingerprint (reporting/report.py explains the rule).  An 'm ± sd' cell gets k = 4 standard errors
 # of a difference of two means of n seeds plus the Tol's floor; a bare number gets the Tol alone.
 # Floors cover what the seed sd cannot see (a proxy pool or target model trained once, so one
 # machine change moves every seed together); they are a fraction of the range that would mean a
