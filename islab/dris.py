@@ -209,7 +209,8 @@ def select_top(score, alpha: float, labels=None) -> np.ndarray:
 
 def online_probs(score, gamma: float = 0.1) -> np.ndarray:
     """(N,) DR-IS online distribution p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s)
-    (docs/METHODS.md section 5).
+    (docs/METHODS.md section 5): the public, argument-checked name of its one definition,
+    islab.sampling.smoothed_probs (which the scripts call, and which also takes gamma = 0).
 
     score: (N,) finite, >= 0 (e.g. rank_disagreement).  gamma > 0 is the floor: every p_i >= c /
     sum_j (s_j + c) > 0, so every importance weight 1/(N p_i) is finite, at most (1 + gamma) / gamma
