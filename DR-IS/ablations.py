@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, runs, slurm  # noqa: E402
+from islab import cli, experiment, launch, runs, slurm, tables  # noqa: E402
 
 SWEEPS = ("K", "alpha", "rate", "proxies", "lambda", "gamma")
 # Per sweep: default swept values, and the static flags it sets itself unless the user did.
@@ -218,9 +218,7 @@ def summary(fin, values, methods_order) -> str:
                     cells.append("-" if len(x) == 0 else fmt.format(x.mean()) + (
                         " +- " + fmt.format(x.std(ddof=1)) if len(x) > 1 and np.ptp(x) > 0 else ""))
                 rows.append(cells)
-            widths = [max(len(c) for c in col) for col in zip(head, *rows)]
-            out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
-                    for r in [head, ["-" * w for w in widths]] + rows]
+            out += tables.table_lines(head, rows, strip=True)
             out.append("")
     return "\n".join(out)
 

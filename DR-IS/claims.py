@@ -24,6 +24,7 @@ Verdict rules (written into the report before the table, RULES below):
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -33,6 +34,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from islab import tables
 
 ALPHA_LEVEL = 0.05
 EQ_MARGIN = 1.0        # pp: equivalence margin of every comparison claim (separates "not reproduced" from "inconclusive")
@@ -948,10 +951,7 @@ def departures_table(studies: dict, facts: dict) -> str:
 # ---------------------------------------------------------------- tables of each regime
 
 
-def _md_table(head, rows) -> str:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    out += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
-    return "\n".join(out)
+_md_table = functools.partial(tables.markdown_table, escape_pipes=True)   # a '|' in a cell would split it
 
 
 def static_table(st: Study, stages=(("table1", "clean"), ("table1b", "uniform0.1"), ("table1b", "targeted0.1"),

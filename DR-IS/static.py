@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, export, launch, runs, sampling, scores, theory  # noqa: E402
+from islab import cli, experiment, export, launch, runs, sampling, scores, tables, theory  # noqa: E402
 from islab.data import example_ids  # noqa: E402
 from islab.noise import top_indices  # noqa: E402
 from islab.proxies import ProxyDiverged  # noqa: E402
@@ -320,9 +320,7 @@ def config_table(fin, tag: str, alpha: float, methods) -> str:
                      _pm(s["corruption_in_subset"], "{:.3f}"), _pm(s["auroc"], "{:.3f}"),
                      _pm(s["ap"], "{:.3f}"), p,
                      f"{int(s['diverged'].fillna(0).sum()) if 'diverged' in s else 0}/{len(s)}", str(len(s))])
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    return tables.text_table(head, rows, strip=True)
 
 
 def write_report(run, args, info: dict) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from islab import runs, theory
 from islab.report import Block, Source, Tol, Tolerance
+from islab.tables import markdown_table as md
 
 REPO = Path(__file__).resolve().parent.parent
 ALPHA = 0.05   # significance level of every generated comparison sentence
@@ -40,13 +41,6 @@ def script(rel: str):
 
 def config_of(folder: Path) -> dict:
     return json.loads((folder / "config.json").read_text())
-
-
-def md(head, rows) -> str:
-    """A markdown table."""
-    out = ["| " + " | ".join(str(h) for h in head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def finite(v) -> np.ndarray:
