@@ -174,11 +174,8 @@ def final_rows(path: Path):
     # the configuration column 'noise')
     df = df.rename(columns={"noise": "config"}) if "config" not in df else df
     df["metric"] = df["metric"].replace({"final_acc": "test_acc"})
-    if "epoch" in df:
-        df = df[df["epoch"].isna()]
     keys = [c for c in ("config", "alpha", "method", "seed", "kind", "rate") if c in df]
-    wide = df.groupby(keys + ["metric"], sort=False, dropna=False)["value"].first()
-    wide = wide.unstack("metric").reset_index()
+    wide = tables.final_frame(df, keys, dropna=False)
     if "config" not in wide:
         wide["config"] = "all"
     return wide

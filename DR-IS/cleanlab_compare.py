@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 import numpy as np  # noqa: E402
 
 from islab import cli, confident, experiment, runs, scores, theory  # noqa: E402
-from islab.tables import markdown_table  # noqa: E402
+from islab.tables import final_frame, markdown_table  # noqa: E402
 
 FAMILY = "DR-IS/cleanlab"
 DEFAULT_NOISE = "uniform:0.25,targeted:0.25"
@@ -183,7 +183,7 @@ def tables(run, args) -> str:
         out.append("")
     prune_path = run.path / "pruning"
     if (prune_path / "config.json").exists():
-        fin = static.final_frame(runs.read_frame(prune_path))
+        fin = final_frame(runs.read_frame(prune_path), static.JOB_KEYS)
         if len(fin):
             tags = list(dict.fromkeys(fin["config"]))
             out += [f"Static pruning (DR-IS/static.py, target {args.target}, {args.epochs} epochs budget, seeds "

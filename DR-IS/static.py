@@ -260,17 +260,7 @@ def paired_p(acc, ref) -> float:
 # ---------------------------------------------------------------- report
 
 
-def final_frame(df):
-    """One row per job with the final metrics as columns (config, panel alpha, method, seed)."""
-    import pandas as pd
-
-    d = df[df["epoch"].isna()] if "epoch" in df else df
-    if len(d) == 0:
-        return pd.DataFrame()
-    # groupby + unstack (not pivot_table): keeps all-NaN metrics (auroc of random) as columns
-    # without creating rows for index combinations that never ran
-    wide = d.groupby(["config", "alpha", "method", "seed", "metric"], sort=False)["value"].first()
-    return wide.unstack("metric").reset_index()
+JOB_KEYS = ["config", "alpha", "method", "seed"]   # a job of this script (tables.final_frame's keys)
 
 
 def panels(fin, alphas):
@@ -325,7 +315,7 @@ def config_table(fin, tag: str, alpha: float, methods) -> str:
 
 def write_report(run, args, info: dict) -> None:
     """res.txt: per configuration, a header line and one table per alpha panel."""
-    fin = final_frame(run.frame())
+    fin = tables.final_frame(run.frame(), JOB_KEYS)
     out = [f"DR-IS static pruning: {args.dataset}, target {args.target}, {args.epochs} epochs budget "
            f"(step parity: E/alpha passes over the subset), proxies {','.join(args.proxy_list)} "
            f"(E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}), beta {args.beta:g}, "
@@ -366,7 +356,7 @@ def write_plots(run, args, num_classes: int | None = None) -> None:
     chance line = eps over each configuration's bars), one panel per alpha, one legend."""
     from islab import plots
 
-    fin = final_frame(run.frame())
+    fin = tables.final_frame(run.frame(), JOB_KEYS)
     if len(fin) == 0:
         return
     fin = panels(fin, args.alpha_list)

@@ -34,3 +34,26 @@ def markdown_table(head, rows, escape_pipes: bool = False) -> str:
     out = ["| " + " | ".join(str(h) for h in head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------- a run's final metrics
+
+
+def final_rows(df):
+    """The rows of a tidy run frame that hold a job's final metrics (epoch NaN); all of them when
+    the frame has no epoch column."""
+    return df[df["epoch"].isna()] if "epoch" in df else df
+
+
+def final_frame(df, keys, dropna: bool = True):
+    """One row per job with its final metrics as columns, the job keyed by the columns `keys`
+    (e.g. config, alpha, method, seed).  groupby + unstack (not pivot_table): keeps all-NaN metrics
+    (auroc of random) as columns without creating rows for key combinations that never ran;
+    dropna=False keeps jobs whose key holds a NaN.  An empty DataFrame when no job has final rows."""
+    import pandas as pd
+
+    d = final_rows(df)
+    if len(d) == 0:
+        return pd.DataFrame()
+    wide = d.groupby(list(keys) + ["metric"], sort=False, dropna=dropna)["value"].first()
+    return wide.unstack("metric").reset_index()
