@@ -252,11 +252,6 @@ def cleanlab_scores(args, ds, labels, log=None):
     return quality, issues, probs
 
 
-def paired_p(acc, ref) -> float:
-    """Two-sided paired t-test p-value of acc vs ref (same seeds); NaN with < 2 pairs."""
-    return theory.paired_ttest(acc, ref)[1]
-
-
 # ---------------------------------------------------------------- report
 
 
@@ -303,7 +298,7 @@ def config_table(fin, tag: str, alpha: float, methods) -> str:
         else:
             diff = acc[common].to_numpy() - ref[common].to_numpy()
             delta = f"{diff.mean():+.2f}"
-            p = f"{paired_p(acc[common], ref[common]):.3g}"
+            p = f"{theory.paired_ttest(acc[common], ref[common])[1]:.3g}"
         cover = (f"{s['class_kept_min'].min():.2f}-{s['class_kept_max'].max():.2f}"
                  if "class_kept_min" in s else "-")
         rows.append([m, f"{s['kept_fraction'].mean():.3f}", cover, _pm(s["test_acc"], "{:.2f}"), delta,
