@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # standalone: find
 
 import numpy as np  # noqa: E402
 
-from islab import cli, convex, noise, runs  # noqa: E402
+from islab import cli, convex, noise, runs, tables  # noqa: E402
 
 FAMILY = "Convex-Noise"
 # The --quick setting (smoke test): few points, two ratios, clean + uniform, two seeds, 2 epochs.
@@ -268,10 +268,7 @@ def pivot_table(final, metric, methods, fmt="{:.2f}"):
             text = fmt.format(mu) + ("" if np.isnan(sd) else " +- " + fmt.format(sd))
             cells.append(text + ("*" if m == best else "") + (f" [{k}/{n} diverged]" if k else ""))
         rows.append(cells)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(out)
+    return tables.text_table(head, rows)
 
 
 def write_summary(run, methods, total_s):

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # standalone: find
 
 import numpy as np  # noqa: E402
 
-from islab import cli, nonconvex as nc, runs, seeding  # noqa: E402
+from islab import cli, nonconvex as nc, runs, seeding, tables  # noqa: E402
 
 FAMILY = "Convex-Noise/nonconvex"
 PARTS = ("twowell", "welsch", "mb")
@@ -308,9 +308,7 @@ def table(df, part, metric, methods, etas, fmt="{:.3f}"):
                    & (df.metric == metric)]["value"]
             row.append(fmt.format(v.iloc[0]) if len(v) else "-")
         out.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *out)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
-    return "\n".join(lines + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in out])
+    return tables.text_table(head, out)
 
 
 def value(df, part, method, dynamics, metric, eta=None):
@@ -353,9 +351,7 @@ def write_summary(run, args):
                             f"{value(df, 'twowell', s, dyn, 'tv_to_lemma'):.3f}",
                             f"{value(df, 'twowell', s, 'lemma', 'var_at_minus1'):.3f}",
                             f"{value(df, 'twowell', s, 'lemma', 'var_at_plus1'):.3f}"])
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *out)]
-        text += ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
-        text += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in out] + [""]
+        text += tables.table_lines(head, out) + [""]
     if (df.part == "welsch").any():
         pr, mins = welsch_problem(args)
         text += [f"## (b) Welsch regression (their Section 4.1.2): {args.w_sensitive} sensitive (x ~ "

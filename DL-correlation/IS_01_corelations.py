@@ -50,6 +50,7 @@ import numpy as np  # noqa: E402
 
 from islab import cli, experiment, launch  # noqa: E402
 from islab.runs import mean_std_table, open_run, run_name  # noqa: E402
+from islab.tables import text_table  # noqa: E402
 
 FAMILY = "DL-correlation"
 SCORES = ("loss", "el2n", "gradnorm", "margin")          # per_example_stats keys
@@ -393,8 +394,7 @@ def matrix_table(df, order: list) -> str:
             else:
                 row.append("-")
         cells.append(row)
-    widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells)
+    return text_table(cells[0], cells[1:], rule=False)
 
 
 def write_report(run, args, order, target, n_examples) -> None:

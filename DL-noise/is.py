@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, online, runs, sampling, scores, sweep, theory  # noqa: E402
+from islab import cli, experiment, launch, online, runs, sampling, scores, sweep, tables, theory  # noqa: E402
 from islab.data import example_ids  # noqa: E402
 from islab.loader import load_script  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
@@ -179,7 +179,7 @@ def write_report(run, args, ds, detection: list[dict], total_s: float | None = N
     if len(df) == 0 or "metric" not in df:
         run.write_text("res.txt", "\n".join(lines + ["(no finished runs yet)"]) + "\n")
         return
-    fin = df[df["epoch"].isna()] if "epoch" in df else df
+    fin = tables.final_rows(df)
     # dropna=False: a metric that is NaN in every run (all diverged) keeps its column
     wide = fin.pivot_table(index=["rate", "strategy", "seed"], columns="metric", values="value", sort=False,
                            dropna=False)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent))  # standalone: find islab
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, loader, runs, slurm  # noqa: E402
+from islab import cli, experiment, launch, loader, runs, slurm, tables  # noqa: E402
 
 SWEEPS = ("K", "alpha", "rate", "proxies", "lambda", "gamma")
 # Per sweep: default swept values, and the static flags it sets itself unless the user did.
@@ -170,11 +170,8 @@ def final_rows(path: Path):
     # the configuration column 'noise')
     df = df.rename(columns={"noise": "config"}) if "config" not in df else df
     df["metric"] = df["metric"].replace({"final_acc": "test_acc"})
-    if "epoch" in df:
-        df = df[df["epoch"].isna()]
     keys = [c for c in ("config", "alpha", "method", "seed", "kind", "rate") if c in df]
-    wide = df.groupby(keys + ["metric"], sort=False, dropna=False)["value"].first()
-    wide = wide.unstack("metric").reset_index()
+    wide = tables.final_frame(df, keys, dropna=False)
     if "config" not in wide:
         wide["config"] = "all"
     return wide
@@ -214,9 +211,7 @@ def summary(fin, values, methods_order) -> str:
                     cells.append("-" if len(x) == 0 else fmt.format(x.mean()) + (
                         " +- " + fmt.format(x.std(ddof=1)) if len(x) > 1 and np.ptp(x) > 0 else ""))
                 rows.append(cells)
-            widths = [max(len(c) for c in col) for col in zip(head, *rows)]
-            out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
-                    for r in [head, ["-" * w for w in widths]] + rows]
+            out += tables.table_lines(head, rows, strip=True)
             out.append("")
     return "\n".join(out)
 

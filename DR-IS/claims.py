@@ -24,6 +24,7 @@ Verdict rules (written into the report before the table, RULES below):
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -33,6 +34,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from islab import tables
 
 ALPHA_LEVEL = 0.05
 EQ_MARGIN = 1.0        # pp: equivalence margin of every comparison claim (separates "not reproduced" from "inconclusive")
@@ -123,8 +126,8 @@ def config_of(folders) -> dict:
     return {}
 
 
-def final_frame(folders) -> pd.DataFrame:
-    """One row per job with its final metrics as columns (static and online run folders).
+def folders_final_frame(folders) -> pd.DataFrame:
+    """islab.tables.final_frame of the rows of one or more run folders (static and online: draws).
 
     online.py calls the configuration 'noise' and the final accuracy 'final_acc'; both are
     renamed to static.py's 'config' and 'test_acc'.  With several draw folders the draw is the
@@ -135,13 +138,13 @@ def final_frame(folders) -> pd.DataFrame:
         return df
     if "config" not in df and "noise" in df:
         df = df.rename(columns={"noise": "config"})
-    if "epoch" in df:
-        df = df[df["epoch"].isna()]
     df = df.assign(metric=df["metric"].replace({"final_acc": "test_acc"}))
     if "seed" not in df:
         df = df.assign(seed=df["draw"])
     keys = [c for c in ("config", "alpha", "method", "draw", "seed") if c in df]
-    wide = df.groupby(keys + ["metric"], sort=False)["value"].first().unstack("metric").reset_index()
+    wide = tables.final_frame(df, keys)
+    if wide.empty:   # no job has final rows
+        return wide
     if len(folders) > 1:
         by = [c for c in ("config", "alpha", "method", "draw") if c in wide]
         wide = wide.groupby(by, sort=False).mean(numeric_only=True).reset_index()
@@ -165,7 +168,7 @@ class Study:
         key = (stage, script, sub)
         if key not in self._cache:
             fs = self.folders(stage, script)
-            self._cache[key] = final_frame([f / sub for f in fs] if sub else fs)
+            self._cache[key] = folders_final_frame([f / sub for f in fs] if sub else fs)
         return self._cache[key]
 
     def has(self, stage: str, script: str) -> bool:
@@ -948,10 +951,7 @@ def departures_table(studies: dict, facts: dict) -> str:
 # ---------------------------------------------------------------- tables of each regime
 
 
-def _md_table(head, rows) -> str:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    out += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
-    return "\n".join(out)
+_md_table = functools.partial(tables.markdown_table, escape_pipes=True)   # a '|' in a cell would split it
 
 
 def static_table(st: Study, stages=(("table1", "clean"), ("table1b", "uniform0.1"), ("table1b", "targeted0.1"),
@@ -1417,7 +1417,7 @@ def vs_uniform(a: pd.Series, u: pd.Series) -> tuple[str, str]:
 
 def sensitivity_rows(frames: dict) -> list[dict]:
     """One dict per (config, method, variant) from the final frames of the stages (stage ->
-    final_frame(), online.py's columns renamed as final_frame does): accuracy by seed, its
+    folders_final_frame(), online.py's columns renamed as it does): accuracy by seed, its
     verdict against the `online` stage's uniform, diverged count, largest weights."""
     online = frames.get("online", pd.DataFrame())
     configs = [c for st in SENS_STAGES[1:] for c in frames.get(st, pd.DataFrame()).get("config", [])]

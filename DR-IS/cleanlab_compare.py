@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from islab import cli, confident, experiment, runs, scores, theory  # noqa: E402
 from islab.loader import load_script  # noqa: E402
+from islab.tables import final_frame, markdown_table  # noqa: E402
 
 FAMILY = "DR-IS/cleanlab"
 DEFAULT_NOISE = "uniform:0.25,targeted:0.25"
@@ -158,16 +159,16 @@ def tables(run, args) -> str:
         tags = list(dict.fromkeys(det["config"]))
         out += ["Detection of the corrupted labels (AUROC / AP; chance 0.5 / eps).  cleanlab: out-of-sample "
                 f"probabilities from {args.cv_folds}-fold cross-validated proxies ({','.join(args.proxy_list)}), "
-                "flagged by find_label_issues (" + args.cleanlab_filter + "), ranked by self-confidence.", "",
-                "| score | " + " | ".join(f"{t} AUROC | {t} AP" for t in tags) + " |",
-                "|---|" + "---|---|" * len(tags)]
+                "flagged by find_label_issues (" + args.cleanlab_filter + "), ranked by self-confidence.", ""]
+        rows = []
         for name in DETECTORS:
-            cells = []
+            cells = [name]
             for t in tags:
                 d = det[(det["config"] == t) & (det["score"] == name)]
                 for m in ("auroc", "ap"):
                     cells.append(_cell(d[d["metric"] == m]["value"], "{:.3f}"))
-            out.append(f"| {name} | " + " | ".join(cells) + " |")
+            rows.append(cells)
+        out += markdown_table(["score"] + [f"{t} {m}" for t in tags for m in ("AUROC", "AP")], rows).split("\n")
         out.append("")
         for t in tags:
             d = det[(det["config"] == t) & (det["score"] == "cleanlab")]
@@ -180,23 +181,24 @@ def tables(run, args) -> str:
         out.append("")
     prune_path = run.path / "pruning"
     if (prune_path / "config.json").exists():
-        fin = static.final_frame(runs.read_frame(prune_path))
+        fin = final_frame(runs.read_frame(prune_path), static.JOB_KEYS)
         if len(fin):
             tags = list(dict.fromkeys(fin["config"]))
             out += [f"Static pruning (DR-IS/static.py, target {args.target}, {args.epochs} epochs budget, seeds "
                     f"{args.seeds}): final test accuracy % (mean ± std over seeds), kept fraction and corruption "
-                    "in the kept subset.  cleanlab keeps every example it does not flag.", "",
-                    "| method | " + " | ".join(f"{t} acc % | {t} kept | {t} corrupt" for t in tags) + " |",
-                    "|---|" + "---|---|---|" * len(tags)]
+                    "in the kept subset.  cleanlab keeps every example it does not flag.", ""]
+            rows = []
             for m in args.method_list:
                 if m not in set(fin["method"]):
                     continue
-                cells = []
+                cells = [m]
                 for t in tags:
                     d = fin[(fin["config"] == t) & (fin["method"] == m)]
                     cells += [_cell(d["test_acc"], "{:.2f}"), _cell(d["kept_fraction"], "{:.3f}"),
                               _cell(d["corruption_in_subset"], "{:.3f}")]
-                out.append(f"| {m} | " + " | ".join(cells) + " |")
+                rows.append(cells)
+            out += markdown_table(["method"] + [f"{t} {c}" for t in tags for c in ("acc %", "kept", "corrupt")],
+                                  rows).split("\n")
             secs = fin["seconds"].to_numpy(dtype=float) if "seconds" in fin else np.array([])
             out += ["", f"- pruning stage: {np.nansum(secs):.0f} s of target training ({len(fin)} runs)"]
     return "\n".join(out) + "\n"

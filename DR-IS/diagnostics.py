@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, runs, sampling, scores, sweep, theory  # noqa: E402
+from islab import cli, experiment, launch, runs, sampling, scores, sweep, tables, theory  # noqa: E402
 
 FAMILY = "DR-IS/diagnostics"
 DEFAULT_NOISE = "clean,targeted:0.25"
@@ -194,9 +194,7 @@ def config_table(df) -> str:
             else:
                 cells.append(format(v, spec))
         body.append(cells)
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+    return tables.text_table(head, body, strip=True)
 
 
 def write_report(run, args, verdicts: dict, info: dict) -> None:

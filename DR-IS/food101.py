@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, runs, sampling, scores, theory  # noqa: E402
+from islab import cli, experiment, runs, sampling, scores, tables, theory  # noqa: E402
 from islab.seeding import numpy_rng  # noqa: E402
 
 FAMILY = "DR-IS/food101"
@@ -205,14 +205,9 @@ def target_config(args):
 # ---------------------------------------------------------------- report
 
 
-def final_frame(df):
-    d = df[df["epoch"].isna()] if "epoch" in df else df
-    return d
-
-
 def write_report(run, args, info: dict) -> None:
     df = run.frame()
-    fin = final_frame(df)
+    fin = tables.final_rows(df)
     what = "FAKE GENERATED STAND-IN (not Food-101; untrained networks)" if args.fake else "Food-101"
     head = [f"DR-IS Food-101 static pruning: {what}, {info.get('n', '?')} train / "
             f"{info.get('n_test', '?')} test images at {args.image_size}px, "
@@ -243,7 +238,7 @@ def write_plot(run, classes=None) -> None:
     alpha), sd error bars over seeds, y from 0, chance (1/classes) dashed, one legend outside."""
     from islab import plots
 
-    fin = final_frame(run.frame())
+    fin = tables.final_rows(run.frame())
     d = fin[fin["metric"] == "test_acc"] if len(fin) else fin
     if len(d) == 0:
         return

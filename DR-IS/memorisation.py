@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, runs  # noqa: E402
+from islab import cli, experiment, runs, tables  # noqa: E402
 from islab.models import MODELS  # noqa: E402
 
 FAMILY = "DR-IS/memorisation"
@@ -155,15 +155,13 @@ def summary(df, cfg: dict) -> str:
     rows = [[r.model, f"{parameters(r.model, cfg['dataset']):,}", f"{r.wd:g}", f"{int(r.epochs)}",
              f"{100 * r.fit_noisy_corrupt:.1f}", f"{100 * r.fit_clean:.1f}", f"{r.test_acc:.2f}", f"{r.seconds:.0f}"]
             for r in noisy.itertuples()]
-    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     lines = [f"Memorisation of {cfg['noise']} labels, {cfg['dataset']}, uniform SGD, seed {cfg['seed']}, batch "
              f"{cfg['batch_size']}, lr {cfg['lr']:g} cosine over each budget, momentum {cfg['momentum']:g}, "
              f"augmentation {'on' if cfg['augment'] else 'off'}.",
              "fit flipped = share of corrupted training examples predicted as their flipped label "
              "(eval mode, last epoch); fit clean = share of the others predicted as their label; "
              "seconds = wall time of the run on a shared 2-core CPU (noisy; the choice uses epochs x parameters).", "",
-             fmt(head), fmt(["-" * w for w in widths]), *[fmt(r) for r in rows], ""]
+             *tables.table_lines(head, rows, strip=True), ""]
     for r in fin[fin["labels"] == "clean"].itertuples():
         lines.append(f"baseline: {r.model} trained {int(r.epochs)} epochs (wd {r.wd:g}) on the CLEAN labels "
                      f"predicts the flipped label for {100 * r.fit_noisy_corrupt:.1f} % of the corrupted "

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, launch, online, runs, scores, sweep, theory  # noqa: E402
+from islab import cli, experiment, launch, online, runs, scores, sweep, tables, theory  # noqa: E402
 from islab.data import example_ids  # noqa: E402
 from islab.models import MODELS  # noqa: E402
 from islab.sampling import IS_FLOOR  # noqa: E402
@@ -306,9 +306,7 @@ def config_table(df, methods) -> str:
                      cell(sub, "mass_corrupt_mean", "{:.3f}"), cell(sub, "drawn_corrupt_mean", "{:.3f}"),
                      cell(sub, "ess_mean", "{:.3f}"), cell(sub, "max_weight_max", "{:.1f}"),
                      cell(sub, "max_weight_drawn_max", "{:.1f}"), f"{div}/{n}", f"{col}/{n}", ttest_vs_uniform(fin_all, m), str(n)])
-    widths = [max(len(str(x)) for x in c) for c in zip(head, *rows)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
-    return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
+    return tables.text_table(head, rows)
 
 
 def write_report(run, args, ds, infos, wall):

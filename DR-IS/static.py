@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # standalone: f
 
 import numpy as np  # noqa: E402
 
-from islab import cli, experiment, export, launch, runs, sampling, scores, sweep, theory  # noqa: E402
+from islab import cli, experiment, export, launch, runs, sampling, scores, sweep, tables, theory  # noqa: E402
 from islab.data import example_ids  # noqa: E402
 from islab.noise import top_indices  # noqa: E402
 from islab.proxies import ProxyDiverged  # noqa: E402
@@ -251,25 +251,10 @@ def cleanlab_scores(args, ds, labels, log=None):
     return quality, issues, probs
 
 
-def paired_p(acc, ref) -> float:
-    """Two-sided paired t-test p-value of acc vs ref (same seeds); NaN with < 2 pairs."""
-    return theory.paired_ttest(acc, ref)[1]
-
-
 # ---------------------------------------------------------------- report
 
 
-def final_frame(df):
-    """One row per job with the final metrics as columns (config, panel alpha, method, seed)."""
-    import pandas as pd
-
-    d = df[df["epoch"].isna()] if "epoch" in df else df
-    if len(d) == 0:
-        return pd.DataFrame()
-    # groupby + unstack (not pivot_table): keeps all-NaN metrics (auroc of random) as columns
-    # without creating rows for index combinations that never ran
-    wide = d.groupby(["config", "alpha", "method", "seed", "metric"], sort=False)["value"].first()
-    return wide.unstack("metric").reset_index()
+JOB_KEYS = ["config", "alpha", "method", "seed"]   # a job of this script (tables.final_frame's keys)
 
 
 def panels(fin, alphas):
@@ -312,21 +297,19 @@ def config_table(fin, tag: str, alpha: float, methods) -> str:
         else:
             diff = acc[common].to_numpy() - ref[common].to_numpy()
             delta = f"{diff.mean():+.2f}"
-            p = f"{paired_p(acc[common], ref[common]):.3g}"
+            p = f"{theory.paired_ttest(acc[common], ref[common])[1]:.3g}"
         cover = (f"{s['class_kept_min'].min():.2f}-{s['class_kept_max'].max():.2f}"
                  if "class_kept_min" in s else "-")
         rows.append([m, f"{s['kept_fraction'].mean():.3f}", cover, _pm(s["test_acc"], "{:.2f}"), delta,
                      _pm(s["corruption_in_subset"], "{:.3f}"), _pm(s["auroc"], "{:.3f}"),
                      _pm(s["ap"], "{:.3f}"), p,
                      f"{int(s['diverged'].fillna(0).sum()) if 'diverged' in s else 0}/{len(s)}", str(len(s))])
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    return tables.text_table(head, rows, strip=True)
 
 
 def write_report(run, args, info: dict) -> None:
     """res.txt: per configuration, a header line and one table per alpha panel."""
-    fin = final_frame(run.frame())
+    fin = tables.final_frame(run.frame(), JOB_KEYS)
     out = [f"DR-IS static pruning: {args.dataset}, target {args.target}, {args.epochs} epochs budget "
            f"(step parity: E/alpha passes over the subset), proxies {','.join(args.proxy_list)} "
            f"(E_p {args.proxy_epochs}, scores at epoch {args.snapshot_epoch}), beta {args.beta:g}, "
@@ -367,7 +350,7 @@ def write_plots(run, args, num_classes: int | None = None) -> None:
     chance line = eps over each configuration's bars), one panel per alpha, one legend."""
     from islab import plots
 
-    fin = final_frame(run.frame())
+    fin = tables.final_frame(run.frame(), JOB_KEYS)
     if len(fin) == 0:
         return
     fin = panels(fin, args.alpha_list)

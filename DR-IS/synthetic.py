@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # standalone: find
 
 import numpy as np  # noqa: E402
 
-from islab import cli, convex, noise, runs  # noqa: E402
+from islab import cli, convex, noise, runs, tables  # noqa: E402
 
 FAMILY = "DR-IS/synthetic"
 NAMES = {"uniform": "Uniform SGD", "grad-is": "Standard IS", "loss-is": "Loss IS", "dr-is": "DR-IS"}
@@ -172,9 +172,7 @@ def matrix(final, metric, methods, configs, fmt):
             tag = f" [{int(div.sum())}/{len(div)} diverged]" if div.sum() else ""
             row.append(cell(d["value"], fmt) + tag if len(d) else ("diverged" if tag else "-"))
         rows.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
-    return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
+    return tables.text_table(head, rows)
 
 
 def collapse_matrix(final, methods, configs):
@@ -188,9 +186,7 @@ def collapse_matrix(final, methods, configs):
                       & (final["metric"] == "test_acc_pct")]["value"]
             row.append(f"{int((d <= COLLAPSE_PCT).sum())}/{len(d)}" if len(d) else "-")
         rows.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
-    return "\n".join(out + ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows])
+    return tables.text_table(head, rows)
 
 
 def attack_section(df, args, configs) -> list:

@@ -44,3 +44,16 @@ def check_count(v, name: str, lo: int = 1) -> int:
     if int(v) < lo:
         raise ValueError(f"{name} must be >= {lo}, got {v!r}")
     return int(v)
+
+
+def check_ids(ids, n: int) -> np.ndarray:
+    """ids as int64 after checking they are a 1-D sequence of example ids in 0..n-1."""
+    a = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids)
+    if a.ndim == 0:
+        raise ValueError(f"ids must be a 1-D sequence of example ids (a tensor, list or array), got the scalar "
+                         f"{ids!r}: pass [{ids!r}] for one example")
+    if a.ndim > 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+        raise ValueError(f"ids must be integer example ids, shape (B,); got {a.dtype} {a.shape}")
+    if a.size and (a.min() < 0 or a.max() >= n):
+        raise ValueError(f"ids must lie in 0..{n - 1}, got {a.min()}..{a.max()}")
+    return a.astype(np.int64)

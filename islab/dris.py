@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 from islab import sampling, scores
-from islab.checks import check_count, check_labels, real_array
+from islab.checks import check_count, check_ids, check_labels, real_array
 from islab.cli import MAX_COEFFICIENT
 from islab.dynamics import TrainingDynamics
+from islab.sampling import importance_weights  # public here; defined (and checked) in islab.sampling
 
 __all__ = ["rank_disagreement", "consensus", "normalised_ranks", "select_top", "online_probs", "losses_from_probs",
            "cross_fit_losses",
@@ -174,7 +175,8 @@ def cross_fit_losses(models, X, y, folds: int = 5, seed: int = 0) -> np.ndarray:
 
 def normalised_ranks(losses) -> np.ndarray:
     """(K, N): within each proxy, the rank of each loss (ties share the average rank) mapped to
-    [0, 1] as (rank - 1) / (N - 1); higher = harder."""
+    [0, 1] as (rank - 1) / (N - 1); higher = harder.  The public, argument-checked name of its one
+    definition, islab.scores.normalised_ranks (which the scripts call on their own loss matrices)."""
     return scores.normalised_ranks(check_losses(losses, min_proxies=1))
 
 
@@ -209,7 +211,8 @@ def select_top(score, alpha: float, labels=None) -> np.ndarray:
 
 def online_probs(score, gamma: float = 0.1) -> np.ndarray:
     """(N,) DR-IS online distribution p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s)
-    (docs/METHODS.md section 5).
+    (docs/METHODS.md section 5): the public, argument-checked name of its one definition,
+    islab.sampling.smoothed_probs (which the scripts call, and which also takes gamma = 0).
 
     score: (N,) finite, >= 0 (e.g. rank_disagreement).  gamma > 0 is the floor: every p_i >= c /
     sum_j (s_j + c) > 0, so every importance weight 1/(N p_i) is finite, at most (1 + gamma) / gamma
@@ -226,25 +229,6 @@ def online_probs(score, gamma: float = 0.1) -> np.ndarray:
     return sampling.smoothed_probs(s, float(gamma))
 
 
-def importance_weights(probs, ids=None) -> np.ndarray:
-    """1 / (N p_i) for the example ids (default: all N) of the sampling probabilities `probs`:
-    E_{i ~ p}[w_i l_i] = mean(l).  ValueError when probs is not a distribution or p_i = 0 (or so
-    small that 1/(N p_i) overflows) where a weight is asked for."""
-    p = sampling.check_distribution(real_array(probs, "probs"), positive=False, name="probs")
-    ids = np.arange(len(p)) if ids is None else _check_ids(ids, len(p))
-    zero = p[ids] == 0
-    if zero.any():
-        raise ValueError(f"probs is 0 at example {int(ids[np.argmax(zero)])}: its importance weight 1/(N p) is "
-                         "infinite (it can never be drawn); smooth it first (online_probs with gamma > 0)")
-    with np.errstate(over="ignore", divide="ignore"):
-        w = sampling.importance_weights(p, ids)
-    if not np.all(np.isfinite(w)):   # p_i so small (subnormal) that N p_i underflows
-        i = int(ids[np.argmax(~np.isfinite(w))])
-        raise ValueError(f"probs[{i}] = {p[i]:.3g} is so small that its importance weight 1/(N p) overflows to inf; "
-                         "smooth it first (online_probs with gamma > 0)")
-    return w
-
-
 def _check_score(score) -> np.ndarray:
     s = real_array(score, "score")
     if s.ndim != 1 or len(s) < 1:
@@ -252,19 +236,6 @@ def _check_score(score) -> np.ndarray:
     if not np.all(np.isfinite(s)):
         raise ValueError(f"the score holds {int((~np.isfinite(s)).sum())} non-finite value(s) (NaN or inf)")
     return s
-
-
-def _check_ids(ids, n: int) -> np.ndarray:
-    """ids as int64 after checking they are a 1-D sequence of example ids in 0..n-1."""
-    a = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids)
-    if a.ndim == 0:
-        raise ValueError(f"ids must be a 1-D sequence of example ids (a tensor, list or array), got the scalar "
-                         f"{ids!r}: pass [{ids!r}] for one example")
-    if a.ndim > 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
-        raise ValueError(f"ids must be integer example ids, shape (B,); got {a.dtype} {a.shape}")
-    if a.size and (a.min() < 0 or a.max() >= n):
-        raise ValueError(f"ids must lie in 0..{n - 1}, got {a.min()}..{a.max()}")
-    return a.astype(np.int64)
 
 
 # ---------------------------------------------------------------- a sampler for a plain DataLoader
@@ -374,7 +345,7 @@ class ImportanceSampler(torch.utils.data.Sampler):
 
     def importance_weights(self, ids) -> torch.Tensor:
         """(B,) float32 importance weights 1/(N p_i) of the drawn ids (a 1-D tensor, list or array)."""
-        ids = torch.as_tensor(_check_ids(ids, len(self.probs)))
+        ids = torch.as_tensor(check_ids(ids, len(self.probs)))
         return self._sampler.weight[ids]
 
     def weights(self, ids) -> torch.Tensor:

@@ -50,9 +50,8 @@ from islab.dynamics import TrainingDynamics
 from islab.models import build_model
 from islab.progress import Heartbeat
 from islab.seeding import torch_generator
-from islab.train import (STAT_KEYS, TrainConfig, TrainResult, _autocast, _compile, _fmt, _lr_at,
-                         _use_compile, device_format, gather, new_model,
-                         stats_from_logits)
+from islab.train import (STAT_KEYS, TrainConfig, TrainResult, autocast_context, batch_format, compile_forward,
+                         device_format, gather, lr_at_step, new_model, stats_from_logits, use_compile)
 
 # Leaf layers without parameters that act on every channel alike (so on folded channels too).
 PARAMETER_FREE = (nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity,
@@ -271,8 +270,8 @@ def _eval_members(folded, ds: Dataset, x_uint8, labels, cfg: TrainConfig, k: int
         xb = as_input(ds, x_uint8[s:s + cfg.eval_batch])
         yb = labels[s:s + cfg.eval_batch]
         xb = shared_input(xb, k)
-        xb = xb.contiguous(memory_format=torch.channels_last) if nhwc else _fmt(xb, device, cfg)
-        with _autocast(device, cfg):
+        xb = xb.contiguous(memory_format=torch.channels_last) if nhwc else batch_format(xb, device, cfg)
+        with autocast_context(device, cfg):
             logits, h = folded.forward_with_features(xb)
         logits, h = unfold_output(logits.float(), k), unfold_output(h, k)
         for m in range(k):
@@ -329,7 +328,7 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
     nhwc = device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in folded.modules())
     if nhwc:
         folded = folded.to(memory_format=torch.channels_last)
-    compiled = _compile(folded) if _use_compile(cfg, device) else None
+    compiled = compile_forward(folded) if use_compile(cfg, device) else None
 
     n = len(ds.train)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=device)
@@ -362,7 +361,7 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
             bar = tqdm(bar, desc=f"{desc} ep {epoch + 1}/{cfg.epochs}", leave=False)
         for s in bar:
             heartbeat.tick(epoch + 1, cfg.epochs, s + 1, steps_per_epoch)
-            lr = _lr_at(epoch * steps_per_epoch + s, total_steps, cfg, steps_per_epoch)
+            lr = lr_at_step(epoch * steps_per_epoch + s, total_steps, cfg, steps_per_epoch)
             for g in opt.param_groups:
                 g["lr"] = lr
             idx = streams.next(cfg.batch_size)                                    # (K, b)
@@ -376,9 +375,9 @@ def train_ensemble(name: str, ds: Dataset, labels, cfg: TrainConfig, seeds, prog
                 xb = apply_crop_flip(xb, offsets, flips, pad)
             c, hh, ww = xb.shape[1:]
             xb = as_input(ds, xb).reshape(b, k * c, hh, ww)   # fold after: C ops, not K*C
-            xb = xb.contiguous(memory_format=torch.channels_last) if nhwc else _fmt(xb, device, cfg)
+            xb = xb.contiguous(memory_format=torch.channels_last) if nhwc else batch_format(xb, device, cfg)
             yb = gather(y, idx.reshape(-1)).view(k, b)
-            with _autocast(device, cfg):
+            with autocast_context(device, cfg):
                 logits = (compiled if compiled is not None and b == cfg.batch_size else folded)(xb)
             # member-major rows: member m's logits are rows m*b .. m*b+b-1
             logits = unfold_output(logits, k).float().reshape(k * b, -1)

@@ -61,21 +61,13 @@ def needs_proxies(method: str, is_source: str = "target") -> bool:
 
 # ---------------------------------------------------------------- distributions (pure numpy)
 
-relative_floor_probs = smp.relative_floor_probs   # the one floor rule (islab.sampling.IS_FLOOR)
-
-
-def dris_probs(disagreement, gamma: float) -> np.ndarray:
-    """DR-IS online (paper eq. 7): p_i = (s_i + c) / sum_j (s_j + c), c = gamma * mean(s)."""
-    return smp.smoothed_probs(disagreement, gamma)
-
-
 def rho_probs(current_loss, irreducible_loss, floor: float) -> np.ndarray:
     """RHO-LOSS: p proportional to max(current - irreducible, 0) + floor (relative).
 
     Sign convention (scores.rho_score): a high reducible loss (high now, low under the
     holdout model: learnable and not yet learnt) is sampled more; an example the holdout model
     also gets wrong (high irreducible loss: noisy or ambiguous) gets only the floor."""
-    return relative_floor_probs(scores.rho_score(current_loss, irreducible_loss), floor)
+    return smp.relative_floor_probs(scores.rho_score(current_loss, irreducible_loss), floor)
 
 
 def max_weight(p) -> float:
@@ -161,7 +153,7 @@ def gradnorm_refresh(ds: Dataset, labels, cfg: TrainConfig, floor: float = smp.I
     def score(model):
         return per_example_stats(model, ds, ds.train.x, y, cfg)["gradnorm"]
 
-    return _guarded(score, lambda s: relative_floor_probs(s, floor), len(y), log)
+    return _guarded(score, lambda s: smp.relative_floor_probs(s, floor), len(y), log)
 
 
 def rho_refresh(ds: Dataset, labels, irreducible_loss, cfg: TrainConfig, floor: float,
@@ -255,14 +247,14 @@ def _sampling(method, ds, labels, cfg, disagreement, proxy_mean_loss, irreducibl
         return Sampling(mode="weighted", refresh=hook, refresh_every=rho_every, reweight=reweight)
     if method == "standard_is":   # is_source 'proxy': the proxies' snapshot bound, frozen
         assert proxy_gradnorm is not None, "standard_is with is_source='proxy' needs the proxy gradient norms"
-        p = relative_floor_probs(proxy_gradnorm, is_floor)
+        p = smp.relative_floor_probs(proxy_gradnorm, is_floor)
     elif method == "rho_approx":
         assert proxy_mean_loss is not None and irreducible_loss is not None, \
             "rho_approx needs the proxy mean loss and the irreducible loss"
         p = rho_probs(proxy_mean_loss, irreducible_loss, rho_floor)
     elif method == "dris":
         assert disagreement is not None, "dris needs the proxy rank variance"
-        p = dris_probs(disagreement, gamma)
+        p = smp.smoothed_probs(disagreement, gamma)   # DR-IS online (paper eq. 7)
     else:
         raise ValueError(f"unknown online method {method!r}; choose from {', '.join(METHODS)}")
     assert len(p) == n, f"p has {len(p)} entries for {n} training examples"

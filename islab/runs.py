@@ -964,7 +964,6 @@ def mean_std_table(df, by: list[str], metrics: list[str], fmt="{:.2f}") -> str:
     d = df[df["metric"].isin(metrics)]
     g = d.groupby(by + ["metric"], sort=False)["value"]
     stats = g.agg(["mean", "std", "count", "size"]).reset_index()
-    lines = []
     head = by + [m for m in metrics] + ["n"]
     rows = []
     for keys, sub in stats.groupby(by, sort=False):
@@ -984,9 +983,6 @@ def mean_std_table(df, by: list[str], metrics: list[str], fmt="{:.2f}") -> str:
                          + (f" ({size - n} nan)" if size > n else ""))
         cells.append(str(n))
         rows.append(cells)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-    return "\n".join(lines)
+    from islab.tables import text_table
+
+    return text_table(head, rows)

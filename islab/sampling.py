@@ -99,10 +99,26 @@ def smoothed_probs(score, gamma: float = 0.1) -> np.ndarray:
     return _normalise(s + gamma * s.mean())
 
 
-def importance_weights(p, idx) -> np.ndarray:
-    """w = 1 / (N p_idx): the reweighting that makes the sampled gradient unbiased."""
-    p = np.asarray(p, dtype=np.float64)
-    return 1.0 / (len(p) * p[np.asarray(idx)])
+def importance_weights(probs, ids=None) -> np.ndarray:
+    """1 / (N p_i) for the example ids (default: all N) of the sampling probabilities `probs`:
+    E_{i ~ p}[w_i l_i] = mean(l).  ValueError when probs is not a distribution or p_i = 0 (or so
+    small that 1/(N p_i) overflows) where a weight is asked for; TypeError for a tensor that requires
+    grad or complex values.  The one definition: islab.importance_weights is this function."""
+    from islab.checks import check_ids, real_array   # torch: only when weights are asked for
+
+    p = check_distribution(real_array(probs, "probs"), positive=False, name="probs")
+    ids = np.arange(len(p)) if ids is None else check_ids(ids, len(p))
+    zero = p[ids] == 0
+    if zero.any():
+        raise ValueError(f"probs is 0 at example {int(ids[np.argmax(zero)])}: its importance weight 1/(N p) is "
+                         "infinite (it can never be drawn); smooth it first (online_probs with gamma > 0)")
+    with np.errstate(over="ignore", divide="ignore"):
+        w = 1.0 / (len(p) * p[ids])
+    if not np.all(np.isfinite(w)):   # p_i so small (subnormal) that N p_i underflows
+        i = int(ids[np.argmax(~np.isfinite(w))])
+        raise ValueError(f"probs[{i}] = {p[i]:.3g} is so small that its importance weight 1/(N p) overflows to inf; "
+                         "smooth it first (online_probs with gamma > 0)")
+    return w
 
 
 def mass_on(p, mask) -> float:

@@ -47,7 +47,7 @@ class TrainConfig:
     eval_batch: int = 1024           # examples per eval forward pass
     amp: bool = True                 # bf16 autocast (CUDA only; ignored on CPU)
     channels_last: bool = True       # NHWC memory format (CUDA only)
-    compile: bool = False            # torch.compile the training forward (CUDA only; see _compile)
+    compile: bool = False            # torch.compile the training forward (CUDA only; see compile_forward)
     snapshot_epochs: tuple = ()      # epochs (1-based, after the epoch) to snapshot stats
     track_presentations: bool = False  # AUM margins + forgetting events during training
     record_logits: bool = False      # with track_presentations: keep each epoch's training logits
@@ -124,7 +124,9 @@ def new_model(name, ds: Dataset, seed: int, device) -> torch.nn.Module:
     return model.to(device)
 
 
-def _autocast(device, cfg):
+def autocast_context(device, cfg):
+    """The mixed-precision context of a forward pass: bfloat16 autocast on CUDA with cfg.amp, else
+    a no-op (shared by this loop and islab.ensemble's batched one, which must stay bit-equal)."""
     if device.type == "cuda" and cfg.amp:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()   # no autocast object per step on the CPU (it costs ~6 us)
@@ -170,8 +172,8 @@ def per_example_stats(model, ds: Dataset, x_uint8, labels, cfg: TrainConfig) -> 
     for s in range(0, len(labels), cfg.eval_batch):
         xb = prepare_batch(ds, x_uint8[s:s + cfg.eval_batch], train=False)
         yb = labels[s:s + cfg.eval_batch]
-        with _autocast(device, cfg):
-            logits, h = logits_and_features(model, _fmt(xb, device, cfg))
+        with autocast_context(device, cfg):
+            logits, h = logits_and_features(model, batch_format(xb, device, cfg))
         for k, v in stats_from_logits(logits, h, yb).items():
             out[k].append(v)
     model.train(was_training)
@@ -190,8 +192,8 @@ def predict_probs(model, ds: Dataset, x, cfg: TrainConfig) -> np.ndarray:
     out = []
     for s in range(0, len(x), cfg.eval_batch):
         xb = prepare_batch(ds, x[s:s + cfg.eval_batch], train=False)
-        with _autocast(device, cfg):
-            logits = model(_fmt(xb, device, cfg))
+        with autocast_context(device, cfg):
+            logits = model(batch_format(xb, device, cfg))
         out.append(torch.softmax(logits.float(), dim=1).double())
     model.train(was_training)
     return torch.cat(out).cpu().numpy()
@@ -214,8 +216,8 @@ def evaluate(model, ds: Dataset, cfg: TrainConfig, split=None) -> tuple[float, f
     for s in range(0, len(split), cfg.eval_batch):
         xb = prepare_batch(ds, split.x[s:s + cfg.eval_batch], train=False)
         yb = split.y[s:s + cfg.eval_batch]
-        with _autocast(device, cfg):
-            logits = model(_fmt(xb, device, cfg)).float()
+        with autocast_context(device, cfg):
+            logits = model(batch_format(xb, device, cfg)).float()
         losses.append(F.cross_entropy(logits, yb, reduction="none"))
         correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)
@@ -224,7 +226,7 @@ def evaluate(model, ds: Dataset, cfg: TrainConfig, split=None) -> tuple[float, f
 
 def device_format(model, device, cfg: TrainConfig):
     """The model as the loop runs it on `device`: on CUDA, cudnn autotuning on and, with
-    cfg.channels_last, NHWC weights to match the NHWC batches `_fmt` makes (a model left in
+    cfg.channels_last, NHWC weights to match the NHWC batches `batch_format` makes (a model left in
     NCHW would convert every activation back and forth).  Unchanged on the CPU."""
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -233,7 +235,9 @@ def device_format(model, device, cfg: TrainConfig):
     return model
 
 
-def _fmt(x, device, cfg):
+def batch_format(x, device, cfg):
+    """A batch in the memory format the loop feeds the model: NHWC on CUDA with cfg.channels_last
+    (for 4-D image batches), else unchanged (the batches' side of device_format)."""
     if device.type == "cuda" and cfg.channels_last and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
@@ -256,7 +260,9 @@ class _ShuffledStream:
         return idx
 
 
-def _lr_at(step, total, cfg, steps_per_epoch):
+def lr_at_step(step, total, cfg, steps_per_epoch):
+    """The learning rate of optimiser step `step` of `total`: linear warm-up over
+    cfg.warmup_epochs, then cosine decay from cfg.lr to 0."""
     warm = cfg.warmup_epochs * steps_per_epoch
     if warm > 0 and step < warm:
         return cfg.lr * (step + 1) / warm
@@ -264,11 +270,12 @@ def _lr_at(step, total, cfg, steps_per_epoch):
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
-def _use_compile(cfg: TrainConfig, device) -> bool:
+def use_compile(cfg: TrainConfig, device) -> bool:
+    """Whether the loop runs the forward through compile_forward (cfg.compile, on CUDA only)."""
     return cfg.compile and device.type == "cuda"
 
 
-def _compile(model):
+def compile_forward(model):
     """torch.compile for the training forward: static shapes (dynamic=False), so a batch of
     another size would compile a second graph -- the loop never sends one (see train()).
     Graphs are cached per model class by torch (nn.Module parameters are graph inputs since
@@ -336,7 +343,7 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
     if isinstance(model, str):
         model = new_model(model, ds, seed, device)
     model = device_format(model, device, cfg)
-    compiled = _compile(model) if _use_compile(cfg, device) else None
+    compiled = compile_forward(model) if use_compile(cfg, device) else None
 
     n = len(ds.train)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=device)
@@ -404,7 +411,7 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
         for s in bar:
             heartbeat.tick(epoch + 1, cfg.epochs, s + 1, steps_per_epoch)
             step = epoch * steps_per_epoch + s
-            lr = _lr_at(step, total_steps, cfg, steps_per_epoch)
+            lr = lr_at_step(step, total_steps, cfg, steps_per_epoch)
             for g in opt.param_groups:
                 g["lr"] = lr
             if sampling.mode == "weighted":
@@ -416,9 +423,9 @@ def train(model, ds: Dataset, labels, cfg: TrainConfig, seed: int, sampling: Sam
             else:
                 idx, w = stream.next(cfg.batch_size), None
             b = len(idx)
-            xb = _fmt(prepare_batch(ds, gather(x_train, idx), train=True, generator=aug_gen), device, cfg)
+            xb = batch_format(prepare_batch(ds, gather(x_train, idx), train=True, generator=aug_gen), device, cfg)
             yb = gather(y, idx)
-            with _autocast(device, cfg):
+            with autocast_context(device, cfg):
                 logits = (compiled if compiled is not None and b == cfg.batch_size else model)(xb)
             per_ex = F.cross_entropy(logits.float(), yb, reduction="none")
             loss = (per_ex * w).mean() if w is not None else per_ex.mean()

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from islab import runs, theory
+from islab import runs, tables, theory
 from islab.loader import load_script
+from islab.tables import markdown_table as md
 from reporting.blocks import Block, Source, Tol, Tolerance
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,13 +38,6 @@ def script(rel: str):
 
 def config_of(folder: Path) -> dict:
     return json.loads((folder / "config.json").read_text())
-
-
-def md(head, rows) -> str:
-    """A markdown table."""
-    out = ["| " + " | ".join(str(h) for h in head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def finite(v) -> np.ndarray:
@@ -118,7 +112,7 @@ def bold_best(cells: list, values: list, lowest: bool = True) -> list:
 
 def static_final(folder: Path) -> pd.DataFrame:
     st = script("DR-IS/static.py")
-    fin = st.final_frame(runs.read_frame(folder))
+    fin = tables.final_frame(runs.read_frame(folder), st.JOB_KEYS)
     return st.panels(fin, config_of(folder)["alpha_list"]) if len(fin) else fin
 
 
@@ -189,8 +183,7 @@ def online_final(folder: Path) -> pd.DataFrame:
     df = runs.read_frame(folder)
     if "config" not in df and "noise" in df:   # folders written before the column was renamed
         df = df.rename(columns={"noise": "config"})
-    d = df[df["epoch"].isna()] if "epoch" in df else df
-    return d.groupby(["config", "method", "seed", "metric"], sort=False)["value"].first().unstack("metric").reset_index()
+    return tables.final_frame(df, ["config", "method", "seed"])
 
 
 def online_table(folder: Path, detail: bool = True) -> str:
@@ -438,8 +431,7 @@ ABL_AUC = ("auroc", "{:.3f}", "AUROC of the discard order")
 
 
 def food101(folder):
-    df = runs.read_frame(folder)
-    d = df[df["epoch"].isna()] if "epoch" in df else df
+    d = tables.final_rows(runs.read_frame(folder))
     rows = []
     for (t, m), s in d.groupby(["config", "method"], sort=False):
         get = lambda k: s[s["metric"] == k]["value"]  # noqa: E731

@@ -78,9 +78,13 @@ def test_method_scores_from_a_two_proxy_ensemble():
 
 
 def test_paired_p_known_value_and_nan():
+    # the table's "p vs random" is islab.theory.paired_ttest's p (the one paired t-test; static.paired_p is gone)
+    from islab import theory
+
+    assert not hasattr(static, "paired_p")
     # differences 1, 2, 3: t = 2 / (1 / sqrt(3)) = 3.464 with 2 dof -> two-sided p = 0.0742
-    assert static.paired_p([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]) == pytest.approx(0.0742, abs=1e-4)
-    assert np.isnan(static.paired_p([1.0], [0.0]))
+    assert theory.paired_ttest([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])[1] == pytest.approx(0.0742, abs=1e-4)
+    assert np.isnan(theory.paired_ttest([1.0], [0.0])[1])
 
 
 # ---------------------------------------------------------------- the real CLI

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from islab import online
+from islab import online, sampling
 from islab.data import load_dataset
 from islab.models import build_model
 from islab.sampling import effective_sample_size, mass_on
@@ -24,28 +24,28 @@ def cfg():
 
 def test_relative_floor_known_values():
     # clipped score [0, 1, 3, 0] (mean 1); floor 0.5 adds 0.5 -> [0.5, 1.5, 3.5, 0.5] / 6
-    p = online.relative_floor_probs([-2.0, 1.0, 3.0, 0.0], floor=0.5)
+    p = sampling.relative_floor_probs([-2.0, 1.0, 3.0, 0.0], floor=0.5)
     np.testing.assert_allclose(p, [0.5 / 6, 1.5 / 6, 3.5 / 6, 0.5 / 6])
     # floor 0: plain proportional, negative and zero scores never drawn
-    np.testing.assert_allclose(online.relative_floor_probs([-2.0, 1.0, 3.0, 0.0], 0.0), [0, 0.25, 0.75, 0])
+    np.testing.assert_allclose(sampling.relative_floor_probs([-2.0, 1.0, 3.0, 0.0], 0.0), [0, 0.25, 0.75, 0])
     # nowhere positive: uniform
-    np.testing.assert_allclose(online.relative_floor_probs([-1.0, -3.0, 0.0], 0.01), [1 / 3] * 3)
+    np.testing.assert_allclose(sampling.relative_floor_probs([-1.0, -3.0, 0.0], 0.01), [1 / 3] * 3)
 
 
 def test_floor_keeps_every_probability_positive_and_bounds_the_weight():
     rng = np.random.default_rng(0)
     s = np.concatenate([rng.exponential(size=500), np.zeros(50), -rng.exponential(size=50)])
     for f in (0.01, 0.1, 1.0):
-        p = online.relative_floor_probs(s, f)
+        p = sampling.relative_floor_probs(s, f)
         assert np.all(p > 0) and p.sum() == pytest.approx(1.0)
         assert online.max_weight(p) <= (1 + f) / f + 1e-9   # N p_min >= f mean / (mean + f mean)
 
 
-def test_dris_probs_known_values():
+def test_smoothed_probs_known_values():
     # s = [0, 0.1, 0.2, 0.1], mean 0.1, gamma 0.5 -> c = 0.05 -> [0.05, 0.15, 0.25, 0.15] / 0.6
-    p = online.dris_probs([0.0, 0.1, 0.2, 0.1], gamma=0.5)
+    p = sampling.smoothed_probs([0.0, 0.1, 0.2, 0.1], gamma=0.5)
     np.testing.assert_allclose(p, np.array([0.05, 0.15, 0.25, 0.15]) / 0.6)
-    assert np.all(online.dris_probs([0.0, 0.0, 1.0], 0.1) > 0)
+    assert np.all(sampling.smoothed_probs([0.0, 0.0, 1.0], 0.1) > 0)
 
 
 def test_rho_score_sign_convention():
@@ -68,21 +68,21 @@ def test_theorem2_loss_aligned_contamination_gets_at_least_eps():
     loss = np.concatenate([clean, corrupt])
     mask = np.arange(10) >= 8
     eps = mask.mean()
-    m0 = mass_on(online.relative_floor_probs(loss, 0.0), mask)
+    m0 = mass_on(sampling.relative_floor_probs(loss, 0.0), mask)
     assert m0 == pytest.approx(2.7 / (4.15 + 2.7))                   # = 0.394 by hand
     assert m0 >= eps
     for f in (0.01, 1.0, 100.0):                                       # still non-decreasing in loss
-        assert mass_on(online.relative_floor_probs(loss, f), mask) >= eps
+        assert mass_on(sampling.relative_floor_probs(loss, f), mask) >= eps
     # the bound is tight when the losses are all equal (mass = eps exactly)
-    assert mass_on(online.relative_floor_probs(np.ones(10), 0.0), mask) == pytest.approx(eps)
+    assert mass_on(sampling.relative_floor_probs(np.ones(10), 0.0), mask) == pytest.approx(eps)
     # a non-monotone score (DR-IS: clean boundary points disagree, corrupted bulk does not) can go below eps
     disagreement = np.array([0.0, 0.0, 0.1, 0.2, 0.3, 0.3, 0.2, 0.1, 0.01, 0.01])
-    assert mass_on(online.dris_probs(disagreement, 0.1), mask) < eps
+    assert mass_on(sampling.smoothed_probs(disagreement, 0.1), mask) < eps
 
 
 def test_effective_sample_size_of_dris_between_floor_and_one():
     s = np.array([0.0] * 9 + [1.0])
-    p = online.dris_probs(s, 0.1)   # c = 0.01: nine at 0.01, one at 1.01 (total 1.1)
+    p = sampling.smoothed_probs(s, 0.1)   # c = 0.01: nine at 0.01, one at 1.01 (total 1.1)
     assert effective_sample_size(p) == pytest.approx(1.0 / (10 * ((9 * 0.01**2 + 1.01**2) / 1.1**2)))
 
 
@@ -132,7 +132,7 @@ def test_make_sampling_modes(ds):
     assert s.refresh is not None and s.refresh_every == 3
     dis = np.linspace(0, 1, n)
     s = online.make_sampling("dris", ds, y, cfg(), disagreement=dis, gamma=0.1)
-    np.testing.assert_allclose(s.probs, online.dris_probs(dis, 0.1))
+    np.testing.assert_allclose(s.probs, sampling.smoothed_probs(dis, 0.1))
     s = online.make_sampling("rho_approx", ds, y, cfg(), proxy_mean_loss=dis,
                              irreducible_loss=np.full(n, 0.5))
     assert isinstance(s, Sampling) and s.probs[: n // 2 - 1].max() == pytest.approx(s.probs.min())

@@ -241,8 +241,8 @@ def test_compiled_training_builds_one_graph_per_architecture_and_shape(ds, monke
 
     from islab import train as train_mod
 
-    monkeypatch.setattr(train_mod, "_use_compile", lambda cfg, device: cfg.compile)
-    monkeypatch.setattr(train_mod, "_compile", lambda m: torch.compile(m, backend="eager", dynamic=False))
+    monkeypatch.setattr(train_mod, "use_compile", lambda cfg, device: cfg.compile)
+    monkeypatch.setattr(train_mod, "compile_forward", lambda m: torch.compile(m, backend="eager", dynamic=False))
     torch._dynamo.reset()
     counters.clear()
     y = ds.train.y.numpy()
