@@ -10,7 +10,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]   # tests/unit/ -> the repository
 FAMILIES = ("DR-IS", "DL-noise", "DL-correlation", "Convex-Noise", "benchmarks")
 OUTSIDE = ("reporting", "islab_scripts")   # top-level packages above islab: islab never imports them
 # calls that load or run code from a file or a module name; allowed only where named
