@@ -2,7 +2,7 @@
 
 Small modules with one job each; the experiment scripts compose them.  Importing islab has
 no side effects (no seeding, no device set-up, no file I/O) and imports neither torch nor
-numpy: the public DR-IS API (islab.dris, DR-IS/README.md "DR-IS on your own data") is loaded on
+numpy: the public DR-IS API (islab.dris, docs/own-data.md "DR-IS on your own data") is loaded on
 first use, e.g. `islab.rank_disagreement(losses)` or `from islab import ImportanceSampler`.
 """
 from __future__ import annotations

@@ -238,7 +238,7 @@ def train_attacker(cleans, cfg: "SGDConfig", epochs: int) -> np.ndarray:
     epochs on its problem's CLEAN training labels; draws from purpose 'attacker' keyed by the
     problem.  A briefly trained attacker still has small margins, so the largest gradient norms
     2 (1 - m_i) ||x_i|| are those of the large-norm rare cluster; a converged one flips the
-    boundary points (see DR-IS/README.md, synthetic study).
+    boundary points (see docs/dris-studies.md, synthetic study).
     """
     P = len(cleans)
     N = len(cleans[0].y_clean)

@@ -1,4 +1,4 @@
-"""DR-IS on your own data and model: the public API (DR-IS/README.md, "DR-IS on your own data").
+"""DR-IS on your own data and model: the public API (docs/own-data.md, "DR-IS on your own data").
 
 From per-proxy losses, a (K proxies, N examples) matrix (an (N, K) one is refused):
     s = rank_disagreement(losses)            # (N,) variance over proxies of the normalised loss ranks

@@ -23,6 +23,7 @@ class Tol:
     rtol: float = 0.0           # of the larger of the two magnitudes
     binomial: int = 0           # a proportion of this many independent draws: + k sqrt(p(1-p)/N) + 1/N
     exact: bool = False         # the same text (a count the seed fixes)
+    n: int = 0                  # seeds behind an 'm ± sd' number, where they differ from the block's n
 
 
 @dataclass(frozen=True)

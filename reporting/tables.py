@@ -790,6 +790,102 @@ def readme_nonconvex(folder):
     return "\n\n".join(out)
 
 
+# ---------------------------------------------------------------- README.md: the answer so far
+
+
+def _listed(d: pd.DataFrame, key: str, names, value: str = "value", fmt: str = "{:.2f}", unit: str = "") -> str:
+    """'a m ± sd<unit>, b m ± sd<unit>' for the names present in d[key] (mean ± sd over seeds)."""
+    return ", ".join(f"{n} {pm(d[d[key] == n][value], fmt)}{unit}" for n in names if (d[key] == n).any())
+
+
+def readme_answer(convex, nonconvex, static, online, dlnoise, dlcorr):
+    """One generated sentence per family for README.md, from the demo folders of the six headline
+    blocks and the same readers (convex_final, nc_value, static_final, online_final, dlnoise_final,
+    dlcorr_frame); the typed words describe the setting, every number and verdict is computed."""
+    out = []
+    # Convex-Noise: the objective gap on clean data at the largest norm ratio, and rare-cluster noise
+    fin = convex_final(convex)
+    ratios = sorted(fin["ratio"].unique())
+    gap = fin[(fin["ratio"] == ratios[-1]) & (fin["flip"] == "clean") & (fin["metric"] == "gap")]
+    text = (f"- **Convex-Noise** (squared hinge, {fin['seed'].nunique()} seeds): objective gap F(w) - F(w*) "
+            f"after the last epoch on clean data at norm ratio {ratios[-1]:g}: "
+            + _listed(gap, "method", ("uniform", "is-norm", "dr-is"), fmt="{:.2g}"))
+    rare = [s for s in convex_selection(convex, kinds=("rare",)) if s[0] == ratios[-2 if len(ratios) > 1 else -1]]
+    if rare:
+        r, _, rate = rare[0]
+        d = fin[(fin["ratio"] == r) & (fin["flip"] == "rare") & np.isclose(fin["rate"], rate)]
+        err, mass = d[d["metric"] == "test_err_pct"], d[d["metric"] == "mass_corrupt"]
+        text += (f"; with {100 * rate:g} % of the labels flipped inside the rare cluster (ratio {r:g}), clean test "
+                 f"error {_listed(err, 'method', ('uniform', 'dr-is'), unit=' %')}, with "
+                 f"{mean(mass[mass['method'] == 'dr-is']['value'])} of DR-IS's sampling mass on the flipped "
+                 f"examples (uniform: {mean(mass[mass['method'] == 'uniform']['value'])})")
+    out.append(text + ".")
+    # An & Ying: the two wells
+    df = runs.read_frame(nonconvex)
+    if (df["part"] == "twowell").any():
+        sgd, rr = (nc_value(df, "twowell", s, "sampled", "left_final") for s in ("sgd", "rr"))
+        out.append(f"- **An & Ying (non-convex)**: share of chains that end in the sharp global minimum of the "
+                   f"two-well example: SGD {sgd:.3f}, resampling-reweighting {rr:.3f} (share of the starts in its "
+                   f"well: {nc_value(df, 'twowell', '-', 'init', 'left_final'):.3f}).")
+    # DR-IS static pruning: the first keep fraction, the first noisy configuration
+    cfg = config_of(static)
+    fin = static_final(static)
+    d = fin[np.isclose(fin["panel"], cfg["alpha_list"][0])]
+    tags = list(dict.fromkeys(d["config"]))
+    noisy = [t for t in tags if d[d["config"] == t]["eps"].max() > 0]
+    if noisy:
+        t = noisy[0]
+        acc = lambda tag, names: _listed(d[d["config"] == tag], "method", names, "test_acc", unit=" %")  # noqa: E731
+        ref = d[(d["config"] == t) & (d["method"] == "random")].set_index("seed")["test_acc"]
+        s = d[(d["config"] == t) & (d["method"] == "dris")].set_index("seed")["test_acc"]
+        text = (f"- **DR-IS static pruning** (digits, keep {100 * cfg['alpha_list'][0]:g} % of the training set by "
+                f"each score, {d['seed'].nunique()} seeds): target test accuracy under {tag_label(t)} noise "
+                + acc(t, ("dris", "random", "el2n", "consensus", "full")))
+        if "clean" in tags:
+            text += f" (clean: {acc('clean', ('dris', 'random'))})"
+        out.append(text + f"; dris vs random under {tag_label(t)} noise: {verdict(*paired(s, ref))}.")
+    # DR-IS online importance sampling
+    fin = online_final(online)
+    tags = list(dict.fromkeys(fin["config"]))
+    noisy = [t for t in tags if t != "clean"]
+    if noisy:
+        t = noisy[0]
+        d = fin[fin["config"] == t]
+        acc = lambda tag, names: _listed(fin[fin["config"] == tag], "method", names, "final_acc", unit=" %")  # noqa: E731
+        ref = d[d["method"] == "uniform"].set_index("seed")["final_acc"]
+        s = d[d["method"] == "dris"].set_index("seed")["final_acc"]
+        masses = d.groupby("method", sort=False)["mass_corrupt_mean"].mean()
+        text = (f"- **DR-IS online importance sampling** (digits, {fin['seed'].nunique()} seeds): final test accuracy "
+                f"under {tag_label(t)} noise " + acc(t, ("dris", "uniform", "standard_is")))
+        if "clean" in tags:
+            text += f" (clean: {acc('clean', ('dris', 'uniform'))})"
+        out.append(text + f"; dris vs uniform under {tag_label(t)} noise: {verdict(*paired(s, ref))}; DR-IS puts "
+                   f"{masses.get('dris', math.nan):.3f} of its sampling mass on the corrupted examples (uniform: "
+                   f"eps = {masses.get('uniform', math.nan):.3f}).")
+    # DL-noise: the largest noise rate
+    acc = dlnoise_final(dlnoise)
+    acc = acc[acc["metric"] == "final_test_acc"]
+    rate = acc["rate"].max()
+    d = acc[acc["rate"] == rate]
+    base = d[d["strategy"] == "baseline"].set_index("seed")["value"]
+    strategies = [s for s in config_of(dlnoise)["strategy_list"] if s in set(d["strategy"])]
+    vs = "; ".join(f"{s} vs baseline: {verdict(*paired(d[d['strategy'] == s].set_index('seed')['value'], base))}"
+                   for s in strategies if s != "baseline")
+    out.append(f"- **DL-noise** (digits CNN, proxy-guided sampling with 1/(N p) weights, {d['seed'].nunique()} "
+               f"seeds): test accuracy at {100 * rate:g} % uniform label noise "
+               + _listed(d, "strategy", strategies, unit=" %") + (f"; {vs}." if vs else "."))
+    # DL-correlation: Spearman of each proxy's loss ranking with the target's
+    df = dlcorr_frame(dlcorr)
+    target = dlcorr_target(dlcorr)
+    pairs = df[(df["job"] == "pairs") & (df["model_b"] == target) & (df["score"] == "loss")
+               & (df["measure"] == "spearman")]
+    models = [m for m in dict.fromkeys(pairs["model_a"]) if m != target]
+    out.append(f"- **DL-correlation** (digits, {df['seed'].nunique()} replicates): Spearman correlation of each "
+               f"proxy's per-example loss ranking with the target {target}'s: "
+               + _listed(pairs, "model_a", models, fmt="{:.3f}") + ".")
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------- the Fashion-MNIST reproduction
 
 
@@ -902,15 +998,31 @@ SYNTHETIC = Tolerance(n=5, default=UNIT, rules=((r"^Final clean test accuracy|::
 DIAGNOSTICS = Tolerance(n=1, default=Tol(atol=0.02, rtol=0.5),   # single draws of one proxy pool: loose
                         rules=((r"[KN]=@", Tol(exact=True)), (r"@%", Tol(atol=2.0, rtol=0.5))))
 
-R, CN, DC, DN, DR = "README.md", "Convex-Noise/README.md", "DL-correlation/README.md", "DL-noise/README.md", "DR-IS/README.md"
+# The answer sentences carry numbers of all six headline blocks: each gets its source block's rule,
+# picked by the sentence (bold dropped: '- Convex-Noise ...') and the words around the number;
+# settings (rates, ratios, seed counts, the keep fraction, eps) must be the same text.
+ANSWER = Tolerance(n=3, default=UNIT, rules=(
+    (r"(?:clean|uniform|targeted|rare|pair) @ % noise|at @ % uniform|over @ seeds|\(digits.*@ seeds\)|@ seeds\)"
+     r"|@ replicates|ratio @|keep @ %|eps = @|with @ % of the labels|@/\(N p\)", Tol(exact=True)),
+    (r"^- Convex-Noise.*(?:@ of DR-IS's sampling mass|\(uniform: @\))", Tol(atol=0.01, rtol=0.05)),
+    (r"^- Convex-Noise", Tol(rtol=0.05, n=5)),
+    (r"^- An & Ying", CHAINS),
+    (r"^- DL-correlation", Tol(atol=0.05, n=2)),
+    (r"@ %", ACC)))
+
+R, RES, CN, DC, DN, DR, DRS = ("README.md", "docs/results.md", "Convex-Noise/README.md", "DL-correlation/README.md",
+                               "DL-noise/README.md", "DR-IS/README.md", "docs/dris-studies.md")
 BLOCKS = [
-    # README.md: the headline of every family (all from `make demo`)
-    Block("headline-convex", R, (S["convex"],), readme_convex, CONVEX),
-    Block("headline-nonconvex", R, (S["nonconvex"],), readme_nonconvex, NONCONVEX),
-    Block("headline-dris-static", R, (S["static"],), readme_static, DL),
-    Block("headline-dris-online", R, (S["online"],), readme_online, DL),
-    Block("headline-dl-noise", R, (S["dlnoise"],), readme_dlnoise, DL),
-    Block("headline-dl-correlation", R, (S["dlcorr"],), readme_dlcorr, DLCORR),
+    # README.md: one generated sentence per family (from the folders of the headline blocks)
+    Block("answer", R, (S["convex"], S["nonconvex"], S["static"], S["online"], S["dlnoise"], S["dlcorr"]),
+          readme_answer, ANSWER),
+    # docs/results.md: the headline of every family (all from `make demo`)
+    Block("headline-convex", RES, (S["convex"],), readme_convex, CONVEX),
+    Block("headline-nonconvex", RES, (S["nonconvex"],), readme_nonconvex, NONCONVEX),
+    Block("headline-dris-static", RES, (S["static"],), readme_static, DL),
+    Block("headline-dris-online", RES, (S["online"],), readme_online, DL),
+    Block("headline-dl-noise", RES, (S["dlnoise"],), readme_dlnoise, DL),
+    Block("headline-dl-correlation", RES, (S["dlcorr"],), readme_dlcorr, DLCORR),
     # Convex-Noise
     Block("convex-clean", CN, (S["convex"],), convex_gap, CONVEX),
     Block("convex-noisy", CN, (S["convex"],), convex_noisy, CONVEX),
@@ -937,28 +1049,28 @@ BLOCKS = [
     Block("dlnoise-scores", DN, (S["dlnoise"],), dl_noise_scores, DL),
     Block("dlnoise-e20", DN, (S["dlnoise-e20"],), dl_noise),
     Block("dlnoise-subset", DN, (S["dlnoise-subset"],), dl_noise),
-    # DR-IS
+    # DR-IS (DR-IS/README.md: the demo headline; docs/dris-studies.md: the measured studies)
     Block("dris-static", DR, (S["static"],), dris_static, DL),
     Block("dris-online", DR, (S["online"],), dris_online, DL),
-    Block("dris-static-e30", DR, (S["static-e30"],), dris_static),
-    Block("dris-online-e30", DR, (S["online-e30"],), dris_online),
-    Block("dris-static-spec", DR, (S["static-spec"],), lambda f: static_table(f) + "\n\n"
+    Block("dris-static-e30", DRS, (S["static-e30"],), dris_static),
+    Block("dris-online-e30", DRS, (S["online-e30"],), dris_online),
+    Block("dris-static-spec", DRS, (S["static-spec"],), lambda f: static_table(f) + "\n\n"
           + static_sentences(f, methods=("dris", "aum", "aum_tsr", "hybrid0.5"))),
-    Block("dris-ablation-alpha", DR, (S["abl-alpha"],), ablation([ABL_ACC, ABL_CIS])),
-    Block("dris-ablation-rate", DR, (S["abl-rate"],), ablation([ABL_ACC, ABL_CIS, ABL_AUC])),
-    Block("dris-ablation-k", DR, (S["abl-k"],), ablation([ABL_ACC, ABL_CIS, ABL_AUC])),
-    Block("dris-ablation-proxies", DR, (S["abl-proxies"],), ablation([ABL_ACC, ABL_CIS])),
-    Block("dris-ablation-lambda", DR, (S["abl-lambda"],), ablation([ABL_ACC, ABL_CIS])),
-    Block("dris-online-rho-floor", DR, (S["online"], S["online-rho001"]),
+    Block("dris-ablation-alpha", DRS, (S["abl-alpha"],), ablation([ABL_ACC, ABL_CIS])),
+    Block("dris-ablation-rate", DRS, (S["abl-rate"],), ablation([ABL_ACC, ABL_CIS, ABL_AUC])),
+    Block("dris-ablation-k", DRS, (S["abl-k"],), ablation([ABL_ACC, ABL_CIS, ABL_AUC])),
+    Block("dris-ablation-proxies", DRS, (S["abl-proxies"],), ablation([ABL_ACC, ABL_CIS])),
+    Block("dris-ablation-lambda", DRS, (S["abl-lambda"],), ablation([ABL_ACC, ABL_CIS])),
+    Block("dris-online-rho-floor", DRS, (S["online"], S["online-rho001"]),
           lambda a, b: online_pair(a, b, rho_floor_label(a), rho_floor_label(b))),
-    Block("dris-online-n1150", DR, (S["online"], S["online-n1150"]),
+    Block("dris-online-n1150", DRS, (S["online"], S["online-n1150"]),
           lambda a, b: online_pair(a, b, "uniform on all N", "uniform on 1150 examples")),
-    Block("dris-diagnostics", DR, (S["diagnostics"],), dris_diagnostics, DIAGNOSTICS),
-    Block("dris-synthetic", DR, (S["synthetic"],), dris_synthetic, SYNTHETIC),
-    Block("dris-synthetic-attacker", DR, (SYN_ATTACKERS[0], SYN_ATTACKERS[1], S["synthetic"], *SYN_ATTACKERS[2:],
+    Block("dris-diagnostics", DRS, (S["diagnostics"],), dris_diagnostics, DIAGNOSTICS),
+    Block("dris-synthetic", DRS, (S["synthetic"],), dris_synthetic, SYNTHETIC),
+    Block("dris-synthetic-attacker", DRS, (SYN_ATTACKERS[0], SYN_ATTACKERS[1], S["synthetic"], *SYN_ATTACKERS[2:],
                                           SYN_EXACT), synthetic_sweep),
-    Block("dris-synthetic-variants", DR, (SYN_VARIANT_BASE, *SYN_VARIANTS), synthetic_variants),
-    Block("dris-food101-fake", DR, (S["food101-fake"],), food101),
-    Block("dris-cleanlab-digits", DR, (S["cleanlab-digits"],), cleanlab_tables),
-    Block("dris-cleanlab-fashion-mnist", DR, (S["cleanlab-fm"],), cleanlab_tables),
+    Block("dris-synthetic-variants", DRS, (SYN_VARIANT_BASE, *SYN_VARIANTS), synthetic_variants),
+    Block("dris-food101-fake", DRS, (S["food101-fake"],), food101),
+    Block("dris-cleanlab-digits", DRS, (S["cleanlab-digits"],), cleanlab_tables),
+    Block("dris-cleanlab-fashion-mnist", DRS, (S["cleanlab-fm"],), cleanlab_tables),
 ]

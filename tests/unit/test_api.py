@@ -1,4 +1,4 @@
-"""The public DR-IS API (islab.dris, DR-IS/README.md "DR-IS on your own data"): the examples run
+"""The public DR-IS API (islab.dris, docs/own-data.md "DR-IS on your own data"): the examples run
 as written, known answers (hand-computed ranks and variances, exact unbiasedness of the sampler's
 weights), the one-path checks (hook features = forward_with_features; proxy_statistics = the
 scripts' proxies), and bad input -> ValueError."""
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def own_data_blocks() -> list[str]:
-    """The python code blocks of DR-IS/README.md's "DR-IS on your own data" section, in order."""
-    text = (ROOT / "DR-IS" / "README.md").read_text()
+    """The python code blocks of docs/own-data.md's "DR-IS on your own data" section, in order."""
+    text = (ROOT / "docs" / "own-data.md").read_text()
     section = text.split("\n## DR-IS on your own data\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
@@ -34,7 +34,7 @@ def own_data_blocks() -> list[str]:
 def test_readme_points_to_the_own_data_section():
     text = (ROOT / "README.md").read_text()
     section = text.split("## Use DR-IS on your own data", 1)[1].split("\n## ", 1)[0]
-    assert "DR-IS/README.md#dr-is-on-your-own-data" in section and "examples/own_losses.py" in section
+    assert "docs/own-data.md#dr-is-on-your-own-data" in section and "examples/own_losses.py" in section
     assert len(own_data_blocks()) == 2
 
 
@@ -43,7 +43,7 @@ def test_own_data_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert "islab.models" not in code and "build_model" not in code   # no registry names
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__readme__"}
-    exec(compile(code, "DR-IS/README.md", "exec"), namespace)
+    exec(compile(code, "docs/own-data.md", "exec"), namespace)
     printed = capsys.readouterr().out
     assert printed.startswith("kept 180 of 600") and "proxies narrow, wide, linear" in printed
     out = tmp_path / "dris-out"
@@ -60,7 +60,7 @@ def test_own_data_example_runs_as_written(tmp_path, monkeypatch, capsys):
 
 def test_own_losses_block_runs_as_written(capsys):
     namespace = {"__name__": "__readme__"}
-    exec(compile(own_data_blocks()[1], "DR-IS/README.md", "exec"), namespace)
+    exec(compile(own_data_blocks()[1], "docs/own-data.md", "exec"), namespace)
     assert capsys.readouterr().out.startswith("kept 150; drew 256, weights ")
     assert namespace["losses"].shape == (2, 500)
 
@@ -548,8 +548,8 @@ def test_a_scalar_id_gets_an_error_naming_ids():
 
 
 def api_table_rows() -> list[str]:
-    """The first cells of DR-IS/README.md's API table ("The API and what it refuses")."""
-    text = (ROOT / "DR-IS" / "README.md").read_text()
+    """The first cells of docs/own-data.md's API table ("The API and what it refuses")."""
+    text = (ROOT / "docs" / "own-data.md").read_text()
     section = text.split("### The API and what it refuses", 1)[1].split("\n## ", 1)[0]
     return [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| `")]
 
