@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DR-IS ablation sweeps (DR-IS/README.md): thin wrappers that compose DR-IS/static.py (and
+"""DR-IS ablation sweeps (docs/dris-studies.md): thin wrappers that compose DR-IS/static.py (and
 DR-IS/online.py for the gamma sweep); every sub-run is an ordinary static run folder inside
 the sweep folder, and the sweep folder adds a summary across the swept values.
 

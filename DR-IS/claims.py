@@ -1286,7 +1286,7 @@ def appendix_g_text(root) -> list[str]:
         "preset) flips the examples with the largest gradient norm under its own model; it reaches "
         f"{_fmt(demo['attacker_acc'], '{:.2f}')} % clean test accuracy, so it flips the examples near its "
         f"boundary and only {_fmt(demo['flips_in_rare'], '{:.1f}')} of the {_fmt(rare, '{:.0f}')} rare-cluster "
-        "examples (mean over seeds). The paper's collapse needs the rare cluster flipped (DR-IS/README.md's "
+        "examples (mean over seeds). The paper's collapse needs the rare cluster flipped (docs/dris-studies.md's "
         "attacker sweep), which an untrained attacker does (its gradient norms are the example norms):"]
     e0 = _synthetic_numbers(Path(root) / "DR-IS" / "synthetic" / "attacker-e0")
     if e0 is not None:
@@ -1297,7 +1297,7 @@ def appendix_g_text(root) -> list[str]:
         lines += ["the untrained-attacker run (`python DR-IS/synthetic.py --attacker-epochs 0 --name attacker-e0`) "
                   "is not in this record."]
     lines += ["The figure therefore tests the attacker, not DR-IS: no claim of the paper is decided on it "
-              "(DR-IS/README.md has the attacker sweep and the variants tried for the uniform-10 % failure).", ""]
+              "(docs/dris-studies.md has the attacker sweep and the variants tried for the uniform-10 % failure).", ""]
     return lines
 
 

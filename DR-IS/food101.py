@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""DR-IS on Food-101 (external validity; DR-IS/README.md): ImageNet backbones as linear-probe
+"""DR-IS on Food-101 (external validity; docs/dris-studies.md): ImageNet backbones as linear-probe
 proxies on cached features, static pruning by their rank disagreement, and a ResNet-50 target
 with only its last block (layer4) and classifier fine-tuned.
 

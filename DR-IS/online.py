@@ -333,7 +333,7 @@ def write_report(run, args, ds, infos, wall):
              "max w drawn = largest weight actually drawn in a minibatch (per-epoch values in results.csv). "
              "RHO methods train on N' = N - holdout examples (the holdout trains their reference model), "
              "so they get N'/N of the data and of the steps per epoch: a RHO-vs-uniform gap mixes the "
-             "sampler with that smaller budget (DR-IS/README.md measures uniform SGD on N' examples).",
+             "sampler with that smaller budget (docs/dris-studies.md measures uniform SGD on N' examples).",
              "mean +- std (ddof 1) over seeds; paired t-test of final acc against uniform across seeds.", ""]
     for kind, rate in args.noise_configs:
         tag = experiment.noise_tag(kind, rate)

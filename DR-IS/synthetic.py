@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""DR-IS synthetic study (paper Appendix G; DR-IS/README.md).
+"""DR-IS synthetic study (paper Appendix G; docs/dris-studies.md).
 
 Uniform SGD, Standard IS, Loss IS and DR-IS with linear proxies on the two-cluster mixture of
 islab.convex (squared hinge + L2), under clean / uniform 10 % / targeted 10 % / targeted 25 %
 labels.  Every chain (noise configurations x seeds x methods) is one vectorised numpy run.
 
-    python DR-IS/synthetic.py            # default study, see DR-IS/README.md
+    python DR-IS/synthetic.py            # default study, see docs/dris-studies.md
     python DR-IS/synthetic.py --quick    # a two-second smoke run
 
 Output: results/DR-IS/synthetic/<run>/ with res.txt (test accuracy and sampling mass on the

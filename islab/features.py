@@ -1,4 +1,4 @@
-"""Frozen-backbone features for the Food-101 external-validity study (DR-IS/README.md).
+"""Frozen-backbone features for the Food-101 external-validity study (docs/dris-studies.md).
 
 The data flow: Food-101 images (one uint8 tensor per split, resized once and cached on disk)
 -> ImageNet backbones (torchvision ResNet-18, MobileNetV3-Small, EfficientNet-B0) in eval mode
