@@ -34,19 +34,14 @@ requeued task skips finished jobs (job files) and resumes the interrupted one fr
 checkpoint (islab/slurm.py).  The tests run the Slurm path through submitit's local executors
 (`--slurm-executor local|debug`) and, with `make test-slurm`, on a one-node Slurm cluster.
 
-Scripts use it as:
+Scripts use it through islab.sweep (DR-IS static / online / diagnostics, DL-noise):
     launch.add_args(parser)                       # the flags above (+ --dry-run, --checkpoint)
     launch.check_args(args)                       # after parsing: bad input exits 2, one line
-    plan = launch.Plan(__file__, argv, path, keys, configs)
-    if args.dry_run: return launch.dry_run(plan, args)
-    run = runs.open_run(path, args, ...)
-    if launch.delegate(plan, args, run): return run.path   # submitted to Slurm: nothing more here
-    role = launch.Role(args)                      # what this process does (stage, selection)
-    role.prepare_pass(run, steps)                 # stage prepare / work
-    ... for each configuration: if role.wants(run, keys): with role.prepared(run, tag): prepare
-    ...     for each job: if role.runs(key): with run.claim(key) ...
-    ... if role.reports: write res.txt / plots
-    launch.finish(args)                           # a failed worker or task: exit 1, one line
+    return sweep.sweep(__file__, args, argv, path, configs, run_job, report)
+sweep() makes the Plan, the dry run, the run folder, delegate(), the Role of this process, the
+prepare pass, the claims, the checkpoints and the report.  The scripts not moved to it yet
+(DL-correlation, ablations, food101, synthetic, Convex-Noise, memorisation) call those pieces
+themselves.
 """
 from __future__ import annotations
 
