@@ -15,6 +15,7 @@ res.txt and plots written under the folder lock, and the exit status of failed w
 from __future__ import annotations
 
 import functools
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,9 @@ def sweep(script, args, argv, path: Path, configs: list[Config], run_job: Callab
         return run.path
     t_start = time.time()
     for c in configs:
-        todo = [k for k in c.keys if role.runs(k) and not run.is_done(k)]
-        finished = sum(run.is_done(k) for k in c.keys)
+        done = [run.is_done(k) for k in c.keys]   # one look at each job record
+        todo = [k for k, d in zip(c.keys, done) if not d and role.runs(k)]
+        finished = sum(done)
         if finished and role.trains:
             run.log(f"[{c.tag}] {finished} finished job{'s' if finished > 1 else ''} skipped (--resume)")
         learnt = c.learns_jobs and role.runs({"config": c.tag}, planned=False)
@@ -133,8 +135,6 @@ def record_facts(run, name: str, tag: str, facts: dict) -> dict:
 
 def read_facts(path) -> dict:
     """A facts file of record_facts ({} when missing or damaged; entries that are not dicts dropped)."""
-    import json
-
     try:
         d = json.loads(Path(path).read_text()) if Path(path).exists() else {}
     except (ValueError, OSError):
